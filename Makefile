@@ -1,0 +1,129 @@
+# enchufe - a small TCP application server in C.
+#
+#   make          build bin/enchufe-server and bin/enchufe-cli
+#   make run      build and start the server in the foreground
+#   make test     build and run every test (also under ASan/UBSan and TSan)
+#
+# Missing build dependencies are installed with apt-get when run as root.
+
+CC      ?= cc
+CSTD    := -std=c11 -D_GNU_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+OPT     ?= -O2 -g
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags jansson) $(CFLAGS)
+LIBS    = $(shell pkg-config --libs jansson) -lpthread -lm
+TESTLIBS = $(shell pkg-config --libs criterion)
+
+ASAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TSAN    := -fsanitize=thread
+
+LIB_SRC := $(filter-out src/server_main.c src/cli_main.c,$(wildcard src/*.c))
+TEST_SRC := $(wildcard test/test_*.c) test/support.c
+STRESS  := stress_queue stress_server
+
+OBJ      := $(LIB_SRC:src/%.c=build/obj/%.o)
+ASAN_OBJ := $(LIB_SRC:src/%.c=build/asan/%.o)
+TSAN_OBJ := $(LIB_SRC:src/%.c=build/tsan/%.o)
+
+SERVER_ARGS ?=
+
+.PHONY: all run test test-unit test-asan test-tsan test-interop deps deps-test clean
+.DELETE_ON_ERROR:
+
+all: bin/enchufe-server bin/enchufe-cli
+
+run: all
+	./bin/enchufe-server $(SERVER_ARGS)
+
+test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
+	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop
+
+test-unit: build/tests all
+	ENCHUFE_BIN=bin ./build/tests --jobs=2
+
+test-asan: build/asan/tests all
+	ENCHUFE_BIN=bin ./build/asan/tests --jobs=2
+
+# Criterion itself aborts under TSan, so these are plain programs that
+# exit non-zero on any failed check or reported race.
+test-tsan: $(STRESS:%=build/tsan/%)
+	@for t in $(STRESS); do echo "== $$t (ThreadSanitizer)"; \
+	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/$$t || exit 1; done
+
+test-interop: all
+	python3 test/interop.py --bin bin
+
+# --- dependencies -----------------------------------------------------------
+
+BUILD_PKGS := libjansson-dev pkg-config
+TEST_PKGS  := libcriterion-dev python3
+
+define apt_install
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "error: missing packages; run as root or: sudo apt-get install -y $(1)" >&2; exit 1; fi
+	@echo "Installing $(1) with apt-get"
+	@apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
+endef
+
+deps:
+	@command -v pkg-config >/dev/null && pkg-config --exists jansson || \
+	  $(MAKE) --no-print-directory _install PKGS="$(BUILD_PKGS)"
+
+deps-test: deps
+	@pkg-config --exists criterion && command -v python3 >/dev/null || \
+	  $(MAKE) --no-print-directory _install PKGS="$(TEST_PKGS)"
+
+.PHONY: _install
+_install:
+	$(call apt_install,$(PKGS))
+
+# --- build ------------------------------------------------------------------
+
+build/obj/%.o: src/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+build/asan/%.o: src/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(ASAN) -MMD -MP -c $< -o $@
+
+build/tsan/%.o: src/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(TSAN) -MMD -MP -c $< -o $@
+
+build/libenchufe.a: $(OBJ)
+	$(AR) rcs $@ $^
+
+bin/enchufe-server: build/obj/server_main.o build/libenchufe.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+
+bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+
+build/obj/test/%.o: test/%.c | deps-test
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) -Itest -MMD -MP -c $< -o $@
+
+build/asan/test/%.o: test/%.c | deps-test
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -MMD -MP -c $< -o $@
+
+build/tsan/test/%.o: test/%.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -MMD -MP -c $< -o $@
+
+build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(OBJ)
+	$(CC) $(CFLAGS_ALL) $^ $(TESTLIBS) $(LIBS) -o $@
+
+build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) $(ASAN_OBJ)
+	$(CC) $(CFLAGS_ALL) $(ASAN) $^ $(TESTLIBS) $(LIBS) -o $@
+
+build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o $(TSAN_OBJ)
+	$(CC) $(CFLAGS_ALL) $(TSAN) $^ $(LIBS) -o $@
+
+clean:
+	rm -rf build bin
+
+-include $(wildcard build/*/*.d build/*/test/*.d)

@@ -1,0 +1,36 @@
+/*
+ * client.h - the client side of the application protocol: send a request,
+ * read one framed response. Used by enchufe-cli and the tests.
+ */
+#ifndef ENCHUFE_CLIENT_H
+#define ENCHUFE_CLIENT_H
+
+#include "buf.h"
+#include "frame.h"
+
+#include <stddef.h>
+
+struct client_response {
+    struct frame_header header;
+    const uint8_t *content; /* points into raw */
+    size_t length;
+    struct buf raw; /* the whole frame as received */
+};
+
+/* Sends one framed request on fd and reads one framed response. Returns
+ * 0, or -1 with a message in err naming what went wrong. */
+int client_exchange(int fd, const char *content_type, const char *content_encoding,
+                    const void *content, size_t length, size_t max_content,
+                    struct client_response *resp, char *err, size_t errlen);
+
+/* Reads one framed response. Returns 0, or -1 with a message in err. */
+int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
+                         size_t errlen);
+
+void client_response_free(struct client_response *resp);
+
+/* The content of a search request, {"action": "search", "value": VALUE},
+ * as the original client writes it. Returns NULL if value is not UTF-8. */
+char *client_search_content(const char *action, const char *value);
+
+#endif

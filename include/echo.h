@@ -1,0 +1,12 @@
+/*
+ * echo.h - serves one echo connection: every byte back until EOF.
+ */
+#ifndef ENCHUFE_ECHO_H
+#define ENCHUFE_ECHO_H
+
+#include "pool.h"
+
+/* A pool_serve_fn; ctx is the server's const struct server_config. */
+void echo_conn_serve(struct pool_conn *conn, void *ctx);
+
+#endif

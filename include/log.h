@@ -1,0 +1,19 @@
+/*
+ * log.h - one-line messages on stderr, each written with a single call so
+ * that lines from different threads never interleave.
+ */
+#ifndef ENCHUFE_LOG_H
+#define ENCHUFE_LOG_H
+
+#include <stdbool.h>
+
+/* 0: start, stop and errors only; 1: per connection (-v); 2: wire trace. */
+void log_set_verbosity(int level);
+int log_verbosity(void);
+
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Only at verbosity 1 and above. */
+void log_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * multiconn.h - the tutorial's multi-connection client: N connections to
+ * an echo server driven from one poll() loop, each sending two messages
+ * and checking that every byte comes back.
+ */
+#ifndef ENCHUFE_MULTICONN_H
+#define ENCHUFE_MULTICONN_H
+
+#define MULTICONN_MAX 1000
+
+/* Prints one line per connection and a summary on stdout. Returns 0 if
+ * every connection got all its bytes back, -1 otherwise. */
+int multiconn_run(const char *host, const char *port, int n, int timeout_ms);
+
+#endif

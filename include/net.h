@@ -1,0 +1,64 @@
+/*
+ * net.h - socket helpers with one contract each.
+ *
+ * Every function that can fail returns -1 and leaves errno set, except the
+ * address-resolving ones (net_listen, net_connect), which also write a
+ * one-line message into a caller-provided buffer because a resolver error
+ * has no errno. The caller decides whether and how to report it.
+ *
+ * All sends use MSG_NOSIGNAL: a peer that vanished yields EPIPE, never a
+ * SIGPIPE that would kill the process.
+ */
+#ifndef ENCHUFE_NET_H
+#define ENCHUFE_NET_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Result of net_read_full: three distinct outcomes, never a short count. */
+enum net_read {
+    NET_READ_OK = 0,   /* all n bytes arrived */
+    NET_READ_EOF = 1,  /* peer closed before sending a single byte */
+    NET_READ_ERR = -1, /* error (errno set; EOF after some bytes is EPIPE) */
+};
+
+/* Binds and listens on host:port (port "0" picks an ephemeral port).
+ * Returns the listening fd or -1 with a message in err. */
+int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen);
+
+/* Connects to host:port, trying every resolved address in turn, each for
+ * at most timeout_ms (0 = the kernel's own timeout). Returns a blocking
+ * fd or -1 with a message in err naming the address and the cause. */
+int net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen);
+
+/* The port a socket is bound to, or -1. */
+int net_local_port(int fd);
+
+/* Formats the local address of fd as "HOST:PORT" ("[HOST]:PORT" for IPv6). */
+int net_local_address(int fd, char *out, size_t outlen);
+
+/* Formats the peer address of fd the same way. */
+int net_peer_address(int fd, char *out, size_t outlen);
+
+/* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds; 0 means wait forever. A
+ * blocking call that times out fails with EAGAIN/EWOULDBLOCK. */
+int net_set_recv_timeout(int fd, int timeout_ms);
+int net_set_send_timeout(int fd, int timeout_ms);
+
+/* Disables Nagle: our messages are written whole with one writev, so
+ * waiting to coalesce them only adds latency. */
+int net_set_nodelay(int fd);
+
+/* recv() that retries EINTR: >0 bytes, 0 on EOF, -1 on error. */
+ssize_t net_recv(int fd, void *buf, size_t len);
+
+/* Reads exactly n bytes (see enum net_read). */
+enum net_read net_read_full(int fd, void *buf, size_t n);
+
+/* Writes all n bytes / all iovecs, retrying EINTR and short writes.
+ * Returns 0 or -1 (errno set). iov is modified. */
+int net_write_full(int fd, const void *buf, size_t n);
+int net_writev_full(int fd, struct iovec *iov, int iovcnt);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * server.h - an enchufe server: listener, acceptor, queue and worker pool.
+ *
+ *   clients --> listener --> acceptor thread --> queue --> N worker threads
+ *
+ * server_start() returns once it is listening; server_stop() drains it.
+ */
+#ifndef ENCHUFE_SERVER_H
+#define ENCHUFE_SERVER_H
+
+#include "acceptor.h"
+#include "pool.h"
+#include "queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
+
+struct server_config {
+    const char *host;
+    const char *port;
+    size_t workers;
+    size_t queue_capacity;
+    enum server_mode mode;
+    size_t max_content;
+    int idle_timeout_ms;  /* between requests */
+    int read_timeout_ms;  /* within a request */
+    int write_timeout_ms; /* a client that stops reading its response */
+    int drain_timeout_ms; /* how long server_stop waits for requests in progress */
+};
+
+void server_config_defaults(struct server_config *cfg);
+
+struct server {
+    struct server_config cfg;
+    int listen_fd;
+    struct queue queue;
+    struct pool pool;
+    struct acceptor acceptor;
+};
+
+/* Starts listening and serving. Returns 0, or -1 with a message in err. */
+int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen);
+
+/* The address actually bound, as "HOST:PORT" (the real port for port 0). */
+int server_address(const struct server *s, char *out, size_t outlen);
+int server_port(const struct server *s);
+
+/* Stops accepting, lets every request in progress finish (at most the
+ * drain timeout, then cuts the rest), and frees everything. Returns true
+ * if every connection finished on its own. */
+bool server_stop(struct server *s);
+
+#endif

@@ -1,0 +1,4 @@
+#ifndef ENCHUFE_VERSION_H
+#define ENCHUFE_VERSION_H
+#define ENCHUFE_VERSION "0.1.0"
+#endif

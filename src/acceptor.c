@@ -1,0 +1,119 @@
+/*
+ * acceptor.c - accept loop: poll, accept4, push to the queue.
+ */
+#include "acceptor.h"
+#include "log.h"
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* How long to pause when out of descriptors or memory, so a full fd table
+ * does not turn the loop into a 100% CPU spin. */
+#define ACCEPT_BACKOFF_MS 100
+
+/* Waits until the listener is readable (true) or a stop is asked (false). */
+static bool wait_listener(struct acceptor *a)
+{
+    struct pollfd p[2] = {{.fd = a->listen_fd, .events = POLLIN},
+                          {.fd = a->wake[0], .events = POLLIN}};
+    int rc;
+    do
+        rc = poll(p, 2, -1);
+    while (rc < 0 && errno == EINTR);
+    return rc > 0 && !p[1].revents;
+}
+
+/* Sleeps for ms unless a stop is asked first; returns false on a stop. */
+static bool back_off(struct acceptor *a, int ms)
+{
+    struct pollfd p = {.fd = a->wake[0], .events = POLLIN};
+    int rc;
+    do
+        rc = poll(&p, 1, ms);
+    while (rc < 0 && errno == EINTR);
+    return rc == 0;
+}
+
+static bool accept_error_is_transient(int err)
+{
+    /* The peer gave up between SYN and accept, or a signal arrived: just
+     * go on. ECONNABORTED and the network errors Linux passes up from the
+     * new socket (see accept(2)) are of this kind. */
+    return err == EINTR || err == EAGAIN || err == ECONNABORTED || err == EPROTO ||
+           err == ENETDOWN || err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET ||
+           err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH;
+}
+
+static void hand_off(struct acceptor *a, int fd)
+{
+    net_set_nodelay(fd);
+    atomic_fetch_add(&a->accepted, 1);
+    if (log_verbosity() >= 1) {
+        char peer[128] = "?";
+        net_peer_address(fd, peer, sizeof peer);
+        log_info("Accepted connection from %s", peer);
+    }
+    if (queue_push(a->queue, fd) < 0) {
+        /* The queue closed under us (shutdown): the socket is still ours. */
+        log_verbose("Closing connection: server is shutting down");
+        close(fd);
+    }
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct acceptor *a = arg;
+    while (wait_listener(a)) {
+        /* The listener is non-blocking: a client that gave up between
+         * poll and accept must not leave us stuck in accept. */
+        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            hand_off(a, fd);
+        } else if (!accept_error_is_transient(errno)) {
+            log_error("accept: %s%s", strerror(errno),
+                      errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "");
+            if (!back_off(a, ACCEPT_BACKOFF_MS))
+                break;
+        }
+    }
+    return NULL;
+}
+
+int acceptor_start(struct acceptor *a, int listen_fd, struct queue *q)
+{
+    a->listen_fd = listen_fd;
+    a->queue = q;
+    atomic_init(&a->accepted, 0);
+    if (pipe2(a->wake, O_CLOEXEC) < 0)
+        return -1;
+    int flags = fcntl(listen_fd, F_GETFL);
+    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        goto fail;
+    int rc = pthread_create(&a->thread, NULL, acceptor_main, a);
+    if (rc) {
+        errno = rc;
+        goto fail;
+    }
+    return 0;
+fail:;
+    int saved = errno;
+    close(a->wake[0]);
+    close(a->wake[1]);
+    errno = saved;
+    return -1;
+}
+
+void acceptor_stop(struct acceptor *a)
+{
+    char byte = 1;
+    while (write(a->wake[1], &byte, 1) < 0 && errno == EINTR)
+        ;
+    pthread_join(a->thread, NULL);
+    close(a->wake[0]);
+    close(a->wake[1]);
+}

@@ -1,0 +1,172 @@
+/*
+ * app.c - what the application server answers (docs/protocol.md).
+ *
+ * text/json requests are {"action": ..., "value": ...}; the only action is
+ * "search". Anything that is not text/json is binary and is answered with
+ * its first ten bytes. A request that frames correctly but makes no sense
+ * gets an error answer; the connection stays usable because the framing is
+ * intact (the connection code closes it only for framing errors).
+ */
+#include "app.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct search_entry {
+    const char *query;
+    const char *answer;
+    const char *content; /* the whole response content, ready to send */
+};
+
+/* Answers and their response contents, byte for byte as the original
+ * server writes them (json.dumps with ensure_ascii=False). */
+static const struct search_entry search_table[] = {
+    {"morpheus", "Follow the white rabbit. \xf0\x9f\x90\xb0",
+     "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}"},
+    {"ring", "In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d",
+     "{\"result\": \"In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d\"}"},
+    {"\xf0\x9f\x90\xb6", "\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90",
+     "{\"result\": \"\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\"}"},
+};
+
+static const struct search_entry *search_lookup(const char *query)
+{
+    for (size_t i = 0; i < sizeof search_table / sizeof search_table[0]; i++)
+        if (strcmp(search_table[i].query, query) == 0)
+            return &search_table[i];
+    return NULL;
+}
+
+const char *app_search(const char *query)
+{
+    const struct search_entry *e = search_lookup(query);
+    return e ? e->answer : NULL;
+}
+
+static void response_init(struct app_response *resp, const char *ctype, const char *cenc)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->content_type = ctype;
+    resp->content_encoding = cenc;
+}
+
+/* Serialises obj as the response content; takes the reference to obj. */
+static int set_json_content(struct app_response *resp, json_t *obj)
+{
+    if (!obj)
+        return -1;
+    /* Without JSON_COMPACT jansson writes ", " and ": " like Python's
+     * json.dumps, and without JSON_ENSURE_ASCII it keeps raw UTF-8. */
+    resp->owned = json_dumps(obj, 0);
+    json_decref(obj);
+    if (!resp->owned)
+        return -1;
+    resp->content = resp->owned;
+    resp->length = strlen(resp->owned);
+    return 0;
+}
+
+static int set_result(struct app_response *resp, const char *fmt, const char *arg)
+{
+    size_t need = strlen(fmt) + strlen(arg);
+    char *text = malloc(need);
+    if (!text)
+        return -1;
+    snprintf(text, need, fmt, arg);
+    int rc = set_json_content(resp, json_pack("{s:s}", "result", text));
+    free(text);
+    return rc;
+}
+
+/* Keeps messages valid UTF-8 whatever bytes a parser error quoted. */
+static void make_printable(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            *s = '?';
+}
+
+int app_error_response(const char *code, const char *message, struct app_response *resp)
+{
+    response_init(resp, APP_TEXT_JSON, APP_UTF8);
+    char text[512];
+    snprintf(text, sizeof text, "Error: %s.", message);
+    make_printable(text);
+    resp->error = code;
+    return set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", code));
+}
+
+static int answer_search(json_t *value, struct app_response *resp)
+{
+    const char *query = json_string_value(value);
+    if (!query)
+        return app_error_response("bad-request", "search 'value' must be a string", resp);
+    const struct search_entry *e = search_lookup(query);
+    if (e) {
+        resp->content = e->content;
+        resp->length = strlen(e->content);
+        return 0;
+    }
+    return set_result(resp, "No match for '%s'.", query);
+}
+
+static bool is_utf8_name(const char *enc)
+{
+    return strcasecmp(enc, "utf-8") == 0 || strcasecmp(enc, "utf8") == 0;
+}
+
+static int answer_json(const struct frame *req, struct app_response *resp)
+{
+    response_init(resp, APP_TEXT_JSON, APP_UTF8);
+    if (!is_utf8_name(req->header.content_encoding))
+        return app_error_response("bad-request",
+                                  "text/json content-encoding must be utf-8", resp);
+    json_error_t e;
+    json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
+                                 JSON_DECODE_ANY, &e);
+    if (!req_obj) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
+        return app_error_response("bad-content", msg, resp);
+    }
+    int rc;
+    const char *action = json_string_value(json_object_get(req_obj, "action"));
+    if (!json_is_object(req_obj))
+        rc = app_error_response("bad-request", "request content must be a JSON object", resp);
+    else if (!action)
+        rc = app_error_response("bad-request", "request 'action' must be a string", resp);
+    else if (strcmp(action, "search") == 0)
+        rc = answer_search(json_object_get(req_obj, "value"), resp);
+    else
+        rc = set_result(resp, "Error: invalid action '%s'.", action);
+    json_decref(req_obj);
+    return rc;
+}
+
+static int answer_binary(const struct frame *req, struct app_response *resp)
+{
+    response_init(resp, APP_SERVER_BINARY_TYPE, APP_BINARY);
+    size_t prefix = strlen(APP_BINARY_PREFIX);
+    size_t n = req->header.content_length < 10 ? req->header.content_length : 10;
+    memcpy(resp->inline_buf, APP_BINARY_PREFIX, prefix);
+    memcpy(resp->inline_buf + prefix, req->content, n);
+    resp->content = resp->inline_buf;
+    resp->length = prefix + n;
+    return 0;
+}
+
+int app_handle_request(const struct frame *req, struct app_response *resp)
+{
+    if (strcmp(req->header.content_type, APP_TEXT_JSON) == 0)
+        return answer_json(req, resp);
+    return answer_binary(req, resp);
+}
+
+void app_response_free(struct app_response *resp)
+{
+    free(resp->owned);
+    resp->owned = NULL;
+}

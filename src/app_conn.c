@@ -1,0 +1,161 @@
+/*
+ * app_conn.c - the worker's side of one application connection.
+ *
+ * Bytes flow one way: socket -> buffer -> frame decoder -> app handler ->
+ * frame encoder -> socket. The buffer holds the bytes of the current frame
+ * and anything the client pipelined after it; it only grows to what the
+ * decoder says the frame needs, which the decoder has already checked
+ * against --max-content, so a hostile length never commits memory.
+ */
+#include "app_conn.h"
+#include "app.h"
+#include "buf.h"
+#include "frame.h"
+#include "log.h"
+#include "net.h"
+#include "server.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* After an error answer, how much of what the client still sends we read
+ * and drop, and for how long, so that closing does not reset the
+ * connection before the client has read the answer. */
+#define LINGER_BYTES (256 * 1024)
+#define LINGER_MS 1000
+
+struct app_conn {
+    struct pool_conn *pool_conn;
+    const struct server_config *cfg;
+    int fd;
+    int recv_timeout_ms; /* the SO_RCVTIMEO now set, to skip needless calls */
+    struct frame_decoder decoder;
+    struct buf in;
+    char peer[128];
+};
+
+static void set_recv_timeout(struct app_conn *c, int ms)
+{
+    if (c->recv_timeout_ms != ms && net_set_recv_timeout(c->fd, ms) == 0)
+        c->recv_timeout_ms = ms;
+}
+
+static void log_read_failure(struct app_conn *c, ssize_t n, bool idle)
+{
+    if (n == 0 && !idle)
+        log_verbose("%s closed the connection in the middle of a request", c->peer);
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        log_verbose("%s: %s timeout", c->peer, idle ? "idle" : "read");
+    else if (n < 0)
+        log_verbose("%s: recv: %s", c->peer, strerror(errno));
+}
+
+/* Reads whatever has arrived; false when the connection is over. */
+static bool read_more(struct app_conn *c)
+{
+    bool idle = c->in.len == 0;
+    if (idle && !pool_conn_wait(c->pool_conn))
+        return false;
+    set_recv_timeout(c, idle ? c->cfg->idle_timeout_ms : c->cfg->read_timeout_ms);
+    if (!buf_reserve(&c->in, frame_decoder_wanted(&c->decoder))) {
+        log_error("%s: out of memory for a %zu-byte request", c->peer,
+                  frame_decoder_wanted(&c->decoder));
+        return false;
+    }
+    ssize_t n = net_recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
+    if (idle)
+        pool_conn_busy(c->pool_conn);
+    if (n <= 0) {
+        log_read_failure(c, n, idle);
+        return false;
+    }
+    c->in.len += (size_t)n;
+    return true;
+}
+
+static bool send_response(struct app_conn *c, const struct app_response *resp)
+{
+    if (frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
+                   resp->length) == 0)
+        return true;
+    log_verbose("%s: send: %s", c->peer, strerror(errno));
+    return false;
+}
+
+/* Half-closes, then reads and drops what the client is still sending for
+ * a short while: closing with unread data would send a reset, and the
+ * client's kernel could discard our error answer before it is read. */
+static void linger_close(struct app_conn *c)
+{
+    char sink[4096];
+    size_t dropped = 0;
+    shutdown(c->fd, SHUT_WR);
+    set_recv_timeout(c, LINGER_MS);
+    while (dropped < LINGER_BYTES) {
+        ssize_t n = net_recv(c->fd, sink, sizeof sink);
+        if (n <= 0)
+            break;
+        dropped += (size_t)n;
+    }
+}
+
+/* Framing can no longer be trusted: say why, then close. */
+static void answer_frame_error(struct app_conn *c, enum frame_status st)
+{
+    struct app_response resp;
+    log_verbose("%s: %s: %s", c->peer, frame_status_code(st), c->decoder.error);
+    if (app_error_response(frame_status_code(st), c->decoder.error, &resp) == 0 &&
+        send_response(c, &resp))
+        linger_close(c);
+    app_response_free(&resp);
+}
+
+static bool answer_request(struct app_conn *c, const struct frame *req)
+{
+    struct app_response resp;
+    log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
+                req->header.content_length);
+    if (app_handle_request(req, &resp) < 0) {
+        log_error("%s: out of memory answering a request", c->peer);
+        app_response_free(&resp);
+        return false;
+    }
+    bool sent = send_response(c, &resp);
+    if (sent)
+        log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, resp.content_type,
+                    resp.length, resp.error ? ", error " : "", resp.error ? resp.error : "");
+    app_response_free(&resp);
+    return sent;
+}
+
+/* Reads, answers and consumes one request; false when the connection is over. */
+static bool serve_next(struct app_conn *c)
+{
+    struct frame req;
+    enum frame_status st;
+    while ((st = frame_decode(&c->decoder, c->in.data, c->in.len, &req)) == FRAME_NEED_MORE)
+        if (!read_more(c))
+            return false;
+    if (st != FRAME_COMPLETE) {
+        answer_frame_error(c, st);
+        return false;
+    }
+    bool ok = answer_request(c, &req);
+    buf_consume(&c->in, req.size);
+    return ok;
+}
+
+void app_conn_serve(struct pool_conn *conn, void *ctx)
+{
+    struct app_conn c = {.pool_conn = conn, .cfg = ctx, .fd = pool_conn_fd(conn)};
+    frame_decoder_init(&c.decoder, c.cfg->max_content);
+    net_set_send_timeout(c.fd, c.cfg->write_timeout_ms);
+    if (net_peer_address(c.fd, c.peer, sizeof c.peer) < 0)
+        strcpy(c.peer, "?");
+    while (serve_next(&c))
+        ;
+    log_verbose("Closing connection to %s", c.peer);
+    buf_free(&c.in);
+}

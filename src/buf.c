@@ -1,0 +1,43 @@
+/*
+ * buf.c - growable receive buffer (see buf.h).
+ */
+#include "buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BUF_MIN 16384
+/* A buffer grown for one large frame is freed once it is empty, so an idle
+ * connection never holds more than this. */
+#define BUF_KEEP_MAX (64 * 1024)
+
+bool buf_reserve(struct buf *b, size_t want)
+{
+    if (want < BUF_MIN)
+        want = BUF_MIN;
+    if (b->cap >= want)
+        return true;
+    uint8_t *p = realloc(b->data, want);
+    if (!p)
+        return false;
+    b->data = p;
+    b->cap = want;
+    return true;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    b->len -= n;
+    if (b->len > 0)
+        memmove(b->data, b->data + n, b->len);
+    else if (b->cap > BUF_KEEP_MAX)
+        buf_free(b);
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}

@@ -1,0 +1,282 @@
+/*
+ * cli_main.c - enchufe-cli: the client side of the tutorial's three
+ * programs (app client, echo client, multi-connection client).
+ */
+#include "app.h"
+#include "client.h"
+#include "log.h"
+#include "multiconn.h"
+#include "net.h"
+#include "options.h"
+#include "version.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+struct cli {
+    const char *host;
+    const char *port;
+    int timeout_ms;
+    size_t max_content;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: enchufe-cli [OPTION]... COMMAND ARGS\n"
+            "Talk to an enchufe server (or the tutorial's original one).\n"
+            "\n"
+            "Commands:\n"
+            "  search VALUE     text/json search request; prints 'Got result: ...'\n"
+            "  ACTION VALUE     any other action: binary request of ACTION then VALUE;\n"
+            "                   prints 'Got response: b'...''\n"
+            "  echo TEXT        send TEXT to an echo server and print what came back\n"
+            "  multiconn N      open N connections to an echo server, each sending the\n"
+            "                   tutorial's two messages; check every byte came back\n"
+            "\n"
+            "Options:\n"
+            "  --host HOST      server address or name (default 127.0.0.1)\n"
+            "  --port PORT      server port (default 65432)\n"
+            "  --timeout SEC    give up on connect or response after SEC (default 10)\n"
+            "  -v, --verbose    say what is sent and received\n"
+            "  -h, --help       show this help and exit\n"
+            "  -V, --version    show the version and exit\n"
+            "\n"
+            "Exit status: 0 on success, 1 if the exchange failed (connection refused,\n"
+            "timeout, bad or error response, lost bytes), 2 for a usage error.\n");
+}
+
+/* Prints bytes the way Python's repr() prints a bytes object, as the
+ * tutorial's clients do: b'...' with escapes for anything unprintable. */
+static void print_bytes_repr(FILE *out, const uint8_t *p, size_t n)
+{
+    char quote = memchr(p, '\'', n) && !memchr(p, '"', n) ? '"' : '\'';
+    fprintf(out, "b%c", quote);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (c == quote || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c == '\t')
+            fputs("\\t", out);
+        else if (c == '\n')
+            fputs("\\n", out);
+        else if (c == '\r')
+            fputs("\\r", out);
+        else if (c < 0x20 || c >= 0x7f)
+            fprintf(out, "\\x%02x", c);
+        else
+            fputc(c, out);
+    }
+    fputc(quote, out);
+}
+
+static int connect_or_report(const struct cli *cli)
+{
+    char err[1024];
+    log_verbose("Starting connection to %s:%s", cli->host, cli->port);
+    int fd = net_connect(cli->host, cli->port, cli->timeout_ms, err, sizeof err);
+    if (fd < 0) {
+        fprintf(stderr, "enchufe-cli: %s\n", err);
+        return -1;
+    }
+    net_set_recv_timeout(fd, cli->timeout_ms);
+    net_set_send_timeout(fd, cli->timeout_ms);
+    return fd;
+}
+
+/* Prints a text/json response as the original client does. */
+static int print_json_result(const struct client_response *resp)
+{
+    json_error_t e;
+    json_t *obj = json_loadb((const char *)resp->content, resp->length, 0, &e);
+    const char *result = json_string_value(json_object_get(obj, "result"));
+    const char *error = json_string_value(json_object_get(obj, "error"));
+    int rc = EXIT_SUCCESS;
+    if (!result) {
+        fprintf(stderr, "enchufe-cli: bad response: content has no string 'result'\n");
+        rc = EXIT_FAILURE;
+    } else {
+        printf("Got result: %s\n", result);
+        if (error) {
+            fprintf(stderr, "enchufe-cli: the server answered with error '%s'\n", error);
+            rc = EXIT_FAILURE;
+        }
+    }
+    json_decref(obj);
+    return rc;
+}
+
+static int print_response(const struct client_response *resp)
+{
+    if (strcmp(resp->header.content_type, APP_TEXT_JSON) == 0)
+        return print_json_result(resp);
+    printf("Got response: ");
+    print_bytes_repr(stdout, resp->content, resp->length);
+    printf("\n");
+    return EXIT_SUCCESS;
+}
+
+/* One request, one response, like the tutorial's app client. */
+static int run_request(const struct cli *cli, const char *action, const char *value)
+{
+    bool search = strcmp(action, "search") == 0;
+    char *content = NULL;
+    size_t length;
+    if (search) {
+        content = client_search_content(action, value);
+        if (!content) {
+            fprintf(stderr, "enchufe-cli: the search value is not valid UTF-8\n");
+            return EXIT_USAGE;
+        }
+        length = strlen(content);
+    } else {
+        /* The original client sends the action's bytes then the value's. */
+        length = strlen(action) + strlen(value);
+        content = malloc(length + 1);
+        if (!content)
+            return EXIT_FAILURE;
+        snprintf(content, length + 1, "%s%s", action, value);
+    }
+    int fd = connect_or_report(cli);
+    if (fd < 0) {
+        free(content);
+        return EXIT_FAILURE;
+    }
+    struct client_response resp;
+    char err[512];
+    log_verbose("Sending %zu bytes of %s", length, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE);
+    int rc = client_exchange(fd, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE,
+                             search ? APP_UTF8 : APP_BINARY, content, length, cli->max_content,
+                             &resp, err, sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "enchufe-cli: %s\n", err);
+        rc = EXIT_FAILURE;
+    } else {
+        rc = print_response(&resp);
+    }
+    log_verbose("Closing connection to %s:%s", cli->host, cli->port);
+    client_response_free(&resp);
+    free(content);
+    close(fd);
+    return rc;
+}
+
+/* The tutorial's echo client: send, read the same number of bytes back. */
+static int run_echo(const struct cli *cli, const char *text)
+{
+    size_t n = strlen(text);
+    uint8_t *back = malloc(n + 1);
+    int fd = back ? connect_or_report(cli) : -1;
+    if (fd < 0) {
+        free(back);
+        return EXIT_FAILURE;
+    }
+    int rc = EXIT_FAILURE;
+    if (net_write_full(fd, text, n) < 0) {
+        fprintf(stderr, "enchufe-cli: sending: %s\n", strerror(errno));
+    } else {
+        enum net_read r = net_read_full(fd, back, n);
+        if (r == NET_READ_OK) {
+            printf("Received ");
+            print_bytes_repr(stdout, back, n);
+            printf("\n");
+            rc = EXIT_SUCCESS;
+        } else if (r == NET_READ_EOF || errno == EPIPE) {
+            fprintf(stderr, "enchufe-cli: the server closed the connection before echoing "
+                            "everything (is it in echo mode?)\n");
+        } else {
+            fprintf(stderr, "enchufe-cli: reading the echo: %s\n",
+                    errno == EAGAIN ? "timed out" : strerror(errno));
+        }
+    }
+    close(fd);
+    free(back);
+    return rc;
+}
+
+static int run_multiconn(const struct cli *cli, const char *count)
+{
+    long n;
+    if (!parse_long(count, 1, MULTICONN_MAX, &n)) {
+        fprintf(stderr, "enchufe-cli: multiconn needs a connection count from 1 to %d\n",
+                MULTICONN_MAX);
+        return EXIT_USAGE;
+    }
+    return multiconn_run(cli->host, cli->port, (int)n, cli->timeout_ms) == 0 ? EXIT_SUCCESS
+                                                                              : EXIT_FAILURE;
+}
+
+enum { OPT_HOST = 256, OPT_PORT, OPT_TIMEOUT };
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Returns -1 to go on, or the exit status to leave with. */
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+    int opt, verbosity = 0;
+    long port;
+    /* "+": stop at the command, so a VALUE like "-x" is not an option. */
+    while ((opt = getopt_long(argc, argv, "+vhV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_HOST: cli->host = optarg; break;
+        case OPT_PORT:
+            cli->port = optarg;
+            if (!parse_long(optarg, 1, 65535, &port)) {
+                fprintf(stderr, "enchufe-cli: invalid --port '%s': expected 1 to 65535\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case OPT_TIMEOUT:
+            if (!parse_seconds_ms(optarg, 86400, &cli->timeout_ms)) {
+                fprintf(stderr, "enchufe-cli: invalid --timeout '%s': expected seconds\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'v': verbosity++; break;
+        case 'h': usage(stdout); return EXIT_SUCCESS;
+        case 'V': printf("enchufe-cli %s\n", ENCHUFE_VERSION); return EXIT_SUCCESS;
+        default:
+            fprintf(stderr, "Try 'enchufe-cli --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    log_set_verbosity(verbosity);
+    if (argc - optind != 2) {
+        fprintf(stderr, "enchufe-cli: expected a command and one argument, e.g. 'search ring'\n"
+                        "Try 'enchufe-cli --help' for more information.\n");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli = {.host = "127.0.0.1", .port = "65432", .timeout_ms = 10000,
+                      .max_content = FRAME_DEFAULT_MAX_CONTENT};
+    int rc = parse_args(argc, argv, &cli);
+    if (rc >= 0)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    const char *command = argv[optind], *arg = argv[optind + 1];
+    if (strcmp(command, "echo") == 0)
+        return run_echo(&cli, arg);
+    if (strcmp(command, "multiconn") == 0)
+        return run_multiconn(&cli, arg);
+    return run_request(&cli, command, arg);
+}

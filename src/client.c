@@ -1,0 +1,83 @@
+/*
+ * client.c - request/response exchange for clients.
+ *
+ * Works the same against our server (which keeps the connection open) and
+ * the original one (which closes after its answer): we read exactly one
+ * frame and never wait for end of stream.
+ */
+#include "client.h"
+#include "net.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
+                         size_t errlen)
+{
+    struct frame_decoder dec;
+    struct frame f;
+    enum frame_status st;
+    memset(resp, 0, sizeof *resp);
+    frame_decoder_init(&dec, max_content);
+    while ((st = frame_decode(&dec, resp->raw.data, resp->raw.len, &f)) == FRAME_NEED_MORE) {
+        if (!buf_reserve(&resp->raw, frame_decoder_wanted(&dec))) {
+            snprintf(err, errlen, "out of memory for a %zu-byte response",
+                     frame_decoder_wanted(&dec));
+            return -1;
+        }
+        /* Read no further than this frame: the rest is not ours. */
+        size_t want = frame_decoder_wanted(&dec) - resp->raw.len;
+        ssize_t n = net_recv(fd, resp->raw.data + resp->raw.len, want);
+        if (n > 0) {
+            resp->raw.len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            snprintf(err, errlen, "the server closed the connection %s",
+                     resp->raw.len ? "in the middle of its response" : "without answering");
+        else if (errno == EAGAIN || errno == EWOULDBLOCK)
+            snprintf(err, errlen, "timed out waiting for the response");
+        else
+            snprintf(err, errlen, "reading the response: %s", strerror(errno));
+        return -1;
+    }
+    if (st != FRAME_COMPLETE) {
+        snprintf(err, errlen, "bad response (%s): %s", frame_status_code(st), dec.error);
+        return -1;
+    }
+    resp->header = f.header;
+    resp->content = f.content;
+    resp->length = f.header.content_length;
+    return 0;
+}
+
+int client_exchange(int fd, const char *content_type, const char *content_encoding,
+                    const void *content, size_t length, size_t max_content,
+                    struct client_response *resp, char *err, size_t errlen)
+{
+    memset(resp, 0, sizeof *resp);
+    if (frame_send(fd, content_type, content_encoding, content, length) < 0) {
+        snprintf(err, errlen, "sending the request: %s%s", strerror(errno),
+                 errno == EPIPE || errno == ECONNRESET ? " (the server closed the connection)"
+                                                       : "");
+        return -1;
+    }
+    return client_read_response(fd, max_content, resp, err, errlen);
+}
+
+void client_response_free(struct client_response *resp)
+{
+    buf_free(&resp->raw);
+}
+
+char *client_search_content(const char *action, const char *value)
+{
+    json_t *req = json_pack("{s:s, s:s}", "action", action, "value", value);
+    if (!req)
+        return NULL;
+    char *text = json_dumps(req, 0);
+    json_decref(req);
+    return text;
+}

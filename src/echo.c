@@ -1,0 +1,40 @@
+/*
+ * echo.c - the tutorial's first server: send back what arrives.
+ *
+ * An echo stream has no request boundaries, so each recv is a "request"
+ * for the pool's shutdown rules: bytes that already arrived are echoed,
+ * then the connection closes.
+ */
+#include "echo.h"
+#include "log.h"
+#include "net.h"
+#include "server.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define ECHO_CHUNK 16384
+
+void echo_conn_serve(struct pool_conn *conn, void *ctx)
+{
+    const struct server_config *cfg = ctx;
+    int fd = pool_conn_fd(conn);
+    char buf[ECHO_CHUNK];
+    net_set_recv_timeout(fd, cfg->idle_timeout_ms);
+    net_set_send_timeout(fd, cfg->write_timeout_ms);
+    while (pool_conn_wait(conn)) {
+        ssize_t n = net_recv(fd, buf, sizeof buf);
+        pool_conn_busy(conn);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            log_verbose("echo connection: %s",
+                        errno == EAGAIN ? "idle timeout" : strerror(errno));
+            break;
+        }
+        if (net_write_full(fd, buf, (size_t)n) < 0) {
+            log_verbose("echo connection: send: %s", strerror(errno));
+            break;
+        }
+    }
+}

@@ -1,0 +1,249 @@
+/*
+ * frame.c - the frame codec: incremental decoder and whole-message encoder.
+ *
+ * The JSON header is parsed with jansson, which also rejects invalid UTF-8,
+ * NUL characters and absurd nesting; we only decide what the parsed value
+ * means. The decoder keeps the parsed header between calls, so a large
+ * content arriving in many pieces costs one JSON parse, not one per piece.
+ */
+#include "frame.h"
+#include "net.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *native_byteorder(void)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return "big";
+#else
+    return "little";
+#endif
+}
+
+void frame_decoder_init(struct frame_decoder *d, size_t max_content)
+{
+    memset(d, 0, sizeof *d);
+    d->max_content = max_content;
+}
+
+static void decoder_reset(struct frame_decoder *d)
+{
+    d->header_len = 0;
+    d->have_header = false;
+    d->error[0] = '\0';
+}
+
+static enum frame_status fail(struct frame_decoder *d, enum frame_status st, const char *fmt,
+                              const char *arg)
+{
+    snprintf(d->error, sizeof d->error, fmt, arg);
+    return st;
+}
+
+static enum frame_status classify_json_error(struct frame_decoder *d, const json_error_t *e)
+{
+    switch (json_error_code(e)) {
+    case json_error_invalid_utf8:
+        return fail(d, FRAME_ERR_HEADER_UTF8, "header is not valid UTF-8 (%.160s)", e->text);
+    case json_error_duplicate_key:
+        return fail(d, FRAME_ERR_HEADER_KEY, "header repeats a key (%.160s)", e->text);
+    default:
+        snprintf(d->error, sizeof d->error, "header is not valid JSON (%.160s at byte %d)", e->text,
+                 e->position);
+        return FRAME_ERR_HEADER_JSON;
+    }
+}
+
+/* Copies the string at key into dst; the key must exist and be a string. */
+static enum frame_status take_string(struct frame_decoder *d, json_t *obj, const char *key,
+                                     char *dst, size_t cap)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return fail(d, FRAME_ERR_HEADER_KEY, "header is missing '%s'", key);
+    if (!json_is_string(v))
+        return fail(d, FRAME_ERR_HEADER_KEY, "header '%s' must be a string", key);
+    if (json_string_length(v) >= cap)
+        return fail(d, FRAME_ERR_HEADER_KEY, "header '%s' is too long", key);
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return FRAME_COMPLETE;
+}
+
+static enum frame_status take_byteorder(struct frame_decoder *d, json_t *obj)
+{
+    json_t *v = json_object_get(obj, "byteorder");
+    if (!v)
+        return fail(d, FRAME_ERR_HEADER_KEY, "header is missing '%s'", "byteorder");
+    const char *order = json_string_value(v); /* NULL unless a string */
+    if (order && strcmp(order, "little") == 0)
+        d->header.byteorder = FRAME_LITTLE;
+    else if (order && strcmp(order, "big") == 0)
+        d->header.byteorder = FRAME_BIG;
+    else
+        return fail(d, FRAME_ERR_HEADER_KEY, "header '%s' must be \"little\" or \"big\"",
+                    "byteorder");
+    return FRAME_COMPLETE;
+}
+
+static enum frame_status take_content_length(struct frame_decoder *d, json_t *obj)
+{
+    json_t *v = json_object_get(obj, "content-length");
+    if (!v)
+        return fail(d, FRAME_ERR_HEADER_KEY, "header is missing '%s'", "content-length");
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return fail(d, FRAME_ERR_HEADER_KEY, "header '%s' must be a non-negative integer",
+                    "content-length");
+    json_int_t n = json_integer_value(v);
+    if ((unsigned long long)n > d->max_content) {
+        snprintf(d->error, sizeof d->error, "content-length %lld exceeds the limit of %zu bytes",
+                 (long long)n, d->max_content);
+        return FRAME_ERR_TOO_LARGE;
+    }
+    d->header.content_length = (size_t)n;
+    return FRAME_COMPLETE;
+}
+
+static enum frame_status parse_header(struct frame_decoder *d, const uint8_t *json, size_t len)
+{
+    json_error_t e;
+    /* JSON_DECODE_ANY so that valid JSON which is not an object is told
+     * apart from bytes that are not JSON at all. */
+    json_t *obj = json_loadb((const char *)json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+    if (!obj)
+        return classify_json_error(d, &e);
+    enum frame_status st = FRAME_COMPLETE;
+    if (!json_is_object(obj))
+        st = fail(d, FRAME_ERR_HEADER_NOT_OBJECT, "header is %s", "JSON but not an object");
+    if (st == FRAME_COMPLETE)
+        st = take_byteorder(d, obj);
+    if (st == FRAME_COMPLETE)
+        st = take_string(d, obj, "content-type", d->header.content_type,
+                         sizeof d->header.content_type);
+    if (st == FRAME_COMPLETE)
+        st = take_string(d, obj, "content-encoding", d->header.content_encoding,
+                         sizeof d->header.content_encoding);
+    if (st == FRAME_COMPLETE)
+        st = take_content_length(d, obj);
+    json_decref(obj);
+    return st;
+}
+
+enum frame_status frame_decode(struct frame_decoder *d, const uint8_t *buf, size_t len,
+                               struct frame *out)
+{
+    if (d->header_len == 0) {
+        if (len < FRAME_PROTO_HEADER_LEN)
+            return FRAME_NEED_MORE;
+        size_t hlen = ((size_t)buf[0] << 8) | buf[1];
+        if (hlen < 2) /* "{}" is the shortest JSON object */
+            return fail(d, FRAME_ERR_PROTO_HEADER, "proto-header gives a header length of %s",
+                        hlen == 0 ? "0" : "1");
+        d->header_len = hlen;
+    }
+    if (!d->have_header) {
+        if (len < FRAME_PROTO_HEADER_LEN + d->header_len)
+            return FRAME_NEED_MORE;
+        enum frame_status st = parse_header(d, buf + FRAME_PROTO_HEADER_LEN, d->header_len);
+        if (st != FRAME_COMPLETE)
+            return st;
+        d->have_header = true;
+    }
+    size_t total = frame_decoder_wanted(d);
+    if (len < total)
+        return FRAME_NEED_MORE;
+    out->header = d->header;
+    out->content = buf + FRAME_PROTO_HEADER_LEN + d->header_len;
+    out->size = total;
+    decoder_reset(d);
+    return FRAME_COMPLETE;
+}
+
+size_t frame_decoder_wanted(const struct frame_decoder *d)
+{
+    if (d->header_len == 0)
+        return FRAME_PROTO_HEADER_LEN;
+    if (!d->have_header)
+        return FRAME_PROTO_HEADER_LEN + d->header_len;
+    return FRAME_PROTO_HEADER_LEN + d->header_len + d->header.content_length;
+}
+
+const char *frame_status_code(enum frame_status st)
+{
+    switch (st) {
+    case FRAME_COMPLETE: return "ok";
+    case FRAME_NEED_MORE: return "need-more";
+    case FRAME_ERR_PROTO_HEADER: return "bad-proto-header";
+    case FRAME_ERR_HEADER_JSON: return "bad-json";
+    case FRAME_ERR_HEADER_UTF8: return "bad-utf8";
+    case FRAME_ERR_HEADER_NOT_OBJECT:
+    case FRAME_ERR_HEADER_KEY: return "bad-header";
+    case FRAME_ERR_TOO_LARGE: return "too-large";
+    }
+    return "unknown";
+}
+
+/* True if s can be written inside JSON quotes as it is: printable ASCII
+ * with no quote or backslash. Every header we send ourselves is. */
+static bool json_plain(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
+/* The general path, for strings that need JSON escaping. */
+static int encode_with_jansson(char *out, size_t cap, const char *ctype, const char *cenc,
+                               size_t length)
+{
+    json_t *h = json_pack("{s:s, s:s, s:s, s:I}", "byteorder", native_byteorder(),
+                          "content-type", ctype, "content-encoding", cenc, "content-length",
+                          (json_int_t)length);
+    if (!h)
+        return -1;
+    /* jansson keeps insertion order and, without JSON_COMPACT, writes the
+     * ", " and ": " separators the original implementation uses. */
+    size_t n = json_dumpb(h, out, cap, 0);
+    json_decref(h);
+    return n == 0 || n > cap ? -1 : (int)n;
+}
+
+int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *content_type,
+                        const char *content_encoding, size_t content_length)
+{
+    if (strlen(content_type) > FRAME_MAX_CONTENT_TYPE ||
+        strlen(content_encoding) > FRAME_MAX_CONTENT_ENCODING)
+        return -1;
+    char *json = (char *)out + FRAME_PROTO_HEADER_LEN;
+    size_t cap = FRAME_ENCODED_HEADER_MAX - FRAME_PROTO_HEADER_LEN;
+    int n;
+    if (json_plain(content_type) && json_plain(content_encoding))
+        n = snprintf(json, cap,
+                     "{\"byteorder\": \"%s\", \"content-type\": \"%s\", "
+                     "\"content-encoding\": \"%s\", \"content-length\": %zu}",
+                     native_byteorder(), content_type, content_encoding, content_length);
+    else
+        n = encode_with_jansson(json, cap, content_type, content_encoding, content_length);
+    if (n < 0 || (size_t)n >= cap)
+        return -1;
+    out[0] = (uint8_t)(n >> 8);
+    out[1] = (uint8_t)n;
+    return n + FRAME_PROTO_HEADER_LEN;
+}
+
+int frame_send(int fd, const char *content_type, const char *content_encoding,
+               const void *content, size_t length)
+{
+    uint8_t head[FRAME_ENCODED_HEADER_MAX];
+    int n = frame_encode_header(head, content_type, content_encoding, length);
+    if (n < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)n},
+                           {.iov_base = (void *)content, .iov_len = length}};
+    return net_writev_full(fd, iov, 2);
+}

@@ -1,0 +1,293 @@
+/*
+ * net.c - socket helpers: resolve, listen, connect, and whole-buffer I/O.
+ *
+ * Address families are handled here once, through getaddrinfo with
+ * AF_UNSPEC, so no caller ever sees a sockaddr_in.
+ */
+#include "net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Formats a sockaddr as HOST:PORT, bracketing IPv6 literals. */
+static void format_sockaddr(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen)
+{
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (getnameinfo(sa, salen, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, outlen, "?");
+        return;
+    }
+    if (sa->sa_family == AF_INET6)
+        snprintf(out, outlen, "[%s]:%s", host, port);
+    else
+        snprintf(out, outlen, "%s:%s", host, port);
+}
+
+/* Turns the errno values people meet most into a hint about the cause. */
+static const char *errno_hint(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return " (is the server running on that port?)";
+    case EADDRINUSE: return " (another process is using that port; try another --port)";
+    case EADDRNOTAVAIL: return " (that address is not on this machine)";
+    case ETIMEDOUT: return " (no answer in time; is the host up and reachable?)";
+    case EHOSTUNREACH: return " (no route to that host)";
+    case EACCES: return " (ports below 1024 need privileges)";
+    default: return "";
+    }
+}
+
+static struct addrinfo *resolve(const char *host, const char *port, int passive,
+                                char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s port %s: %s", host ? host : "*", port,
+                 gai_strerror(rc));
+        return NULL;
+    }
+    return res;
+}
+
+static int listen_on(const struct addrinfo *ai, int backlog)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    /* Lets a restarted server bind while old connections sit in TIME_WAIT. */
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen)
+{
+    struct addrinfo *res = resolve(host, port, 1, err, errlen);
+    if (!res)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = listen_on(ai, backlog);
+        if (fd < 0) {
+            int saved = errno;
+            char addr[NI_MAXHOST + NI_MAXSERV + 4];
+            format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
+            snprintf(err, errlen, "cannot listen on %s: %s%s", addr, strerror(saved),
+                     errno_hint(saved));
+            errno = saved;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+/* Waits for a non-blocking connect to finish; returns 0 or -1 (errno). */
+static int finish_connect(int fd, int timeout_ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int rc;
+    do
+        rc = poll(&p, 1, timeout_ms > 0 ? timeout_ms : -1);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    if (rc < 0)
+        return -1;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+        return -1;
+    if (soerr != 0) {
+        errno = soerr;
+        return -1;
+    }
+    return 0;
+}
+
+static int connect_to(const struct addrinfo *ai, int timeout_ms)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+    if (fd < 0)
+        return -1;
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc < 0 && errno == EINPROGRESS)
+        rc = finish_connect(fd, timeout_ms);
+    if (rc == 0)
+        rc = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if (rc < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen)
+{
+    struct addrinfo *res = resolve(host, port, 0, err, errlen);
+    if (!res)
+        return -1;
+    int fd = -1;
+    size_t used = 0;
+    err[0] = '\0';
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+        fd = connect_to(ai, timeout_ms);
+        if (fd >= 0)
+            break;
+        int saved = errno;
+        char addr[NI_MAXHOST + NI_MAXSERV + 4];
+        format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
+        /* Every address tried is reported, so a user sees why each failed. */
+        if (used < errlen) {
+            int n = snprintf(err + used, errlen - used, "%scannot connect to %s: %s%s",
+                             used ? "; " : "", addr, strerror(saved), errno_hint(saved));
+            used += n > 0 ? (size_t)n : 0;
+        }
+        errno = saved;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int net_local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    errno = EAFNOSUPPORT;
+    return -1;
+}
+
+int net_local_address(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    format_sockaddr((struct sockaddr *)&ss, len, out, outlen);
+    return 0;
+}
+
+int net_peer_address(int fd, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    format_sockaddr((struct sockaddr *)&ss, len, out, outlen);
+    return 0;
+}
+
+static int set_timeout(int fd, int option, int timeout_ms)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    return setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
+}
+
+int net_set_recv_timeout(int fd, int timeout_ms)
+{
+    return set_timeout(fd, SO_RCVTIMEO, timeout_ms);
+}
+
+int net_set_send_timeout(int fd, int timeout_ms)
+{
+    return set_timeout(fd, SO_SNDTIMEO, timeout_ms);
+}
+
+int net_set_nodelay(int fd)
+{
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+ssize_t net_recv(int fd, void *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = recv(fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+enum net_read net_read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = net_recv(fd, (char *)buf + got, n - got);
+        if (r < 0)
+            return NET_READ_ERR;
+        if (r == 0) {
+            if (got == 0)
+                return NET_READ_EOF;
+            errno = EPIPE;
+            return NET_READ_ERR;
+        }
+        got += (size_t)r;
+    }
+    return NET_READ_OK;
+}
+
+int net_write_full(int fd, const void *buf, size_t n)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    return net_writev_full(fd, &iov, 1);
+}
+
+int net_writev_full(int fd, struct iovec *iov, int iovcnt)
+{
+    /* sendmsg rather than writev: only send* takes MSG_NOSIGNAL. */
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+    while (msg.msg_iovlen > 0) {
+        if (msg.msg_iov->iov_len == 0) {
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+            continue;
+        }
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        /* Short write: skip the iovecs already sent, trim the partial one. */
+        size_t left = (size_t)n;
+        while (msg.msg_iovlen > 0 && left >= msg.msg_iov->iov_len) {
+            left -= msg.msg_iov->iov_len;
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+        }
+        if (msg.msg_iovlen > 0) {
+            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + left;
+            msg.msg_iov->iov_len -= left;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * options.c - numeric option parsing (see options.h).
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+bool parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool parse_seconds_ms(const char *s, long max_s, int *out_ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end != '\0' || !isfinite(v) || v < 0 || v > (double)max_s)
+        return false;
+    *out_ms = (int)lround(v * 1000.0);
+    return true;
+}

@@ -1,0 +1,208 @@
+/*
+ * pool.c - worker threads: pop a socket, serve it, close it, repeat.
+ *
+ * Concurrency in one paragraph: the queue hands each socket to exactly one
+ * worker. A worker's slot (fd, waiting) is written by the worker and read
+ * by the stopping thread, both under slot->lock; the fd is cleared under
+ * that lock before close(), so the stopper can only ever shut down a socket
+ * the worker still holds. `stopping` and `forced` are atomics read on every
+ * request boundary. `running` counts live workers under p->lock so that
+ * pool_wait can wait for them with a deadline.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct pool_conn {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    struct pool *pool;
+    int fd;       /* -1 when the worker holds no connection */
+    bool waiting; /* between requests: safe to cut */
+};
+
+int pool_conn_fd(const struct pool_conn *c)
+{
+    return c->fd;
+}
+
+/* True if a request has already reached the socket's receive buffer. */
+static bool request_pending(int fd)
+{
+    char byte;
+    ssize_t n;
+    do
+        n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n > 0;
+}
+
+bool pool_conn_wait(struct pool_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->waiting = true;
+    bool stopping = atomic_load(&c->pool->stopping);
+    pthread_mutex_unlock(&c->lock);
+    /* While stopping we still answer what the client already sent. */
+    if (stopping)
+        return !atomic_load(&c->pool->forced) && request_pending(c->fd);
+    return true;
+}
+
+void pool_conn_busy(struct pool_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->waiting = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void set_slot_fd(struct pool_conn *c, int fd)
+{
+    pthread_mutex_lock(&c->lock);
+    c->fd = fd;
+    c->waiting = false;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void serve_one(struct pool_conn *c, int fd)
+{
+    struct pool *p = c->pool;
+    if (!atomic_load(&p->forced)) {
+        atomic_fetch_add(&p->busy, 1);
+        set_slot_fd(c, fd);
+        p->serve(c, p->ctx);
+        set_slot_fd(c, -1);
+        atomic_fetch_sub(&p->busy, 1);
+    }
+    close(fd);
+}
+
+static void *worker_main(void *arg)
+{
+    struct pool_conn *c = arg;
+    struct pool *p = c->pool;
+    int fd;
+    while (queue_pop(p->queue, &fd) == 0)
+        serve_one(c, fd);
+    pthread_mutex_lock(&p->lock);
+    p->running--;
+    pthread_cond_broadcast(&p->exited);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+static int init_sync(struct pool *p)
+{
+    pthread_condattr_t attr;
+    int rc = pthread_condattr_init(&attr);
+    if (rc)
+        return rc;
+    /* pool_wait's deadline is on the monotonic clock: wall-clock jumps
+     * must not shorten or stretch a drain. */
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (!rc)
+        rc = pthread_cond_init(&p->exited, &attr);
+    pthread_condattr_destroy(&attr);
+    if (!rc && (rc = pthread_mutex_init(&p->lock, NULL)) != 0)
+        pthread_cond_destroy(&p->exited);
+    return rc;
+}
+
+int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, void *ctx)
+{
+    *p = (struct pool){.queue = q, .serve = serve, .ctx = ctx, .nworkers = n};
+    atomic_init(&p->stopping, false);
+    atomic_init(&p->forced, false);
+    atomic_init(&p->busy, 0);
+    p->slots = calloc(n, sizeof *p->slots);
+    int rc = p->slots ? init_sync(p) : ENOMEM;
+    if (rc) {
+        free(p->slots);
+        errno = rc;
+        return -1;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct pool_conn *c = &p->slots[i];
+        c->pool = p;
+        c->fd = -1;
+        pthread_mutex_init(&c->lock, NULL);
+        pthread_mutex_lock(&p->lock);
+        p->running++;
+        pthread_mutex_unlock(&p->lock);
+        rc = pthread_create(&c->thread, NULL, worker_main, c);
+        if (rc) {
+            pthread_mutex_lock(&p->lock);
+            p->running--;
+            pthread_mutex_unlock(&p->lock);
+            pthread_mutex_destroy(&c->lock);
+        } else {
+            p->started++;
+        }
+    }
+    if (rc) {
+        /* Undo: the caller's queue is closed so started workers exit. */
+        queue_close(q);
+        pool_join(p);
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+/* Shuts down (how) every held connection that matches. */
+static void cut_connections(struct pool *p, bool only_waiting, int how)
+{
+    for (size_t i = 0; i < p->started; i++) {
+        struct pool_conn *c = &p->slots[i];
+        pthread_mutex_lock(&c->lock);
+        if (c->fd >= 0 && (c->waiting || !only_waiting))
+            shutdown(c->fd, how);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+void pool_quiesce(struct pool *p)
+{
+    atomic_store(&p->stopping, true);
+    /* SHUT_RD wakes a worker blocked in recv: bytes already buffered are
+     * still returned, then recv reports end of stream. */
+    cut_connections(p, true, SHUT_RD);
+}
+
+void pool_force(struct pool *p)
+{
+    atomic_store(&p->stopping, true);
+    atomic_store(&p->forced, true);
+    cut_connections(p, false, SHUT_RDWR);
+}
+
+bool pool_wait(struct pool *p, const struct timespec *deadline)
+{
+    pthread_mutex_lock(&p->lock);
+    int rc = 0;
+    while (p->running > 0 && rc != ETIMEDOUT) {
+        if (deadline)
+            rc = pthread_cond_timedwait(&p->exited, &p->lock, deadline);
+        else
+            pthread_cond_wait(&p->exited, &p->lock);
+    }
+    bool done = p->running == 0;
+    pthread_mutex_unlock(&p->lock);
+    return done;
+}
+
+void pool_join(struct pool *p)
+{
+    for (size_t i = 0; i < p->started; i++) {
+        pthread_join(p->slots[i].thread, NULL);
+        pthread_mutex_destroy(&p->slots[i].lock);
+    }
+    pthread_cond_destroy(&p->exited);
+    pthread_mutex_destroy(&p->lock);
+    free(p->slots);
+    p->slots = NULL;
+    p->started = 0;
+}

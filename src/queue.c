@@ -1,0 +1,94 @@
+/*
+ * queue.c - bounded, blocking FIFO of file descriptors (see queue.h).
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+int queue_init(struct queue *q, size_t capacity)
+{
+    if (capacity == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    q->items = calloc(capacity, sizeof *q->items);
+    if (!q->items)
+        return -1;
+    q->capacity = capacity;
+    q->head = 0;
+    q->count = 0;
+    q->closed = false;
+    int rc = pthread_mutex_init(&q->lock, NULL);
+    if (rc == 0 && (rc = pthread_cond_init(&q->not_full, NULL)) != 0)
+        pthread_mutex_destroy(&q->lock);
+    if (rc == 0 && (rc = pthread_cond_init(&q->not_empty, NULL)) != 0) {
+        pthread_cond_destroy(&q->not_full);
+        pthread_mutex_destroy(&q->lock);
+    }
+    if (rc != 0) {
+        free(q->items);
+        errno = rc;
+        return -1;
+    }
+    return 0;
+}
+
+void queue_destroy(struct queue *q)
+{
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+    pthread_mutex_destroy(&q->lock);
+    free(q->items);
+    q->items = NULL;
+}
+
+int queue_push(struct queue *q, int fd)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == q->capacity && !q->closed)
+        pthread_cond_wait(&q->not_full, &q->lock);
+    if (q->closed) {
+        pthread_mutex_unlock(&q->lock);
+        return -1;
+    }
+    q->items[(q->head + q->count) % q->capacity] = fd;
+    q->count++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+int queue_pop(struct queue *q, int *fd)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->count == 0 && !q->closed)
+        pthread_cond_wait(&q->not_empty, &q->lock);
+    if (q->count == 0) {
+        pthread_mutex_unlock(&q->lock);
+        return -1;
+    }
+    *fd = q->items[q->head];
+    q->head = (q->head + 1) % q->capacity;
+    q->count--;
+    pthread_cond_signal(&q->not_full);
+    pthread_mutex_unlock(&q->lock);
+    return 0;
+}
+
+void queue_close(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closed = true;
+    pthread_cond_broadcast(&q->not_full);
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+}
+
+size_t queue_length(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->count;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}

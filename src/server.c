@@ -1,0 +1,109 @@
+/*
+ * server.c - wires the listener, the acceptor, the queue and the pool, and
+ * takes them down in the order that loses no accepted request.
+ */
+#include "server.h"
+#include "app_conn.h"
+#include "echo.h"
+#include "frame.h"
+#include "log.h"
+#include "net.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+void server_config_defaults(struct server_config *cfg)
+{
+    *cfg = (struct server_config){
+        .host = "127.0.0.1",
+        .port = "65432",
+        .workers = 16,
+        .queue_capacity = 1024,
+        .mode = SERVER_MODE_APP,
+        .max_content = FRAME_DEFAULT_MAX_CONTENT,
+        .idle_timeout_ms = 30000,
+        .read_timeout_ms = 30000,
+        .write_timeout_ms = 30000,
+        .drain_timeout_ms = 10000,
+    };
+}
+
+int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen)
+{
+    s->cfg = *cfg;
+    /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
+    s->listen_fd = net_listen(cfg->host, cfg->port, SOMAXCONN, err, errlen);
+    if (s->listen_fd < 0)
+        return -1;
+    if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
+        snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
+        goto close_listener;
+    }
+    pool_serve_fn serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve;
+    if (pool_start(&s->pool, cfg->workers, &s->queue, serve, &s->cfg) < 0) {
+        snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
+        goto destroy_queue;
+    }
+    if (acceptor_start(&s->acceptor, s->listen_fd, &s->queue) < 0) {
+        snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
+        queue_close(&s->queue);
+        pool_wait(&s->pool, NULL);
+        pool_join(&s->pool);
+        goto destroy_queue;
+    }
+    return 0;
+destroy_queue:
+    queue_destroy(&s->queue);
+close_listener:
+    close(s->listen_fd);
+    return -1;
+}
+
+int server_address(const struct server *s, char *out, size_t outlen)
+{
+    return net_local_address(s->listen_fd, out, outlen);
+}
+
+int server_port(const struct server *s)
+{
+    return net_local_port(s->listen_fd);
+}
+
+static struct timespec deadline_after(int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+bool server_stop(struct server *s)
+{
+    struct timespec deadline = deadline_after(s->cfg.drain_timeout_ms);
+    /* First free the workers held by idle connections, so that an
+     * acceptor blocked on a full queue can finish its hand-off. */
+    pool_quiesce(&s->pool);
+    acceptor_stop(&s->acceptor);
+    /* From here the kernel refuses new connections. */
+    close(s->listen_fd);
+    queue_close(&s->queue);
+    bool drained = pool_wait(&s->pool, &deadline);
+    if (!drained) {
+        log_error("drain timeout (%d ms) passed: closing %zu connections still in progress",
+                  s->cfg.drain_timeout_ms, atomic_load(&s->pool.busy));
+        pool_force(&s->pool);
+        pool_wait(&s->pool, NULL);
+    }
+    pool_join(&s->pool);
+    queue_destroy(&s->queue);
+    return drained;
+}
