@@ -1,0 +1,57 @@
+/*
+ * support.h - helpers shared by the Criterion suites and the plain-C
+ * stress programs (which run under ThreadSanitizer, where Criterion
+ * cannot). Nothing here asserts; callers check the results.
+ */
+#ifndef ENCHUFE_TEST_SUPPORT_H
+#define ENCHUFE_TEST_SUPPORT_H
+
+#include "client.h"
+#include "server.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Every socket a test opens gives up after this long. */
+#define TEST_IO_TIMEOUT_MS 5000
+
+/* Starts an in-process server on 127.0.0.1, port 0. Returns its port or -1. */
+int ts_start(struct server *srv, struct server_config *cfg);
+
+/* A blocking loopback connection with TEST_IO_TIMEOUT_MS timeouts, or -1. */
+int ts_connect(int port);
+
+/* Builds proto-header + header_json + content into out; returns the size. */
+size_t ts_frame(uint8_t *out, size_t cap, const char *header_json, const void *content,
+                size_t len);
+
+/* Sends a search request for value and reads the response; 0 or -1. */
+int ts_search(int fd, const char *value, struct client_response *resp);
+
+/* True if the response is text/json with exactly this content. */
+bool ts_content_is(const struct client_response *resp, const char *content);
+
+/* The expected content for a search value (hit, or no match). */
+void ts_expected_search(const char *value, char *out, size_t cap);
+
+/* Starts bin_dir/enchufe-server with extra args (NULL-terminated) and
+ * reads its stderr until "Listening on". Returns the pid and sets *port
+ * and *err_fd (the read end of its stderr), or returns -1. */
+pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port, int *err_fd);
+
+/* Reads lines from fd until one contains needle or timeout_ms passes. */
+bool ts_wait_for_line(int fd, const char *needle, int timeout_ms);
+
+/* Waits for pid to exit within timeout_ms (then SIGKILLs it); returns its
+ * exit status, or -1 if it had to be killed or died of a signal. */
+int ts_wait_exit(pid_t pid, int timeout_ms);
+
+/* The directory holding the built binaries (ENCHUFE_BIN, default "bin"). */
+const char *ts_bin_dir(void);
+
+/* Milliseconds on the monotonic clock. */
+long long ts_now_ms(void);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * test_app.c - every row of the protocol's request table, checked against
+ * the exact UTF-8 bytes docs/protocol.md gives.
+ */
+#include "app.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static struct frame json_request(const char *content)
+{
+    struct frame f = {0};
+    strcpy(f.header.content_type, "text/json");
+    strcpy(f.header.content_encoding, "utf-8");
+    f.header.content_length = strlen(content);
+    f.content = (const uint8_t *)content;
+    return f;
+}
+
+static void expect_answer(const char *content, const char *expected)
+{
+    struct frame req = json_request(content);
+    struct app_response resp;
+    cr_assert_eq(app_handle_request(&req, &resp), 0);
+    cr_assert_str_eq(resp.content_type, "text/json");
+    cr_assert_str_eq(resp.content_encoding, "utf-8");
+    cr_assert_eq(resp.length, strlen(expected), "for %s expected %s, got %.*s", content,
+                 expected, (int)resp.length, resp.content);
+    cr_assert(memcmp(resp.content, expected, resp.length) == 0, "for %s expected %s, got %.*s",
+              content, expected, (int)resp.length, resp.content);
+    cr_assert_null(resp.error);
+    app_response_free(&resp);
+}
+
+Test(app, search_morpheus_follows_the_white_rabbit)
+{
+    /* 46 6f 6c ... 2e 20 f0 9f 90 b0 */
+    expect_answer("{\"action\": \"search\", \"value\": \"morpheus\"}",
+                  "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}");
+}
+
+Test(app, search_ring_is_in_the_caves)
+{
+    expect_answer("{\"action\": \"search\", \"value\": \"ring\"}",
+                  "{\"result\": \"In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d\"}");
+}
+
+Test(app, search_dog_emoji_plays_ball)
+{
+    expect_answer("{\"action\": \"search\", \"value\": \"\xf0\x9f\x90\xb6\"}",
+                  "{\"result\": \"\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\"}");
+}
+
+Test(app, search_dog_emoji_written_as_json_escapes)
+{
+    expect_answer("{\"value\": \"\\ud83d\\udc36\", \"action\": \"search\"}",
+                  "{\"result\": \"\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\"}");
+}
+
+Test(app, search_anything_else_has_no_match)
+{
+    expect_answer("{\"action\": \"search\", \"value\": \"neo\"}",
+                  "{\"result\": \"No match for 'neo'.\"}");
+    expect_answer("{\"action\": \"search\", \"value\": \"\"}", "{\"result\": \"No match for ''.\"}");
+    expect_answer("{\"action\": \"search\", \"value\": \"Morpheus\"}",
+                  "{\"result\": \"No match for 'Morpheus'.\"}");
+}
+
+Test(app, no_match_escapes_quotes_like_json_dumps)
+{
+    expect_answer("{\"action\": \"search\", \"value\": \"a\\\"b\\\\c\\n\"}",
+                  "{\"result\": \"No match for 'a\\\"b\\\\c\\n'.\"}");
+}
+
+Test(app, any_other_action_is_invalid)
+{
+    expect_answer("{\"action\": \"find\", \"value\": \"ring\"}",
+                  "{\"result\": \"Error: invalid action 'find'.\"}");
+    expect_answer("{\"action\": \"\xc3\xb1\"}", "{\"result\": \"Error: invalid action '\xc3\xb1'.\"}");
+}
+
+static struct app_response binary_answer(const char *content, size_t len)
+{
+    struct frame f = {0};
+    strcpy(f.header.content_type, "binary/custom-client-binary-type");
+    strcpy(f.header.content_encoding, "binary");
+    f.header.content_length = len;
+    f.content = (const uint8_t *)content;
+    struct app_response resp;
+    cr_assert_eq(app_handle_request(&f, &resp), 0);
+    cr_assert_str_eq(resp.content_type, "binary/custom-server-binary-type");
+    cr_assert_str_eq(resp.content_encoding, "binary");
+    return resp;
+}
+
+Test(app, binary_request_gets_its_first_ten_bytes_back)
+{
+    struct app_response r = binary_answer("frobnicatewidgets", 17);
+    const char *expect = "First 10 bytes of request: frobnicate";
+    cr_assert_eq(r.length, strlen(expect));
+    cr_assert(memcmp(r.content, expect, r.length) == 0);
+    app_response_free(&r);
+}
+
+Test(app, binary_request_shorter_than_ten_bytes_and_with_nuls)
+{
+    struct app_response r = binary_answer("a\0\xff", 3);
+    cr_assert_eq(r.length, 27 + 3);
+    cr_assert(memcmp(r.content, "First 10 bytes of request: a\0\xff", 30) == 0);
+    app_response_free(&r);
+    r = binary_answer("", 0);
+    cr_assert_eq(r.length, 27);
+    app_response_free(&r);
+}
+
+Test(app, any_non_json_content_type_is_binary)
+{
+    struct frame f = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
+    strcpy(f.header.content_type, "text/plain");
+    struct app_response r;
+    app_handle_request(&f, &r);
+    cr_assert_str_eq(r.content_type, "binary/custom-server-binary-type");
+    cr_assert(memcmp(r.content, "First 10 bytes of request: {\"action\":", 37) == 0);
+    app_response_free(&r);
+}
+
+static void expect_error(const char *content, const char *code, const char *words)
+{
+    struct frame req = json_request(content);
+    struct app_response resp;
+    cr_assert_eq(app_handle_request(&req, &resp), 0);
+    cr_assert_str_eq(resp.error, code, "for %s", content);
+    char text[512];
+    snprintf(text, sizeof text, "%.*s", (int)resp.length, resp.content);
+    cr_assert(strncmp(text, "{\"result\": \"Error: ", 19) == 0, "got %s", text);
+    cr_assert(strstr(text, words), "'%s' should mention '%s'", text, words);
+    char tail[64];
+    snprintf(tail, sizeof tail, "\"error\": \"%s\"}", code);
+    cr_assert(strstr(text, tail), "'%s' should end with %s", text, tail);
+    app_response_free(&resp);
+}
+
+Test(app, malformed_json_requests_get_error_answers)
+{
+    expect_error("{\"action\": ", "bad-content", "not valid JSON");
+    expect_error("[\"search\", \"ring\"]", "bad-request", "JSON object");
+    expect_error("{\"value\": \"ring\"}", "bad-request", "'action'");
+    expect_error("{\"action\": 5}", "bad-request", "'action'");
+    expect_error("{\"action\": \"search\"}", "bad-request", "'value'");
+    expect_error("{\"action\": \"search\", \"value\": 7}", "bad-request", "'value'");
+    expect_error("{\"action\": \"search\", \"value\": \"\xff\"}", "bad-content", "not valid JSON");
+}
+
+Test(app, text_json_in_another_encoding_is_refused)
+{
+    struct frame f = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
+    strcpy(f.header.content_encoding, "latin-1");
+    struct app_response r;
+    app_handle_request(&f, &r);
+    cr_assert_str_eq(r.error, "bad-request");
+    app_response_free(&r);
+    strcpy(f.header.content_encoding, "UTF-8");
+    app_handle_request(&f, &r);
+    cr_assert_null(r.error, "the encoding name is case-insensitive");
+    app_response_free(&r);
+}
+
+Test(app, error_response_is_valid_json_whatever_the_message)
+{
+    struct app_response r;
+    cr_assert_eq(app_error_response("bad-json", "quoted \"\xff\x01\" bytes", &r), 0);
+    cr_assert_str_eq(r.content_type, "text/json");
+    cr_assert(strstr(r.content, "\"error\": \"bad-json\""));
+    cr_assert_null(memchr(r.content, 0xff, r.length), "raw invalid bytes must not leak out");
+    app_response_free(&r);
+}
+
+Test(app, search_table_is_exact)
+{
+    cr_assert_str_eq(app_search("morpheus"), "Follow the white rabbit. \xf0\x9f\x90\xb0");
+    cr_assert_null(app_search("morpheus "));
+}
