@@ -25,7 +25,6 @@ struct app_response {
     size_t length;
     const char *error; /* the error code sent, or NULL for an answer */
     char *owned;       /* heap copy behind content, if any */
-    char inline_buf[64];
 };
 
 /* Answers one request. Returns 0, or -1 if memory ran out. */

@@ -5,14 +5,11 @@
  * blocking calls through the serve function it was given (app or echo).
  *
  * Stopping has two steps. pool_quiesce() lets every request in progress
- * finish: a connection waiting between requests is woken with
- * shutdown(SHUT_RD) and closed, one mid-request is closed after its
- * response. pool_force() cuts every connection at once; the server calls
- * it when the drain timeout passes. To tell the two cases apart, a serve
- * function brackets each wait for a new request with pool_conn_wait() and
- * pool_conn_busy(); each worker's slot records which state it is in under
- * the slot's own mutex, so the stopper never shuts down an fd the worker
- * has already closed (and the kernel may have reused).
+ * finish: a worker waiting between requests wakes (an eventfd) and closes
+ * its connection unless a request already arrived, which it answers
+ * first; one mid-request closes after its response. pool_force() cuts
+ * every connection at once (shutdown(SHUT_RDWR)); the server calls it when
+ * the drain timeout passes.
  */
 #ifndef ENCHUFE_POOL_H
 #define ENCHUFE_POOL_H
@@ -38,6 +35,7 @@ struct pool {
     atomic_bool stopping;
     atomic_bool forced;
     atomic_size_t busy; /* workers holding a connection */
+    int wake_fd;        /* eventfd, readable once stopping */
     pthread_mutex_t lock;
     pthread_cond_t exited;
     size_t running;
@@ -60,12 +58,15 @@ void pool_join(struct pool *p);
 /* The socket the worker is serving. */
 int pool_conn_fd(const struct pool_conn *c);
 
-/* Called before waiting for the next request on the connection. Returns
- * false if the server is stopping and no request has arrived: the serve
- * function should then return so the worker closes the socket. */
-bool pool_conn_wait(struct pool_conn *c);
+enum pool_wait {
+    POOL_REQUEST,      /* bytes (or end of stream) arrived: read them */
+    POOL_IDLE_TIMEOUT, /* nothing arrived within the idle timeout */
+    POOL_STOPPING,     /* the server is stopping and nothing arrived */
+};
 
-/* Called once bytes of a request have arrived: the connection is busy. */
-void pool_conn_busy(struct pool_conn *c);
+/* Waits for the next request on the worker's connection (0 = no timeout).
+ * Serve functions call it between requests instead of blocking in recv,
+ * so that a stopping server can wake them. */
+enum pool_wait pool_conn_wait(struct pool_conn *c, int idle_timeout_ms);
 
 #endif

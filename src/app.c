@@ -151,9 +151,12 @@ static int answer_binary(const struct frame *req, struct app_response *resp)
     response_init(resp, APP_SERVER_BINARY_TYPE, APP_BINARY);
     size_t prefix = strlen(APP_BINARY_PREFIX);
     size_t n = req->header.content_length < 10 ? req->header.content_length : 10;
-    memcpy(resp->inline_buf, APP_BINARY_PREFIX, prefix);
-    memcpy(resp->inline_buf + prefix, req->content, n);
-    resp->content = resp->inline_buf;
+    resp->owned = malloc(prefix + n);
+    if (!resp->owned)
+        return -1;
+    memcpy(resp->owned, APP_BINARY_PREFIX, prefix);
+    memcpy(resp->owned + prefix, req->content, n);
+    resp->content = resp->owned;
     resp->length = prefix + n;
     return 0;
 }

@@ -30,24 +30,33 @@ struct app_conn {
     struct pool_conn *pool_conn;
     const struct server_config *cfg;
     int fd;
-    int recv_timeout_ms; /* the SO_RCVTIMEO now set, to skip needless calls */
     struct frame_decoder decoder;
     struct buf in;
     char peer[128];
 };
 
-static void set_recv_timeout(struct app_conn *c, int ms)
+/* Waits for the next request to begin; false when the connection is over. */
+static bool wait_for_request(struct app_conn *c)
 {
-    if (c->recv_timeout_ms != ms && net_set_recv_timeout(c->fd, ms) == 0)
-        c->recv_timeout_ms = ms;
+    switch (pool_conn_wait(c->pool_conn, c->cfg->idle_timeout_ms)) {
+    case POOL_REQUEST:
+        return true;
+    case POOL_IDLE_TIMEOUT:
+        log_verbose("%s: idle timeout", c->peer);
+        return false;
+    case POOL_STOPPING:
+        break;
+    }
+    return false;
 }
 
-static void log_read_failure(struct app_conn *c, ssize_t n, bool idle)
+static void log_read_failure(struct app_conn *c, ssize_t n)
 {
-    if (n == 0 && !idle)
+    bool mid_request = c->in.len > 0;
+    if (n == 0 && mid_request)
         log_verbose("%s closed the connection in the middle of a request", c->peer);
     else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        log_verbose("%s: %s timeout", c->peer, idle ? "idle" : "read");
+        log_verbose("%s: read timeout", c->peer);
     else if (n < 0)
         log_verbose("%s: recv: %s", c->peer, strerror(errno));
 }
@@ -55,20 +64,18 @@ static void log_read_failure(struct app_conn *c, ssize_t n, bool idle)
 /* Reads whatever has arrived; false when the connection is over. */
 static bool read_more(struct app_conn *c)
 {
-    bool idle = c->in.len == 0;
-    if (idle && !pool_conn_wait(c->pool_conn))
+    /* Between requests the worker waits in poll, never in recv, so a
+     * stopping server can wake it (see pool.h). */
+    if (c->in.len == 0 && !wait_for_request(c))
         return false;
-    set_recv_timeout(c, idle ? c->cfg->idle_timeout_ms : c->cfg->read_timeout_ms);
     if (!buf_reserve(&c->in, frame_decoder_wanted(&c->decoder))) {
         log_error("%s: out of memory for a %zu-byte request", c->peer,
                   frame_decoder_wanted(&c->decoder));
         return false;
     }
     ssize_t n = net_recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-    if (idle)
-        pool_conn_busy(c->pool_conn);
     if (n <= 0) {
-        log_read_failure(c, n, idle);
+        log_read_failure(c, n);
         return false;
     }
     c->in.len += (size_t)n;
@@ -92,7 +99,7 @@ static void linger_close(struct app_conn *c)
     char sink[4096];
     size_t dropped = 0;
     shutdown(c->fd, SHUT_WR);
-    set_recv_timeout(c, LINGER_MS);
+    net_set_recv_timeout(c->fd, LINGER_MS);
     while (dropped < LINGER_BYTES) {
         ssize_t n = net_recv(c->fd, sink, sizeof sink);
         if (n <= 0)
@@ -151,6 +158,7 @@ void app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     struct app_conn c = {.pool_conn = conn, .cfg = ctx, .fd = pool_conn_fd(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
+    net_set_recv_timeout(c.fd, c.cfg->read_timeout_ms);
     net_set_send_timeout(c.fd, c.cfg->write_timeout_ms);
     if (net_peer_address(c.fd, c.peer, sizeof c.peer) < 0)
         strcpy(c.peer, "?");

@@ -20,21 +20,21 @@ void echo_conn_serve(struct pool_conn *conn, void *ctx)
     const struct server_config *cfg = ctx;
     int fd = pool_conn_fd(conn);
     char buf[ECHO_CHUNK];
-    net_set_recv_timeout(fd, cfg->idle_timeout_ms);
     net_set_send_timeout(fd, cfg->write_timeout_ms);
-    while (pool_conn_wait(conn)) {
+    enum pool_wait w;
+    while ((w = pool_conn_wait(conn, cfg->idle_timeout_ms)) == POOL_REQUEST) {
         ssize_t n = net_recv(fd, buf, sizeof buf);
-        pool_conn_busy(conn);
         if (n == 0)
-            break;
+            return;
         if (n < 0) {
-            log_verbose("echo connection: %s",
-                        errno == EAGAIN ? "idle timeout" : strerror(errno));
-            break;
+            log_verbose("echo connection: recv: %s", strerror(errno));
+            return;
         }
         if (net_write_full(fd, buf, (size_t)n) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
-            break;
+            return;
         }
     }
+    if (w == POOL_IDLE_TIMEOUT)
+        log_verbose("echo connection: idle timeout");
 }

@@ -2,16 +2,22 @@
  * pool.c - worker threads: pop a socket, serve it, close it, repeat.
  *
  * Concurrency in one paragraph: the queue hands each socket to exactly one
- * worker. A worker's slot (fd, waiting) is written by the worker and read
- * by the stopping thread, both under slot->lock; the fd is cleared under
- * that lock before close(), so the stopper can only ever shut down a socket
- * the worker still holds. `stopping` and `forced` are atomics read on every
- * request boundary. `running` counts live workers under p->lock so that
- * pool_wait can wait for them with a deadline.
+ * worker. Between requests a worker waits in poll() on its socket and on
+ * the pool's eventfd, never in recv(), so a stop can wake it without
+ * touching the socket and without racing a request that is arriving: the
+ * worker alone decides, after waking, whether a request is there to serve.
+ * A worker's slot fd is written by the worker and read by pool_force()
+ * under slot->lock, and cleared before close(), so a forced stop can only
+ * shut down a socket the worker still holds. `stopping` and `forced` are
+ * atomics; `running` counts live workers under p->lock so that pool_wait
+ * can wait for them with a deadline.
  */
 #include "pool.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,8 +26,7 @@ struct pool_conn {
     pthread_t thread;
     pthread_mutex_t lock;
     struct pool *pool;
-    int fd;       /* -1 when the worker holds no connection */
-    bool waiting; /* between requests: safe to cut */
+    int fd; /* -1 when the worker holds no connection */
 };
 
 int pool_conn_fd(const struct pool_conn *c)
@@ -29,7 +34,7 @@ int pool_conn_fd(const struct pool_conn *c)
     return c->fd;
 }
 
-/* True if a request has already reached the socket's receive buffer. */
+/* True if bytes (or end of stream) are waiting in the socket. */
 static bool request_pending(int fd)
 {
     char byte;
@@ -37,33 +42,34 @@ static bool request_pending(int fd)
     do
         n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
-    return n > 0;
+    return n >= 0;
 }
 
-bool pool_conn_wait(struct pool_conn *c)
+enum pool_wait pool_conn_wait(struct pool_conn *c, int idle_timeout_ms)
 {
-    pthread_mutex_lock(&c->lock);
-    c->waiting = true;
-    bool stopping = atomic_load(&c->pool->stopping);
-    pthread_mutex_unlock(&c->lock);
-    /* While stopping we still answer what the client already sent. */
-    if (stopping)
-        return !atomic_load(&c->pool->forced) && request_pending(c->fd);
-    return true;
-}
-
-void pool_conn_busy(struct pool_conn *c)
-{
-    pthread_mutex_lock(&c->lock);
-    c->waiting = false;
-    pthread_mutex_unlock(&c->lock);
+    struct pool *p = c->pool;
+    struct pollfd fds[2] = {{.fd = c->fd, .events = POLLIN},
+                            {.fd = p->wake_fd, .events = POLLIN}};
+    if (!atomic_load(&p->stopping)) {
+        int rc;
+        do
+            rc = poll(fds, 2, idle_timeout_ms > 0 ? idle_timeout_ms : -1);
+        while (rc < 0 && errno == EINTR);
+        if (rc == 0)
+            return POOL_IDLE_TIMEOUT;
+        if (fds[0].revents)
+            return POOL_REQUEST;
+    }
+    /* Stopping: answer what the client already sent, nothing more. */
+    if (atomic_load(&p->forced) || !request_pending(c->fd))
+        return POOL_STOPPING;
+    return POOL_REQUEST;
 }
 
 static void set_slot_fd(struct pool_conn *c, int fd)
 {
     pthread_mutex_lock(&c->lock);
     c->fd = fd;
-    c->waiting = false;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -118,8 +124,11 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
     atomic_init(&p->forced, false);
     atomic_init(&p->busy, 0);
     p->slots = calloc(n, sizeof *p->slots);
-    int rc = p->slots ? init_sync(p) : ENOMEM;
+    p->wake_fd = eventfd(0, EFD_CLOEXEC);
+    int rc = !p->slots ? ENOMEM : p->wake_fd < 0 ? errno : init_sync(p);
     if (rc) {
+        if (p->wake_fd >= 0)
+            close(p->wake_fd);
         free(p->slots);
         errno = rc;
         return -1;
@@ -152,31 +161,26 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
     return 0;
 }
 
-/* Shuts down (how) every held connection that matches. */
-static void cut_connections(struct pool *p, bool only_waiting, int how)
-{
-    for (size_t i = 0; i < p->started; i++) {
-        struct pool_conn *c = &p->slots[i];
-        pthread_mutex_lock(&c->lock);
-        if (c->fd >= 0 && (c->waiting || !only_waiting))
-            shutdown(c->fd, how);
-        pthread_mutex_unlock(&c->lock);
-    }
-}
-
 void pool_quiesce(struct pool *p)
 {
     atomic_store(&p->stopping, true);
-    /* SHUT_RD wakes a worker blocked in recv: bytes already buffered are
-     * still returned, then recv reports end of stream. */
-    cut_connections(p, true, SHUT_RD);
+    /* The eventfd stays readable: every worker's poll wakes, now and later. */
+    uint64_t one = 1;
+    while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
 }
 
 void pool_force(struct pool *p)
 {
-    atomic_store(&p->stopping, true);
     atomic_store(&p->forced, true);
-    cut_connections(p, false, SHUT_RDWR);
+    pool_quiesce(p);
+    for (size_t i = 0; i < p->started; i++) {
+        struct pool_conn *c = &p->slots[i];
+        pthread_mutex_lock(&c->lock);
+        if (c->fd >= 0)
+            shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->lock);
+    }
 }
 
 bool pool_wait(struct pool *p, const struct timespec *deadline)
@@ -202,6 +206,7 @@ void pool_join(struct pool *p)
     }
     pthread_cond_destroy(&p->exited);
     pthread_mutex_destroy(&p->lock);
+    close(p->wake_fd);
     free(p->slots);
     p->slots = NULL;
     p->started = 0;
