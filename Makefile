@@ -6,6 +6,7 @@
 #
 # Missing build dependencies are installed with apt-get when run as root.
 
+SHELL   := /bin/bash
 CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -29,6 +30,7 @@ SERVER_ARGS ?=
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop deps deps-test clean
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: bin/enchufe-server bin/enchufe-cli
 
@@ -42,7 +44,10 @@ test-unit: build/tests all
 	ENCHUFE_BIN=bin ./build/tests --jobs=2
 
 test-asan: build/asan/tests all
-	ENCHUFE_BIN=bin ./build/asan/tests --jobs=2
+	set -o pipefail; ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
+	  ./build/asan/tests --jobs=2 2>&1 | tee build/asan/tests.log
+	@! grep -q 'ERROR: .*Sanitizer\|runtime error:' build/asan/tests.log || \
+	  { echo "error: sanitizer report above" >&2; exit 1; }
 
 # Criterion itself aborts under TSan, so these are plain programs that
 # exit non-zero on any failed check or reported race.
@@ -55,27 +60,11 @@ test-interop: all
 
 # --- dependencies -----------------------------------------------------------
 
-BUILD_PKGS := libjansson-dev pkg-config
-TEST_PKGS  := libcriterion-dev python3
-
-define apt_install
-	@if [ "$$(id -u)" -ne 0 ]; then \
-	  echo "error: missing packages; run as root or: sudo apt-get install -y $(1)" >&2; exit 1; fi
-	@echo "Installing $(1) with apt-get"
-	@apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
-endef
-
 deps:
-	@command -v pkg-config >/dev/null && pkg-config --exists jansson || \
-	  $(MAKE) --no-print-directory _install PKGS="$(BUILD_PKGS)"
+	@tools/deps.sh build
 
-deps-test: deps
-	@pkg-config --exists criterion && command -v python3 >/dev/null || \
-	  $(MAKE) --no-print-directory _install PKGS="$(TEST_PKGS)"
-
-.PHONY: _install
-_install:
-	$(call apt_install,$(PKGS))
+deps-test:
+	@tools/deps.sh test
 
 # --- build ------------------------------------------------------------------
 
@@ -117,7 +106,7 @@ build/tsan/test/%.o: test/%.c | deps
 build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(OBJ)
 	$(CC) $(CFLAGS_ALL) $^ $(TESTLIBS) $(LIBS) -o $@
 
-build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) $(ASAN_OBJ)
+build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) build/asan/test/asan_main.o $(ASAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(ASAN) $^ $(TESTLIBS) $(LIBS) -o $@
 
 build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o $(TSAN_OBJ)

@@ -1,0 +1,107 @@
+/*
+ * stress_server.c - the whole server under concurrent clients, for
+ * ThreadSanitizer: keep-alive and one-shot clients outnumbering the
+ * workers on a small queue (backpressure), then a stop while they are
+ * still sending. Every answer that arrives must be whole and right; after
+ * the stop a client sees a refusal or a close, never a torn response.
+ */
+#include "app.h"
+#include "client.h"
+#include "net.h"
+#include "server.h"
+#include "stress.h"
+#include "support.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLIENTS 16
+#define REQUESTS 150
+
+static int port;
+static atomic_int answered, refused_or_closed;
+static atomic_bool stop_clients;
+
+/* One keep-alive client; every other one reconnects for each request,
+ * like the tutorial's client. Returns when done or told to stop. */
+static void *client(void *arg)
+{
+    int id = (int)(long)arg;
+    bool one_shot = id % 2;
+    int fd = -1;
+    for (int i = 0; i < REQUESTS && !atomic_load(&stop_clients); i++) {
+        if (fd < 0 && (fd = ts_connect(port)) < 0) {
+            atomic_fetch_add(&refused_or_closed, 1);
+            return NULL;
+        }
+        const char *value = i % 3 ? "morpheus" : "nobody";
+        struct client_response resp;
+        char expected[256];
+        ts_expected_search(value, expected, sizeof expected);
+        if (ts_search(fd, value, &resp) < 0) {
+            /* Only legitimate once the server is stopping. */
+            CHECK(atomic_load(&stop_clients), "client %d request %d failed before the stop", id, i);
+            atomic_fetch_add(&refused_or_closed, 1);
+            client_response_free(&resp);
+            break;
+        }
+        CHECK(ts_content_is(&resp, expected), "client %d got a wrong answer", id);
+        client_response_free(&resp);
+        atomic_fetch_add(&answered, 1);
+        if (one_shot) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static void run_round(bool stop_midway)
+{
+    struct server srv;
+    struct server_config cfg;
+    server_config_defaults(&cfg);
+    cfg.workers = 4;
+    cfg.queue_capacity = 2;
+    cfg.drain_timeout_ms = 5000;
+    port = ts_start(&srv, &cfg);
+    CHECK(port > 0, "server start");
+    atomic_store(&answered, 0);
+    atomic_store(&refused_or_closed, 0);
+    atomic_store(&stop_clients, false);
+
+    pthread_t t[CLIENTS];
+    for (long i = 0; i < CLIENTS; i++)
+        pthread_create(&t[i], NULL, client, (void *)i);
+    if (stop_midway) {
+        long long deadline = ts_now_ms() + 10000;
+        while (atomic_load(&answered) < CLIENTS * REQUESTS / 4 && ts_now_ms() < deadline)
+            usleep(1000);
+        atomic_store(&stop_clients, true);
+        CHECK(server_stop(&srv), "the stop should drain within the timeout");
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(t[i], NULL);
+    if (!stop_midway) {
+        CHECK(atomic_load(&answered) == CLIENTS * REQUESTS, "answered %d of %d",
+              atomic_load(&answered), CLIENTS * REQUESTS);
+        CHECK(server_stop(&srv), "an idle server stops at once");
+    }
+    printf("stress_server: %s: %d answers, %d clients refused or closed at the stop\n",
+           stop_midway ? "stop under load" : "full run", atomic_load(&answered),
+           atomic_load(&refused_or_closed));
+}
+
+int main(void)
+{
+    json_object_seed(0);
+    run_round(false);
+    run_round(true);
+    return 0;
+}
