@@ -27,6 +27,8 @@ ASAN_OBJ := $(LIB_SRC:src/%.c=build/asan/%.o)
 TSAN_OBJ := $(LIB_SRC:src/%.c=build/tsan/%.o)
 
 SERVER_ARGS ?=
+# V=1 shows every compiler command.
+Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop deps deps-test clean
 .DELETE_ON_ERROR:
@@ -70,15 +72,18 @@ deps-test:
 
 build/obj/%.o: src/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
 build/asan/%.o: src/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(ASAN) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -MMD -MP -c $< -o $@
 
 build/tsan/%.o: src/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(TSAN) -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -MMD -MP -c $< -o $@
 
 build/libenchufe.a: $(OBJ)
 	$(AR) rcs $@ $^
@@ -93,15 +98,18 @@ bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
 
 build/obj/test/%.o: test/%.c | deps-test
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) -Itest -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -Itest -MMD -MP -c $< -o $@
 
 build/asan/test/%.o: test/%.c | deps-test
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -MMD -MP -c $< -o $@
 
 build/tsan/test/%.o: test/%.c | deps
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -MMD -MP -c $< -o $@
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -MMD -MP -c $< -o $@
 
 build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(OBJ)
 	$(CC) $(CFLAGS_ALL) $^ $(TESTLIBS) $(LIBS) -o $@

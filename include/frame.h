@@ -85,8 +85,9 @@ const char *frame_status_code(enum frame_status st);
 int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *content_type,
                         const char *content_encoding, size_t content_length);
 
-/* Sends one whole message with a single writev. Returns 0 or -1 (errno). */
+/* Sends one whole message with a single writev, finishing by the
+ * absolute net_now_ms() deadline (0 = none). Returns 0 or -1 (errno). */
 int frame_send(int fd, const char *content_type, const char *content_encoding,
-               const void *content, size_t length);
+               const void *content, size_t length, long long deadline);
 
 #endif

@@ -61,4 +61,17 @@ enum net_read net_read_full(int fd, void *buf, size_t n);
 int net_write_full(int fd, const void *buf, size_t n);
 int net_writev_full(int fd, struct iovec *iov, int iovcnt);
 
+/* Milliseconds on the monotonic clock, and that plus timeout_ms (or 0,
+ * meaning no deadline, when timeout_ms is 0). */
+long long net_now_ms(void);
+long long net_deadline(int timeout_ms);
+
+/* Like net_recv, but waits for data no later than the absolute deadline
+ * (0 = no deadline); fails with ETIMEDOUT when it passes. */
+ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline);
+
+/* Like net_writev_full, but the whole write must finish by the deadline
+ * (0 = none): a peer that reads a byte now and then cannot stretch it. */
+int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline);
+
 #endif

@@ -68,15 +68,22 @@ static void hand_off(struct acceptor *a, int fd)
 static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
+    bool failing = false; /* report a run of the same failure once */
     while (wait_listener(a)) {
         /* The listener is non-blocking: a client that gave up between
          * poll and accept must not leave us stuck in accept. */
         int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
+            if (failing)
+                log_info("accept works again");
+            failing = false;
             hand_off(a, fd);
         } else if (!accept_error_is_transient(errno)) {
-            log_error("accept: %s%s", strerror(errno),
-                      errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "");
+            if (!failing)
+                log_error("accept: %s%s; retrying every %d ms", strerror(errno),
+                          errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "",
+                          ACCEPT_BACKOFF_MS);
+            failing = true;
             if (!back_off(a, ACCEPT_BACKOFF_MS))
                 break;
         }

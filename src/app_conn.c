@@ -6,6 +6,11 @@
  * and anything the client pipelined after it; it only grows to what the
  * decoder says the frame needs, which the decoder has already checked
  * against --max-content, so a hostile length never commits memory.
+ *
+ * Time is bounded at every step: the wait for a request by the idle
+ * timeout, the whole request (not each read) by the read timeout, so a
+ * client dribbling a byte at a time cannot hold the worker, and the whole
+ * response by the write timeout.
  */
 #include "app_conn.h"
 #include "app.h"
@@ -16,7 +21,7 @@
 #include "server.h"
 
 #include <errno.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -30,6 +35,7 @@ struct app_conn {
     struct pool_conn *pool_conn;
     const struct server_config *cfg;
     int fd;
+    long long request_deadline; /* when the current request must be in */
     struct frame_decoder decoder;
     struct buf in;
     char peer[128];
@@ -50,42 +56,10 @@ static bool wait_for_request(struct app_conn *c)
     return false;
 }
 
-static void log_read_failure(struct app_conn *c, ssize_t n)
-{
-    bool mid_request = c->in.len > 0;
-    if (n == 0 && mid_request)
-        log_verbose("%s closed the connection in the middle of a request", c->peer);
-    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-        log_verbose("%s: read timeout", c->peer);
-    else if (n < 0)
-        log_verbose("%s: recv: %s", c->peer, strerror(errno));
-}
-
-/* Reads whatever has arrived; false when the connection is over. */
-static bool read_more(struct app_conn *c)
-{
-    /* Between requests the worker waits in poll, never in recv, so a
-     * stopping server can wake it (see pool.h). */
-    if (c->in.len == 0 && !wait_for_request(c))
-        return false;
-    if (!buf_reserve(&c->in, frame_decoder_wanted(&c->decoder))) {
-        log_error("%s: out of memory for a %zu-byte request", c->peer,
-                  frame_decoder_wanted(&c->decoder));
-        return false;
-    }
-    ssize_t n = net_recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len);
-    if (n <= 0) {
-        log_read_failure(c, n);
-        return false;
-    }
-    c->in.len += (size_t)n;
-    return true;
-}
-
 static bool send_response(struct app_conn *c, const struct app_response *resp)
 {
     if (frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
-                   resp->length) == 0)
+                   resp->length, net_deadline(c->cfg->write_timeout_ms)) == 0)
         return true;
     log_verbose("%s: send: %s", c->peer, strerror(errno));
     return false;
@@ -98,25 +72,66 @@ static void linger_close(struct app_conn *c)
 {
     char sink[4096];
     size_t dropped = 0;
+    long long deadline = net_deadline(LINGER_MS);
     shutdown(c->fd, SHUT_WR);
-    net_set_recv_timeout(c->fd, LINGER_MS);
     while (dropped < LINGER_BYTES) {
-        ssize_t n = net_recv(c->fd, sink, sizeof sink);
+        ssize_t n = net_recv_until(c->fd, sink, sizeof sink, deadline);
         if (n <= 0)
             break;
         dropped += (size_t)n;
     }
 }
 
-/* Framing can no longer be trusted: say why, then close. */
-static void answer_frame_error(struct app_conn *c, enum frame_status st)
+/* The stream can no longer be trusted: say why, then close. */
+static void answer_error(struct app_conn *c, const char *code, const char *message)
 {
     struct app_response resp;
-    log_verbose("%s: %s: %s", c->peer, frame_status_code(st), c->decoder.error);
-    if (app_error_response(frame_status_code(st), c->decoder.error, &resp) == 0 &&
-        send_response(c, &resp))
+    log_verbose("%s: %s: %s", c->peer, code, message);
+    if (app_error_response(code, message, &resp) == 0 && send_response(c, &resp))
         linger_close(c);
     app_response_free(&resp);
+}
+
+static void answer_read_failure(struct app_conn *c, ssize_t n)
+{
+    char msg[96];
+    if (n == 0) {
+        log_verbose("%s closed the connection in the middle of a request", c->peer);
+    } else if (errno == ETIMEDOUT) {
+        snprintf(msg, sizeof msg, "the request did not arrive within %g s",
+                 c->cfg->read_timeout_ms / 1000.0);
+        answer_error(c, "timeout", msg);
+    } else {
+        log_verbose("%s: recv: %s", c->peer, strerror(errno));
+    }
+}
+
+/* Reads whatever has arrived; false when the connection is over. */
+static bool read_more(struct app_conn *c)
+{
+    /* Between requests the worker waits in poll, never in recv, so a
+     * stopping server can wake it (see pool.h). */
+    if (c->in.len == 0 && !wait_for_request(c))
+        return false;
+    if (c->request_deadline == 0)
+        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
+    size_t want = frame_decoder_wanted(&c->decoder);
+    if (!buf_reserve(&c->in, want)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the server has no memory for a %zu-byte request now", want);
+        log_error("%s: out of memory for a %zu-byte request", c->peer, want);
+        answer_error(c, "no-memory", msg);
+        return false;
+    }
+    ssize_t n = net_recv_until(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
+                               c->request_deadline);
+    if (n <= 0) {
+        if (n < 0 || c->in.len > 0)
+            answer_read_failure(c, n);
+        return false;
+    }
+    c->in.len += (size_t)n;
+    return true;
 }
 
 static bool answer_request(struct app_conn *c, const struct frame *req)
@@ -125,8 +140,9 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
                 req->header.content_length);
     if (app_handle_request(req, &resp) < 0) {
-        log_error("%s: out of memory answering a request", c->peer);
         app_response_free(&resp);
+        log_error("%s: out of memory answering a request", c->peer);
+        answer_error(c, "no-memory", "the server ran out of memory answering");
         return false;
     }
     bool sent = send_response(c, &resp);
@@ -142,11 +158,12 @@ static bool serve_next(struct app_conn *c)
 {
     struct frame req;
     enum frame_status st;
+    c->request_deadline = 0;
     while ((st = frame_decode(&c->decoder, c->in.data, c->in.len, &req)) == FRAME_NEED_MORE)
         if (!read_more(c))
             return false;
     if (st != FRAME_COMPLETE) {
-        answer_frame_error(c, st);
+        answer_error(c, frame_status_code(st), c->decoder.error);
         return false;
     }
     bool ok = answer_request(c, &req);
@@ -158,8 +175,6 @@ void app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     struct app_conn c = {.pool_conn = conn, .cfg = ctx, .fd = pool_conn_fd(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
-    net_set_recv_timeout(c.fd, c.cfg->read_timeout_ms);
-    net_set_send_timeout(c.fd, c.cfg->write_timeout_ms);
     if (net_peer_address(c.fd, c.peer, sizeof c.peer) < 0)
         strcpy(c.peer, "?");
     while (serve_next(&c))

@@ -58,7 +58,7 @@ int client_exchange(int fd, const char *content_type, const char *content_encodi
                     struct client_response *resp, char *err, size_t errlen)
 {
     memset(resp, 0, sizeof *resp);
-    if (frame_send(fd, content_type, content_encoding, content, length) < 0) {
+    if (frame_send(fd, content_type, content_encoding, content, length, 0) < 0) {
         snprintf(err, errlen, "sending the request: %s%s", strerror(errno),
                  errno == EPIPE || errno == ECONNRESET ? " (the server closed the connection)"
                                                        : "");

@@ -20,7 +20,6 @@ void echo_conn_serve(struct pool_conn *conn, void *ctx)
     const struct server_config *cfg = ctx;
     int fd = pool_conn_fd(conn);
     char buf[ECHO_CHUNK];
-    net_set_send_timeout(fd, cfg->write_timeout_ms);
     enum pool_wait w;
     while ((w = pool_conn_wait(conn, cfg->idle_timeout_ms)) == POOL_REQUEST) {
         ssize_t n = net_recv(fd, buf, sizeof buf);
@@ -30,7 +29,8 @@ void echo_conn_serve(struct pool_conn *conn, void *ctx)
             log_verbose("echo connection: recv: %s", strerror(errno));
             return;
         }
-        if (net_write_full(fd, buf, (size_t)n) < 0) {
+        struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
+        if (net_writev_until(fd, &iov, 1, net_deadline(cfg->write_timeout_ms)) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
             return;
         }

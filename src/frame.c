@@ -235,7 +235,7 @@ int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *conte
 }
 
 int frame_send(int fd, const char *content_type, const char *content_encoding,
-               const void *content, size_t length)
+               const void *content, size_t length, long long deadline)
 {
     uint8_t head[FRAME_ENCODED_HEADER_MAX];
     int n = frame_encode_header(head, content_type, content_encoding, length);
@@ -245,5 +245,5 @@ int frame_send(int fd, const char *content_type, const char *content_encoding,
     }
     struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)n},
                            {.iov_base = (void *)content, .iov_len = length}};
-    return net_writev_full(fd, iov, 2);
+    return net_writev_until(fd, iov, 2, deadline);
 }

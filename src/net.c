@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Formats a sockaddr as HOST:PORT, bracketing IPv6 literals. */
@@ -263,31 +265,86 @@ int net_write_full(int fd, const void *buf, size_t n)
 
 int net_writev_full(int fd, struct iovec *iov, int iovcnt)
 {
-    /* sendmsg rather than writev: only send* takes MSG_NOSIGNAL. */
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-    while (msg.msg_iovlen > 0) {
-        if (msg.msg_iov->iov_len == 0) {
-            msg.msg_iov++;
-            msg.msg_iovlen--;
-            continue;
-        }
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
+    return net_writev_until(fd, iov, iovcnt, 0);
+}
+
+long long net_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+long long net_deadline(int timeout_ms)
+{
+    return timeout_ms > 0 ? net_now_ms() + timeout_ms : 0;
+}
+
+/* Waits until fd is ready for events or the deadline passes (ETIMEDOUT). */
+static int wait_ready(int fd, short events, long long deadline)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        long long left = deadline - net_now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
             return -1;
         }
-        /* Short write: skip the iovecs already sent, trim the partial one. */
-        size_t left = (size_t)n;
-        while (msg.msg_iovlen > 0 && left >= msg.msg_iov->iov_len) {
-            left -= msg.msg_iov->iov_len;
-            msg.msg_iov++;
-            msg.msg_iovlen--;
+        int rc = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+        if (rc > 0)
+            return 0;
+        if (rc < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline)
+{
+    if (deadline == 0)
+        return net_recv(fd, buf, len);
+    for (;;) {
+        /* Try first: the bytes are usually already here, and then the
+         * read costs one system call, not two. */
+        ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return n;
+        if (errno != EINTR && wait_ready(fd, POLLIN, deadline) < 0)
+            return -1;
+    }
+}
+
+/* Drops n sent bytes from the front of the message's iovecs. */
+static void advance(struct msghdr *msg, size_t n)
+{
+    while (msg->msg_iovlen > 0 && n >= msg->msg_iov->iov_len) {
+        n -= msg->msg_iov->iov_len;
+        msg->msg_iov++;
+        msg->msg_iovlen--;
+    }
+    if (msg->msg_iovlen > 0) {
+        msg->msg_iov->iov_base = (char *)msg->msg_iov->iov_base + n;
+        msg->msg_iov->iov_len -= n;
+    }
+}
+
+int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline)
+{
+    /* sendmsg rather than writev: only send* takes MSG_NOSIGNAL. */
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+    int flags = MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0);
+    advance(&msg, 0);
+    while (msg.msg_iovlen > 0) {
+        ssize_t n = sendmsg(fd, &msg, flags);
+        if (n >= 0) {
+            advance(&msg, (size_t)n);
+            continue;
         }
-        if (msg.msg_iovlen > 0) {
-            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + left;
-            msg.msg_iov->iov_len -= left;
-        }
+        if (errno == EINTR)
+            continue;
+        if (!deadline || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return -1;
+        if (wait_ready(fd, POLLOUT, deadline) < 0)
+            return -1;
     }
     return 0;
 }

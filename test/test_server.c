@@ -272,7 +272,7 @@ Test(server, answers_after_the_client_half_closes)
 {
     int fd = ts_connect(port);
     char *content = client_search_content("search", "ring");
-    cr_assert_eq(frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content)), 0);
+    cr_assert_eq(frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0), 0);
     free(content);
     shutdown(fd, SHUT_WR);
     struct client_response resp;
