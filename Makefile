@@ -43,11 +43,11 @@ test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop
 
 test-unit: build/tests all
-	ENCHUFE_BIN=bin ./build/tests --jobs=2
+	ENCHUFE_BIN=bin timeout 900 ./build/tests --jobs=2
 
 test-asan: build/asan/tests all
 	set -o pipefail; ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
-	  ./build/asan/tests --jobs=2 2>&1 | tee build/asan/tests.log
+	  timeout 900 ./build/asan/tests --jobs=2 2>&1 | tee build/asan/tests.log
 	@! grep -q 'ERROR: .*Sanitizer\|runtime error:' build/asan/tests.log || \
 	  { echo "error: sanitizer report above" >&2; exit 1; }
 

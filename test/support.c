@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,6 +146,12 @@ static int read_listening_port(int fd)
 
 pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port, int *err_fd)
 {
+    return ts_spawn_server_limited(bin_dir, extra, -1, 0, port, err_fd);
+}
+
+pid_t ts_spawn_server_limited(const char *bin_dir, const char *const extra[], int resource,
+                              unsigned long limit, int *port, int *err_fd)
+{
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return -1;
@@ -157,6 +165,9 @@ pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port,
     pid_t pid = fork();
     if (pid == 0) {
         dup2(pipefd[1], STDERR_FILENO);
+        struct rlimit rl = {limit, limit};
+        if (resource >= 0 && setrlimit(resource, &rl) < 0)
+            _exit(126);
         execv(path, (char *const *)argv);
         _exit(127);
     }
@@ -189,4 +200,96 @@ int ts_wait_exit(pid_t pid, int timeout_ms)
         struct timespec ten_ms = {0, 10 * 1000 * 1000};
         nanosleep(&ten_ms, NULL);
     }
+}
+
+int ts_send_raw(int fd, const char *header_json, const void *content, size_t len)
+{
+    size_t cap = 2 + strlen(header_json) + len;
+    uint8_t *buf = malloc(cap);
+    size_t n = ts_frame(buf, cap, header_json, content, len);
+    int rc = net_write_full(fd, buf, n);
+    free(buf);
+    return rc;
+}
+
+int ts_read_error_code(int fd, char *code, size_t cap)
+{
+    struct client_response resp;
+    char err[256];
+    code[0] = '\0';
+    if (client_read_response(fd, 1 << 20, &resp, err, sizeof err) < 0)
+        return -1;
+    const char *key = "\"error\": \"";
+    const char *at = memmem(resp.content, resp.length, key, strlen(key));
+    if (at) {
+        at += strlen(key);
+        size_t n = 0;
+        while (n + 1 < cap && at + n < (const char *)resp.content + resp.length && at[n] != '"')
+            n++;
+        memcpy(code, at, n);
+        code[n] = '\0';
+    }
+    client_response_free(&resp);
+    return 0;
+}
+
+bool ts_closed_within(int fd, int timeout_ms)
+{
+    long long deadline = ts_now_ms() + timeout_ms;
+    char buf[4096];
+    while (ts_now_ms() < deadline) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(deadline - ts_now_ms())) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+    }
+    return false;
+}
+
+int ts_proc_fds(pid_t pid)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)pid);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p && fscanf(p, "%d", &n) != 1)
+        n = -1;
+    if (p)
+        pclose(p);
+    return n;
+}
+
+long ts_proc_rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+long ts_proc_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name, which may hold spaces: skip to ')'. */
+    const char *p = strrchr(buf, ')');
+    unsigned long utime, stime;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                     &stime) != 2)
+        return -1;
+    return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
 }

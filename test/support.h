@@ -41,6 +41,26 @@ void ts_expected_search(const char *value, char *out, size_t cap);
  * and *err_fd (the read end of its stderr), or returns -1. */
 pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port, int *err_fd);
 
+/* The same, with one resource limit (setrlimit) lowered in the child
+ * before exec: RLIMIT_NOFILE, RLIMIT_AS... resource -1 sets none. */
+pid_t ts_spawn_server_limited(const char *bin_dir, const char *const extra[], int resource,
+                              unsigned long limit, int *port, int *err_fd);
+
+/* Sends a request whose header is header_json and content is content. */
+int ts_send_raw(int fd, const char *header_json, const void *content, size_t len);
+
+/* Reads one response and returns its "error" code in code (or ""). */
+int ts_read_error_code(int fd, char *code, size_t cap);
+
+/* True if the server closed fd (recv returns 0 or a reset) within timeout_ms. */
+bool ts_closed_within(int fd, int timeout_ms);
+
+/* Number of open fds and VmRSS (KiB) of a process, from /proc. */
+int ts_proc_fds(pid_t pid);
+long ts_proc_rss_kib(pid_t pid);
+/* CPU time (user + system) used by a process, in milliseconds. */
+long ts_proc_cpu_ms(pid_t pid);
+
 /* Reads lines from fd until one contains needle or timeout_ms passes. */
 bool ts_wait_for_line(int fd, const char *needle, int timeout_ms);
 
