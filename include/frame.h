@@ -25,7 +25,7 @@
 /* RFC 6838 caps a media type's type and subtype names at 127 characters each. */
 #define FRAME_MAX_CONTENT_TYPE 255
 #define FRAME_MAX_CONTENT_ENCODING 63
-#define FRAME_DEFAULT_MAX_CONTENT (1024 * 1024)
+#define FRAME_DEFAULT_MAX_CONTENT ((size_t)1 << 20)
 
 enum frame_status {
     FRAME_COMPLETE = 0,

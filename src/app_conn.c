@@ -28,7 +28,7 @@
 /* After an error answer, how much of what the client still sends we read
  * and drop, and for how long, so that closing does not reset the
  * connection before the client has read the answer. */
-#define LINGER_BYTES (256 * 1024)
+#define LINGER_BYTES ((size_t)256 << 10)
 #define LINGER_MS 1000
 
 struct app_conn {

@@ -9,7 +9,7 @@
 #define BUF_MIN 16384
 /* A buffer grown for one large frame is freed once it is empty, so an idle
  * connection never holds more than this. */
-#define BUF_KEEP_MAX (64 * 1024)
+#define BUF_KEEP_MAX ((size_t)64 << 10)
 
 bool buf_reserve(struct buf *b, size_t want)
 {

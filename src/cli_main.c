@@ -58,7 +58,7 @@ static void usage(FILE *out)
  * tutorial's clients do: b'...' with escapes for anything unprintable. */
 static void print_bytes_repr(FILE *out, const uint8_t *p, size_t n)
 {
-    char quote = memchr(p, '\'', n) && !memchr(p, '"', n) ? '"' : '\'';
+    uint8_t quote = memchr(p, '\'', n) && !memchr(p, '"', n) ? '"' : '\'';
     fprintf(out, "b%c", quote);
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];

@@ -176,7 +176,7 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
 
 int net_local_port(int fd)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return -1;
@@ -190,7 +190,7 @@ int net_local_port(int fd)
 
 int net_local_address(int fd, char *out, size_t outlen)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return -1;
@@ -200,7 +200,7 @@ int net_local_address(int fd, char *out, size_t outlen)
 
 int net_peer_address(int fd, char *out, size_t outlen)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
         return -1;
@@ -210,7 +210,7 @@ int net_peer_address(int fd, char *out, size_t outlen)
 
 static int set_timeout(int fd, int option, int timeout_ms)
 {
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
     return setsockopt(fd, SOL_SOCKET, option, &tv, sizeof tv);
 }
 

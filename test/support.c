@@ -3,6 +3,7 @@
  */
 #include "support.h"
 #include "app.h"
+#include "frame.h"
 #include "net.h"
 
 #include <errno.h>
@@ -292,4 +293,66 @@ long ts_proc_cpu_ms(pid_t pid)
                      &stime) != 2)
         return -1;
     return (long)((utime + stime) * 1000 / (unsigned long)sysconf(_SC_CLK_TCK));
+}
+
+static bool search_ok(int fd, const char *value)
+{
+    struct client_response resp;
+    char expected[256];
+    ts_expected_search(value, expected, sizeof expected);
+    if (ts_search(fd, value, &resp) < 0)
+        return false;
+    bool ok = ts_content_is(&resp, expected);
+    client_response_free(&resp);
+    return ok;
+}
+
+bool ts_mixed_connection(int port, int n)
+{
+    int fd = ts_connect(port);
+    if (fd < 0)
+        return false;
+    bool ok = true;
+    char code[64];
+    switch (n % TS_MIXED_KINDS) {
+    case 0:
+        ok = search_ok(fd, "ring");
+        break;
+    case 1:
+        for (int i = 0; i < 5 && ok; i++)
+            ok = search_ok(fd, "neo");
+        break;
+    case 2:
+        ts_send_raw(fd, "{nope", NULL, 0);
+        ts_read_error_code(fd, code, sizeof code);
+        break;
+    case 3: {
+        struct linger lg = {1, 0}; /* close with a reset, mid-request */
+        net_write_full(fd, "\x00\x40{\"by", 6);
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        break;
+    }
+    case 4:
+        ts_send_raw(fd,
+                    "{\"byteorder\": \"little\", \"content-type\": \"b\", "
+                    "\"content-encoding\": \"b\", \"content-length\": 99999999}",
+                    NULL, 0);
+        ts_read_error_code(fd, code, sizeof code);
+        break;
+    case 5: {
+        char *content = client_search_content("search", "x");
+        frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0);
+        free(content);
+        shutdown(fd, SHUT_WR);
+        struct client_response resp;
+        char err[128];
+        ok = client_read_response(fd, 1 << 20, &resp, err, sizeof err) == 0;
+        client_response_free(&resp);
+        break;
+    }
+    default:
+        break;
+    }
+    close(fd);
+    return ok;
 }

@@ -55,6 +55,15 @@ int ts_read_error_code(int fd, char *code, size_t cap);
 /* True if the server closed fd (recv returns 0 or a reset) within timeout_ms. */
 bool ts_closed_within(int fd, int timeout_ms);
 
+/* Kinds of connection ts_mixed_connection makes, hostile and normal. */
+#define TS_MIXED_KINDS 7
+
+/* One connection of kind n % TS_MIXED_KINDS: a one-shot request, a
+ * keep-alive run, a malformed header, a reset mid-request, a too-large
+ * request, a half-close after a request, or connect-and-leave. Returns
+ * false if a normal request got a wrong answer. */
+bool ts_mixed_connection(int port, int n);
+
 /* Number of open fds and VmRSS (KiB) of a process, from /proc. */
 int ts_proc_fds(pid_t pid);
 long ts_proc_rss_kib(pid_t pid);

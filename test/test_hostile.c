@@ -356,68 +356,19 @@ Test(binary_faults, drain_timeout_bounds_the_wait_for_stuck_clients, .timeout = 
     close(err_fd);
 }
 
-/* One hostile or normal connection of the given kind. */
-static void one_connection(int p, int kind)
-{
-    int fd = ts_connect(p);
-    if (fd < 0)
-        return;
-    struct client_response resp;
-    char code[64];
-    switch (kind) {
-    case 0: /* the tutorial's client: one request, then close */
-        if (ts_search(fd, "ring", &resp) == 0)
-            client_response_free(&resp);
-        break;
-    case 1: /* keep-alive: several requests */
-        for (int i = 0; i < 5; i++)
-            if (ts_search(fd, "neo", &resp) == 0)
-                client_response_free(&resp);
-        break;
-    case 2: /* malformed header */
-        ts_send_raw(fd, "{nope", NULL, 0);
-        ts_read_error_code(fd, code, sizeof code);
-        break;
-    case 3: { /* reset mid-request */
-        net_write_full(fd, "\x00\x40{\"by", 6);
-        struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        break;
-    }
-    case 4: /* too large */
-        ts_send_raw(fd,
-                    "{\"byteorder\": \"little\", \"content-type\": \"b\", "
-                    "\"content-encoding\": \"b\", \"content-length\": 99999999}",
-                    NULL, 0);
-        ts_read_error_code(fd, code, sizeof code);
-        break;
-    case 5: { /* half-close after a complete request, then read the answer */
-        char *content = client_search_content("search", "x");
-        frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0);
-        free(content);
-        shutdown(fd, SHUT_WR);
-        ts_read_error_code(fd, code, sizeof code);
-        break;
-    }
-    default: /* connect and leave */
-        break;
-    }
-    close(fd);
-}
-
 Test(binary_faults, thousands_of_connections_leak_no_fds_or_memory, .timeout = 120)
 {
     int p, err_fd;
     pid_t pid = ts_spawn_server(ts_bin_dir(), NULL, &p, &err_fd);
     cr_assert_gt(pid, 0);
     for (int i = 0; i < 300; i++) /* warm up allocator arenas and threads */
-        one_connection(p, i % 7);
+        ts_mixed_connection(p, i);
     usleep(300 * 1000);
     int fds0 = ts_proc_fds(pid);
     long rss0 = ts_proc_rss_kib(pid);
     enum { N = 3000 };
     for (int i = 0; i < N; i++)
-        one_connection(p, i % 7);
+        ts_mixed_connection(p, i);
     /* Let the workers finish closing what the clients left. */
     int fds1 = -1;
     for (int tries = 0; tries < 100 && (fds1 = ts_proc_fds(pid)) != fds0; tries++)

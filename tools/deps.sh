@@ -18,6 +18,20 @@ if [ "$what" = test ]; then
   command -v timeout >/dev/null || missing+=(coreutils)
 fi
 
+if [ "$what" = fuzz ]; then
+  command -v clang >/dev/null || missing+=(clang)
+  # libFuzzer's runtime ships apart from clang on Debian (libclang-rt-N-dev).
+  if command -v clang >/dev/null && [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] &&
+     ! ls "$(dirname "$(clang -print-libgcc-file-name)")"/libclang_rt.fuzzer*.a >/dev/null 2>&1; then
+    major=$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1)
+    missing+=("libclang-rt-$major-dev")
+  fi
+fi
+if [ "$what" = lint ]; then
+  command -v cppcheck >/dev/null || missing+=(cppcheck)
+  command -v clang-tidy >/dev/null || missing+=(clang-tidy)
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: missing ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
