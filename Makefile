@@ -35,7 +35,7 @@ Q := $(if $(V),,@)
 .DELETE_ON_ERROR:
 .SECONDARY:
 
-all: bin/enchufe-server bin/enchufe-cli
+all: bin/enchufe-server bin/enchufe-cli bin/enchufe-bench
 
 run: all
 	./bin/enchufe-server $(SERVER_ARGS)
@@ -93,6 +93,24 @@ bin/enchufe-server: build/obj/server_main.o build/libenchufe.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
 
+BENCH_LIB_SRC := $(filter-out bench/bench_main.c,$(wildcard bench/*.c))
+BENCH_OBJ := $(BENCH_LIB_SRC:bench/%.c=build/obj/bench/%.o)
+ASAN_BENCH_OBJ := $(BENCH_LIB_SRC:bench/%.c=build/asan/bench/%.o)
+
+build/obj/bench/%.o: bench/%.c | deps
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) -Ibench -MMD -MP -c $< -o $@
+
+build/asan/bench/%.o: bench/%.c | deps
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Ibench -MMD -MP -c $< -o $@
+
+bin/enchufe-bench: build/obj/bench/bench_main.o $(BENCH_OBJ) build/libenchufe.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+
 bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
@@ -100,22 +118,23 @@ bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
 build/obj/test/%.o: test/%.c | deps-test
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS_ALL) -Itest -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) -Itest -Ibench -MMD -MP -c $< -o $@
 
 build/asan/test/%.o: test/%.c | deps-test
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -Ibench -MMD -MP -c $< -o $@
 
 build/tsan/test/%.o: test/%.c | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -MMD -MP -c $< -o $@
 
-build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(OBJ)
+build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(BENCH_OBJ) $(OBJ)
 	$(CC) $(CFLAGS_ALL) $^ $(TESTLIBS) $(LIBS) -o $@
 
-build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) build/asan/test/asan_main.o $(ASAN_OBJ)
+build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) build/asan/test/asan_main.o \
+                  $(ASAN_BENCH_OBJ) $(ASAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(ASAN) $^ $(TESTLIBS) $(LIBS) -o $@
 
 build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o $(TSAN_OBJ)
@@ -170,4 +189,4 @@ lint: deps-lint
 clean:
 	rm -rf build bin
 
--include $(wildcard build/*/*.d build/*/test/*.d)
+-include $(wildcard build/*/*.d build/*/test/*.d build/*/bench/*.d)

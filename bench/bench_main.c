@@ -1,0 +1,275 @@
+/*
+ * bench_main.c - enchufe-bench: options, the request mix, the report.
+ */
+#include "loadgen.h"
+#include "options.h"
+#include "report.h"
+#include "version.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+#define MAX_MIX 16
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: enchufe-bench [OPTION]...\n"
+            "Load an enchufe server (or any server, in raw mode) and report throughput,\n"
+            "latency percentiles and errors. Every answer is checked.\n"
+            "\n"
+            "  --host HOST            server address (default 127.0.0.1)\n"
+            "  --port PORT            server port (default 65432)\n"
+            "  -t, --threads N        threads, each with its own epoll loop (default 2)\n"
+            "  -c, --connections N    connections in all (default 50)\n"
+            "  -d, --duration SEC     how long to measure (default 10)\n"
+            "  -n, --requests N       send exactly N requests instead of a duration\n"
+            "      --warmup SEC       run this long first, without counting (default 0)\n"
+            "  -R, --rate N           fixed rate of N requests/s in all (open loop); latency\n"
+            "                         then counts from each request's intended send time\n"
+            "      --mode MODE        keepalive (default): many requests per connection;\n"
+            "                         per-conn: connect, one request, close, as the tutorial's client\n"
+            "  -r, --request KIND     hit, miss, binary:SIZE or echo:SIZE (for --mode echo\n"
+            "                         servers); repeat to mix; each connection cycles through\n"
+            "      --raw-request BYTES      send these bytes (\\r \\n \\t \\\\ \\xHH escapes) ...\n"
+            "      --raw-response-len N     ... and expect N bytes back\n"
+            "      --raw-response BYTES     ... which must be exactly these (optional)\n"
+            "      --timeout SEC      a request not answered by then is an error (default 5)\n"
+            "      --json             print one JSON object instead of the text report\n"
+            "  -q, --quiet            no progress lines on stderr\n"
+            "  -h, --help             show this help and exit\n"
+            "  -V, --version          show the version and exit\n"
+            "\n"
+            "Exit status: 0 when requests were answered, 1 when none was (or the run\n"
+            "could not start), 2 for a usage error. Errors are counted in the report.\n");
+}
+
+/* Decodes C-style escapes in place; returns the decoded length. */
+static size_t unescape(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p; p++) {
+        if (*p != '\\' || !p[1]) {
+            *out++ = *p;
+            continue;
+        }
+        p++;
+        switch (*p) {
+        case 'r': *out++ = '\r'; break;
+        case 'n': *out++ = '\n'; break;
+        case 't': *out++ = '\t'; break;
+        case '0': *out++ = '\0'; break;
+        case 'x': {
+            char hex[3] = {p[1], p[1] ? p[2] : 0, 0};
+            *out++ = (char)strtol(hex, NULL, 16);
+            p += p[1] && p[2] ? 2 : (p[1] ? 1 : 0);
+            break;
+        }
+        default: *out++ = *p; break;
+        }
+    }
+    return (size_t)(out - s);
+}
+
+struct args {
+    struct bench_config cfg;
+    struct bench_request mix[MAX_MIX];
+    char mix_names[256];
+    char *raw_request, *raw_response;
+    long raw_len;
+    bool json;
+};
+
+static bool add_request(struct args *a, const char *spec)
+{
+    long size = 0;
+    const char *colon = strchr(spec, ':');
+    enum bench_kind kind;
+    if (strcmp(spec, "hit") == 0)
+        kind = BENCH_HIT;
+    else if (strcmp(spec, "miss") == 0)
+        kind = BENCH_MISS;
+    else if (colon && strncmp(spec, "binary:", 7) == 0 && parse_long(colon + 1, 0, 1 << 30, &size))
+        kind = BENCH_BINARY;
+    else if (colon && strncmp(spec, "echo:", 5) == 0 && parse_long(colon + 1, 1, 1 << 30, &size))
+        kind = BENCH_ECHO;
+    else {
+        fprintf(stderr, "enchufe-bench: unknown request '%s': expected hit, miss, "
+                        "binary:SIZE or echo:SIZE\n", spec);
+        return false;
+    }
+    if (a->cfg.mix_len == MAX_MIX) {
+        fprintf(stderr, "enchufe-bench: at most %d --request options\n", MAX_MIX);
+        return false;
+    }
+    if (bench_prepare(&a->mix[a->cfg.mix_len++], kind, (size_t)size) < 0) {
+        fprintf(stderr, "enchufe-bench: cannot prepare request '%s'\n", spec);
+        return false;
+    }
+    size_t used = strlen(a->mix_names);
+    snprintf(a->mix_names + used, sizeof a->mix_names - used, "%s%s", used ? "," : "", spec);
+    return true;
+}
+
+enum { OPT_HOST = 256, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
+       OPT_TIMEOUT, OPT_JSON };
+
+static const struct option long_options[] = {
+    {"host", required_argument, NULL, OPT_HOST},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"threads", required_argument, NULL, 't'},
+    {"connections", required_argument, NULL, 'c'},
+    {"duration", required_argument, NULL, 'd'},
+    {"requests", required_argument, NULL, 'n'},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"rate", required_argument, NULL, 'R'},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"request", required_argument, NULL, 'r'},
+    {"raw-request", required_argument, NULL, OPT_RAW_REQ},
+    {"raw-response-len", required_argument, NULL, OPT_RAW_LEN},
+    {"raw-response", required_argument, NULL, OPT_RAW_RESP},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static bool bad(const char *opt, const char *value, const char *expected)
+{
+    fprintf(stderr, "enchufe-bench: invalid %s '%s': expected %s\n", opt, value, expected);
+    return false;
+}
+
+static bool parse_one(struct args *a, int opt, char *arg)
+{
+    long v;
+    int ms;
+    struct bench_config *c = &a->cfg;
+    switch (opt) {
+    case OPT_HOST: c->host = arg; return true;
+    case OPT_PORT: c->port = arg; return parse_long(arg, 1, 65535, &v) || bad("--port", arg, "1-65535");
+    case 't': return parse_long(arg, 1, 256, &v) ? (c->threads = (int)v, true) : bad("--threads", arg, "1-256");
+    case 'c':
+        return parse_long(arg, 1, 1000000, &v) ? (c->connections = (int)v, true)
+                                               : bad("--connections", arg, "1-1000000");
+    case 'd':
+        return parse_seconds_ms(arg, 86400, &ms) && ms > 0 ? (c->duration_s = ms / 1000.0, true)
+                                                           : bad("--duration", arg, "seconds");
+    case 'n':
+        return parse_long(arg, 1, 1L << 40, &v) ? (c->requests = (uint64_t)v, true)
+                                                : bad("--requests", arg, "a positive count");
+    case OPT_WARMUP:
+        return parse_seconds_ms(arg, 3600, &ms) ? (c->warmup_s = ms / 1000.0, true)
+                                                : bad("--warmup", arg, "seconds");
+    case 'R':
+        return parse_long(arg, 1, 100000000, &v) ? (c->rate = (double)v, true)
+                                                 : bad("--rate", arg, "requests per second");
+    case OPT_MODE:
+        if (strcmp(arg, "keepalive") == 0 || strcmp(arg, "per-conn") == 0) {
+            c->mode = arg[0] == 'k' ? BENCH_KEEPALIVE : BENCH_PER_CONN;
+            return true;
+        }
+        return bad("--mode", arg, "keepalive or per-conn");
+    case 'r': return add_request(a, arg);
+    case OPT_RAW_REQ: a->raw_request = arg; return true;
+    case OPT_RAW_RESP: a->raw_response = arg; return true;
+    case OPT_RAW_LEN:
+        return parse_long(arg, 1, 1 << 30, &a->raw_len) || bad("--raw-response-len", arg, "bytes");
+    case OPT_TIMEOUT:
+        return parse_seconds_ms(arg, 3600, &c->timeout_ms) && c->timeout_ms > 0
+                   ? true
+                   : bad("--timeout", arg, "seconds");
+    case OPT_JSON: a->json = true; return true;
+    case 'q': c->progress = false; return true;
+    default: return false;
+    }
+}
+
+static bool finish_mix(struct args *a)
+{
+    if (a->raw_request) {
+        if (a->cfg.mix_len || (!a->raw_len && !a->raw_response)) {
+            fprintf(stderr, "enchufe-bench: --raw-request needs --raw-response-len or "
+                            "--raw-response, and no --request\n");
+            return false;
+        }
+        size_t qlen = unescape(a->raw_request);
+        size_t rlen = a->raw_response ? unescape(a->raw_response) : (size_t)a->raw_len;
+        if (a->raw_response && a->raw_len && (size_t)a->raw_len != rlen) {
+            fprintf(stderr, "enchufe-bench: --raw-response is %zu bytes, not %ld\n", rlen,
+                    a->raw_len);
+            return false;
+        }
+        bench_prepare_raw(&a->mix[0], (uint8_t *)a->raw_request, qlen,
+                          (uint8_t *)a->raw_response, rlen);
+        a->cfg.mix_len = 1;
+        snprintf(a->mix_names, sizeof a->mix_names, "raw");
+    } else if (a->cfg.mix_len == 0) {
+        return add_request(a, "hit");
+    }
+    return true;
+}
+
+/* Returns -1 to go on, or the exit status to leave with. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    int opt;
+    while ((opt = getopt_long(argc, argv, "t:c:d:n:R:r:qhV", long_options, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return EXIT_SUCCESS;
+        }
+        if (opt == 'V') {
+            printf("enchufe-bench %s\n", ENCHUFE_VERSION);
+            return EXIT_SUCCESS;
+        }
+        if (opt == '?' || !parse_one(a, opt, optarg)) {
+            fprintf(stderr, "Try 'enchufe-bench --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "enchufe-bench: unexpected argument '%s'\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (a->cfg.connections < a->cfg.threads)
+        a->cfg.threads = a->cfg.connections;
+    return finish_mix(a) ? -1 : EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    static struct args a = {
+        .cfg = {.host = "127.0.0.1", .port = "65432", .threads = 2, .connections = 50,
+                .duration_s = 10, .timeout_ms = 5000, .progress = true},
+    };
+    a.cfg.mix = a.mix;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    signal(SIGPIPE, SIG_IGN);
+    static struct bench_result res;
+    char err[256], target[300];
+    if (bench_run(&a.cfg, &res, err, sizeof err) < 0) {
+        fprintf(stderr, "enchufe-bench: %s\n", err);
+        return EXIT_FAILURE;
+    }
+    snprintf(target, sizeof target, "%s:%s", a.cfg.host, a.cfg.port);
+    struct report_info info = {.target = target,
+                               .mode = a.cfg.mode == BENCH_KEEPALIVE ? "keepalive" : "per-conn",
+                               .mix = a.mix_names,
+                               .rate = a.cfg.rate};
+    if (a.json)
+        report_json(stdout, &a.cfg, &info, &res);
+    else
+        report_text(stdout, &a.cfg, &info, &res);
+    for (size_t i = 0; i < a.cfg.mix_len; i++)
+        bench_request_free(&a.mix[i]);
+    return res.completed > 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,609 @@
+/*
+ * loadgen.c - epoll load generator (see loadgen.h).
+ *
+ * A "slot" is one of the -c connections. In keep-alive mode a slot keeps
+ * its socket for the whole run; in per-connection mode it opens a socket
+ * for each request and closes it after the answer, as the tutorial's
+ * client does. A slot whose stream went wrong (error, timeout, reset) is
+ * closed and reopened, after the periodic sweep, so a dead server costs
+ * one attempt per slot every 100 ms rather than a spin.
+ */
+#include "loadgen.h"
+#include "frame.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SWEEP_NS 100000000ULL /* timeouts and reconnects are checked this often */
+#define MAX_EVENTS 256
+
+enum slot_state { S_CLOSED, S_CONNECTING, S_IDLE, S_SENDING, S_READING };
+
+struct slot {
+    int fd;
+    enum slot_state state;
+    bool has_request; /* a request is assigned (possibly waiting to connect) */
+    bool want_out;    /* EPOLLOUT is in the interest set */
+    const struct bench_request *req;
+    unsigned next;    /* position in the mix */
+    size_t sent;
+    uint8_t *buf;
+    size_t len, cap;
+    struct frame_decoder dec;
+    uint64_t origin;  /* latency runs from here: the send, or when it was due */
+    uint64_t connect_start;
+    uint64_t deadline;
+    int idle_next;    /* rate mode: next idle slot, -1 at the end */
+    bool in_idle;     /* rate mode: on the idle stack */
+};
+
+struct worker {
+    pthread_t thread;
+    const struct bench_config *cfg;
+    const struct sockaddr_storage *addr;
+    socklen_t addrlen;
+    int epfd;
+    struct slot *slots;
+    int nslots;
+    uint64_t start, warm, end; /* ns: run start, end of warmup, deadline */
+    uint64_t quota, issued;    /* -n: requests this thread may send */
+    uint64_t interval, next_due; /* -R: schedule */
+    int idle_head;             /* -R: stack of idle slots */
+    uint64_t pending_due;      /* -R: due requests not yet sent (no idle slot) */
+    bool warmed;
+    struct bench_result res;
+    atomic_uint_least64_t progress; /* completed, for the progress line */
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+const char *bench_error_name(enum bench_error e)
+{
+    static const char *const names[] = {"connect", "read", "write", "timeout",
+                                        "closed", "framing", "header", "content"};
+    return e < BENCH_ERR_KINDS ? names[e] : "?";
+}
+
+/* --- slot life cycle -------------------------------------------------------- */
+
+static void set_interest(struct worker *w, struct slot *s, bool out)
+{
+    if (s->want_out == out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = s};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+    s->want_out = out;
+}
+
+static void close_slot(struct slot *s)
+{
+    if (s->fd >= 0)
+        close(s->fd); /* also leaves the epoll set */
+    s->fd = -1;
+    s->state = S_CLOSED;
+    s->want_out = false;
+}
+
+/* Rate mode: a slot with no request waits here to be handed the next one. */
+static void push_idle(struct worker *w, struct slot *s)
+{
+    if (s->in_idle)
+        return;
+    s->in_idle = true;
+    s->idle_next = w->idle_head;
+    w->idle_head = (int)(s - w->slots);
+}
+
+static struct slot *pop_idle(struct worker *w)
+{
+    struct slot *s = &w->slots[w->idle_head];
+    w->idle_head = s->idle_next;
+    s->in_idle = false;
+    return s;
+}
+
+/* The stream went wrong: count it, drop the connection and the request. */
+static void fail(struct worker *w, struct slot *s, enum bench_error e)
+{
+    w->res.errors[e]++;
+    s->has_request = false;
+    close_slot(s);
+    if (w->interval)
+        push_idle(w, s);
+}
+
+static void open_slot(struct worker *w, struct slot *s)
+{
+    s->fd = socket(w->addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) {
+        w->res.errors[BENCH_ERR_CONNECT]++;
+        return;
+    }
+    int one = 1;
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->connect_start = now_ns();
+    s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
+    if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
+        w->res.errors[BENCH_ERR_CONNECT]++;
+        close_slot(s);
+        return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->fd, &ev);
+    s->want_out = true;
+    s->state = S_CONNECTING;
+}
+
+/* Sends what is left of the request; moves on to reading when done. */
+static void send_some(struct worker *w, struct slot *s)
+{
+    while (s->sent < s->req->len) {
+        ssize_t n = send(s->fd, s->req->bytes + s->sent, s->req->len - s->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_interest(w, s, true);
+            return;
+        }
+        if (n < 0) {
+            fail(w, s, BENCH_ERR_WRITE);
+            return;
+        }
+        s->sent += (size_t)n;
+    }
+    set_interest(w, s, false);
+    s->state = S_READING;
+}
+
+static bool may_issue(struct worker *w)
+{
+    return w->issued < w->quota;
+}
+
+/* Starts a request on a connected, idle slot. */
+static void start_request(struct worker *w, struct slot *s, uint64_t origin)
+{
+    s->req = &w->cfg->mix[s->next++ % w->cfg->mix_len];
+    s->sent = 0;
+    s->len = 0;
+    frame_decoder_init(&s->dec, s->cap);
+    s->origin = origin;
+    s->deadline = now_ns() + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
+    s->state = S_SENDING;
+    send_some(w, s);
+}
+
+/* What a slot does once it has nothing to send: in closed loop, the next
+ * request at once; at a fixed rate, wait on the idle stack to be due. */
+static void next_request(struct worker *w, struct slot *s)
+{
+    s->state = S_IDLE;
+    s->has_request = false;
+    if (w->cfg->mode == BENCH_PER_CONN)
+        close_slot(s);
+    if (w->interval) {
+        push_idle(w, s);
+        return;
+    }
+    if (!may_issue(w))
+        return;
+    w->issued++;
+    s->has_request = true;
+    s->origin = now_ns();
+    if (s->state == S_CLOSED)
+        open_slot(w, s); /* per-conn: the request starts once connected */
+    else
+        start_request(w, s, s->origin);
+}
+
+/* --- answers ---------------------------------------------------------------- */
+
+static void record_success(struct worker *w, struct slot *s, uint64_t now)
+{
+    w->res.completed++;
+    hist_record(&w->res.latency, now - s->origin);
+    atomic_store_explicit(&w->progress, w->res.completed, memory_order_relaxed);
+    next_request(w, s);
+}
+
+static void check_frame(struct worker *w, struct slot *s, uint64_t now)
+{
+    struct frame f;
+    enum frame_status st = frame_decode(&s->dec, s->buf, s->len, &f);
+    if (st == FRAME_NEED_MORE)
+        return;
+    const struct bench_request *r = s->req;
+    if (st != FRAME_COMPLETE || f.size != s->len)
+        fail(w, s, BENCH_ERR_FRAMING);
+    else if (strcmp(f.header.content_type, r->content_type) != 0 ||
+             strcmp(f.header.content_encoding, r->content_encoding) != 0)
+        fail(w, s, BENCH_ERR_HEADER);
+    else if (f.header.content_length != r->expect_len ||
+             memcmp(f.content, r->expect, r->expect_len) != 0)
+        fail(w, s, BENCH_ERR_CONTENT);
+    else
+        record_success(w, s, now);
+}
+
+static void check_raw(struct worker *w, struct slot *s, uint64_t now)
+{
+    const struct bench_request *r = s->req;
+    if (s->len < r->expect_len)
+        return;
+    if (s->len > r->expect_len || (r->check_bytes && memcmp(s->buf, r->expect, s->len) != 0))
+        fail(w, s, BENCH_ERR_CONTENT);
+    else
+        record_success(w, s, now);
+}
+
+static void read_answer(struct worker *w, struct slot *s)
+{
+    for (;;) {
+        if (s->len == s->cap) { /* more than any right answer: stop reading */
+            fail(w, s, s->req->framed ? BENCH_ERR_FRAMING : BENCH_ERR_CONTENT);
+            return;
+        }
+        ssize_t n = recv(s->fd, s->buf + s->len, s->cap - s->len, MSG_DONTWAIT);
+        if (n > 0) {
+            w->res.bytes_read += (size_t)n;
+            s->len += (size_t)n;
+            uint64_t now = now_ns();
+            if (s->req->framed)
+                check_frame(w, s, now);
+            else
+                check_raw(w, s, now);
+            if (s->state != S_READING || s->fd < 0)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        fail(w, s, n == 0 ? BENCH_ERR_CLOSED : BENCH_ERR_READ);
+        return;
+    }
+}
+
+/* --- events ----------------------------------------------------------------- */
+
+static void connected(struct worker *w, struct slot *s)
+{
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    if (soerr != 0) {
+        fail(w, s, BENCH_ERR_CONNECT);
+        return;
+    }
+    uint64_t now = now_ns();
+    hist_record(&w->res.connect, now - s->connect_start);
+    w->res.connections_opened++;
+    set_interest(w, s, false);
+    s->state = S_IDLE;
+    if (s->has_request)
+        start_request(w, s, s->origin);
+    else
+        next_request(w, s);
+}
+
+static void on_event(struct worker *w, struct slot *s, uint32_t events)
+{
+    switch (s->state) {
+    case S_CONNECTING:
+        connected(w, s);
+        break;
+    case S_SENDING:
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            send_some(w, s);
+        break;
+    case S_READING:
+        read_answer(w, s);
+        break;
+    case S_IDLE: {
+        /* Nothing is outstanding: the server closed an idle connection
+         * (its idle timeout), or sent bytes nobody asked for. */
+        char junk[256];
+        ssize_t n = recv(s->fd, junk, sizeof junk, MSG_DONTWAIT);
+        if (n > 0)
+            fail(w, s, BENCH_ERR_FRAMING);
+        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            close_slot(s);
+        break;
+    }
+    case S_CLOSED:
+        break;
+    }
+}
+
+/* Every SWEEP_NS: time out stuck requests and reopen closed slots. */
+static void sweep(struct worker *w, uint64_t now)
+{
+    for (int i = 0; i < w->nslots; i++) {
+        struct slot *s = &w->slots[i];
+        bool busy = s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_READING;
+        if (busy && now > s->deadline) {
+            fail(w, s, BENCH_ERR_TIMEOUT);
+        } else if (s->state == S_CLOSED && !w->interval && w->cfg->mode == BENCH_KEEPALIVE &&
+                   may_issue(w)) {
+            open_slot(w, s);
+        } else if (s->state == S_CLOSED && !w->interval && w->cfg->mode == BENCH_PER_CONN &&
+                   !s->has_request) {
+            next_request(w, s);
+        }
+    }
+}
+
+/* --- fixed rate ------------------------------------------------------------- */
+
+/* Hands every request that is due to an idle slot, keeping its due time
+ * as the latency origin, however late it actually goes out. */
+static void issue_due(struct worker *w, uint64_t now)
+{
+    while (w->next_due <= now && may_issue(w) && w->idle_head >= 0) {
+        struct slot *s = pop_idle(w);
+        w->issued++;
+        s->has_request = true;
+        s->origin = w->next_due;
+        w->next_due += w->interval;
+        if (s->state == S_IDLE && s->fd >= 0)
+            start_request(w, s, s->origin);
+        else if (s->state != S_CONNECTING)
+            open_slot(w, s); /* closed, or per-conn: it goes once connected */
+    }
+}
+
+/* --- the loop --------------------------------------------------------------- */
+
+static bool slot_busy(const struct slot *s)
+{
+    return s->has_request &&
+           (s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_READING);
+}
+
+static int in_flight(const struct worker *w)
+{
+    int n = 0;
+    for (int i = 0; i < w->nslots; i++)
+        n += slot_busy(&w->slots[i]);
+    return n;
+}
+
+static void reset_stats(struct worker *w)
+{
+    memset(w->res.errors, 0, sizeof w->res.errors);
+    w->res.completed = w->res.bytes_read = w->res.connections_opened = 0;
+    hist_reset(&w->res.latency);
+    hist_reset(&w->res.connect);
+    atomic_store_explicit(&w->progress, 0, memory_order_relaxed);
+}
+
+static int wait_ms(const struct worker *w, uint64_t now, uint64_t next_sweep)
+{
+    uint64_t until = next_sweep < w->end ? next_sweep : w->end;
+    if (w->interval && w->idle_head >= 0 && w->next_due < until)
+        until = w->next_due;
+    if (!w->warmed && w->warm < until)
+        until = w->warm;
+    return until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+}
+
+static void start_slots(struct worker *w)
+{
+    for (int i = 0; i < w->nslots; i++) {
+        struct slot *s = &w->slots[i];
+        s->fd = -1;
+        s->next = (unsigned)i;
+        if (w->interval) {
+            if (w->cfg->mode == BENCH_KEEPALIVE)
+                open_slot(w, s);
+            else
+                s->state = S_IDLE;
+            push_idle(w, s);
+        } else if (w->cfg->mode == BENCH_KEEPALIVE) {
+            open_slot(w, s);
+        } else {
+            next_request(w, s);
+        }
+    }
+}
+
+static bool finished(struct worker *w, uint64_t now)
+{
+    if (now >= w->end)
+        return true;
+    return w->cfg->requests && !may_issue(w) && in_flight(w) == 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct epoll_event events[MAX_EVENTS];
+    uint64_t now = now_ns(), next_sweep = now + SWEEP_NS;
+    w->next_due = w->start;
+    w->idle_head = -1;
+    w->warmed = w->warm <= now;
+    start_slots(w);
+    while (!finished(w, now)) {
+        if (!w->warmed && now >= w->warm) {
+            reset_stats(w);
+            w->warmed = true;
+        }
+        if (w->interval)
+            issue_due(w, now);
+        int n = epoll_wait(w->epfd, events, MAX_EVENTS, wait_ms(w, now, next_sweep));
+        for (int i = 0; i < n; i++)
+            on_event(w, events[i].data.ptr, events[i].events);
+        now = now_ns();
+        if (now >= next_sweep) {
+            sweep(w, now);
+            next_sweep = now + SWEEP_NS;
+        }
+    }
+    w->res.in_flight = (uint64_t)in_flight(w);
+    return NULL;
+}
+
+/* --- setup and merge -------------------------------------------------------- */
+
+static int resolve(const struct bench_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
+                   char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    int rc = getaddrinfo(cfg->host, cfg->port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s port %s: %s", cfg->host, cfg->port,
+                 gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* Room for the largest right answer, plus a little to notice extra bytes. */
+static size_t answer_capacity(const struct bench_config *cfg)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < cfg->mix_len; i++) {
+        size_t need = cfg->mix[i].expect_len + (cfg->mix[i].framed ? FRAME_ENCODED_HEADER_MAX : 0);
+        if (need > cap)
+            cap = need;
+    }
+    return cap + 64;
+}
+
+static int setup_worker(struct worker *w, const struct bench_config *cfg, int index, size_t cap)
+{
+    int base = cfg->connections / cfg->threads, extra = cfg->connections % cfg->threads;
+    w->cfg = cfg;
+    w->nslots = base + (index < extra);
+    w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (!w->slots || w->epfd < 0)
+        return -1;
+    for (int i = 0; i < w->nslots; i++) {
+        w->slots[i].cap = cap;
+        w->slots[i].buf = malloc(cap);
+        if (!w->slots[i].buf)
+            return -1;
+    }
+    uint64_t per = cfg->requests / (uint64_t)cfg->threads;
+    w->quota = cfg->requests ? per + ((uint64_t)index < cfg->requests % (uint64_t)cfg->threads)
+                             : UINT64_MAX;
+    if (cfg->rate > 0)
+        w->interval = (uint64_t)(1e9 * cfg->threads / cfg->rate);
+    return 0;
+}
+
+static void merge(struct bench_result *dst, const struct bench_result *src)
+{
+    dst->completed += src->completed;
+    dst->bytes_read += src->bytes_read;
+    dst->in_flight += src->in_flight;
+    dst->connections_opened += src->connections_opened;
+    for (int e = 0; e < BENCH_ERR_KINDS; e++)
+        dst->errors[e] += src->errors[e];
+    hist_merge(&dst->latency, &src->latency);
+    hist_merge(&dst->connect, &src->connect);
+}
+
+static void report_progress(struct worker *ws, int n, uint64_t start, uint64_t end)
+{
+    uint64_t last = 0, last_t = now_ns();
+    while (last_t + 1000000000ULL < end) {
+        struct timespec one_s = {1, 0};
+        nanosleep(&one_s, NULL);
+        uint64_t total = 0, t = now_ns();
+        for (int i = 0; i < n; i++)
+            total += atomic_load_explicit(&ws[i].progress, memory_order_relaxed);
+        if (total < last) /* the warmup ended and counters restarted */
+            last = 0;
+        fprintf(stderr, "  [%3.0fs] %.0f requests/s\n", (double)(t - start) / 1e9,
+                (double)(total - last) * 1e9 / (double)(t - last_t));
+        last = total;
+        last_t = t;
+    }
+}
+
+static void free_workers(struct worker *ws, int n)
+{
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; ws[i].slots && j < ws[i].nslots; j++) {
+            close_slot(&ws[i].slots[j]);
+            free(ws[i].slots[j].buf);
+        }
+        free(ws[i].slots);
+        if (ws[i].epfd >= 0)
+            close(ws[i].epfd);
+    }
+    free(ws);
+}
+
+int bench_run(const struct bench_config *cfg, struct bench_result *res, char *err, size_t errlen)
+{
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    memset(res, 0, sizeof *res);
+    if (cfg->threads < 1 || cfg->connections < cfg->threads || cfg->mix_len == 0) {
+        snprintf(err, errlen, "need at least one thread, a connection per thread, a request");
+        return -1;
+    }
+    if (resolve(cfg, &addr, &addrlen, err, errlen) < 0)
+        return -1;
+    struct worker *ws = calloc((size_t)cfg->threads, sizeof *ws);
+    size_t cap = answer_capacity(cfg);
+    int ok = ws != NULL;
+    for (int i = 0; ok && i < cfg->threads; i++) {
+        ws[i].epfd = -1;
+        ws[i].addr = &addr;
+        ws[i].addrlen = addrlen;
+        ok = setup_worker(&ws[i], cfg, i, cap) == 0;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "out of memory or descriptors setting up %d connections",
+                 cfg->connections);
+        if (ws)
+            free_workers(ws, cfg->threads);
+        return -1;
+    }
+    uint64_t start = now_ns(), warm = start + (uint64_t)(cfg->warmup_s * 1e9);
+    /* -n runs have no deadline but a generous bound, so none can hang. */
+    double run_s = cfg->requests ? 86400.0 : cfg->duration_s;
+    uint64_t end = warm + (uint64_t)(run_s * 1e9);
+    for (int i = 0; i < cfg->threads; i++) {
+        ws[i].start = start;
+        ws[i].warm = warm;
+        ws[i].end = end;
+        pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+    }
+    if (cfg->progress && !cfg->requests && run_s > 3)
+        report_progress(ws, cfg->threads, start, end);
+    for (int i = 0; i < cfg->threads; i++)
+        pthread_join(ws[i].thread, NULL);
+    uint64_t stop = now_ns();
+    for (int i = 0; i < cfg->threads; i++)
+        merge(res, &ws[i].res);
+    res->elapsed_s = (double)(stop - (warm > start ? warm : start)) / 1e9;
+    free_workers(ws, cfg->threads);
+    return 0;
+}

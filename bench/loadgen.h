@@ -1,0 +1,92 @@
+/*
+ * loadgen.h - the engine of enchufe-bench: many non-blocking connections
+ * driven by one epoll loop per thread, every response checked.
+ *
+ * Each thread owns its share of the connections and keeps its own
+ * statistics; they are merged once at the end, so nothing is shared on the
+ * hot path. In closed-loop mode each connection sends its next request as
+ * soon as the last is answered and latency runs from the send. With a
+ * fixed rate (-R) requests are due on a schedule and latency runs from the
+ * time each was due, so a server that stalls shows its stall in the
+ * percentiles instead of hiding it by slowing the generator down
+ * (coordinated omission, as wrk2 corrects it).
+ */
+#ifndef ENCHUFE_BENCH_LOADGEN_H
+#define ENCHUFE_BENCH_LOADGEN_H
+
+#include "histogram.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum bench_kind { BENCH_HIT, BENCH_MISS, BENCH_BINARY, BENCH_ECHO, BENCH_RAW };
+enum bench_mode { BENCH_KEEPALIVE, BENCH_PER_CONN };
+
+/* One prepared request and the answer it must get. */
+struct bench_request {
+    enum bench_kind kind;
+    uint8_t *bytes; /* what is sent */
+    size_t len;
+    bool framed;    /* the answer is an enchufe frame (else raw bytes) */
+    char content_type[64];
+    char content_encoding[16];
+    uint8_t *expect; /* the exact answer content (or raw bytes) */
+    size_t expect_len;
+    bool check_bytes; /* false: raw answers are only counted, not compared */
+};
+
+enum bench_error {
+    BENCH_ERR_CONNECT, /* could not connect */
+    BENCH_ERR_READ,    /* recv failed (e.g. reset) */
+    BENCH_ERR_WRITE,   /* send failed */
+    BENCH_ERR_TIMEOUT, /* no whole answer within the request timeout */
+    BENCH_ERR_CLOSED,  /* the server closed with a request outstanding */
+    BENCH_ERR_FRAMING, /* the answer is not a valid frame, or extra bytes came */
+    BENCH_ERR_HEADER,  /* wrong content-type or content-encoding */
+    BENCH_ERR_CONTENT, /* wrong content */
+    BENCH_ERR_KINDS
+};
+
+struct bench_config {
+    const char *host;
+    const char *port;
+    int threads;
+    int connections;
+    enum bench_mode mode;
+    double duration_s; /* used when requests is 0 */
+    uint64_t requests; /* total requests to send, or 0 */
+    double warmup_s;
+    double rate;       /* requests/s in all, 0 for closed loop */
+    int timeout_ms;    /* per request */
+    const struct bench_request *mix;
+    size_t mix_len;    /* each connection cycles through the mix */
+    bool progress;     /* a line a second on stderr */
+};
+
+struct bench_result {
+    double elapsed_s;
+    uint64_t completed;   /* answers received and checked, in the window */
+    uint64_t bytes_read;
+    uint64_t errors[BENCH_ERR_KINDS];
+    uint64_t in_flight;   /* sent but unanswered when the run ended */
+    uint64_t connections_opened;
+    struct histogram latency; /* ns */
+    struct histogram connect; /* ns, from connect() to established */
+};
+
+/* Builds a request of the given kind (size: the binary or echo payload). */
+int bench_prepare(struct bench_request *r, enum bench_kind kind, size_t size);
+/* A raw request; expect may be NULL to only count expect_len bytes. */
+int bench_prepare_raw(struct bench_request *r, const uint8_t *bytes, size_t len,
+                      const uint8_t *expect, size_t expect_len);
+void bench_request_free(struct bench_request *r);
+
+/* Runs the load. Returns 0, or -1 with a message in err (bad address,
+ * no threads). Errors met during the run are counted, not returned. */
+int bench_run(const struct bench_config *cfg, struct bench_result *res, char *err,
+              size_t errlen);
+
+const char *bench_error_name(enum bench_error e);
+
+#endif

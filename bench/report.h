@@ -1,0 +1,25 @@
+/*
+ * report.h - enchufe-bench's output: a wrk-like summary for people and
+ * one JSON object for machines.
+ */
+#ifndef ENCHUFE_BENCH_REPORT_H
+#define ENCHUFE_BENCH_REPORT_H
+
+#include "loadgen.h"
+
+#include <stdio.h>
+
+/* What the run was, for the headline and the JSON. */
+struct report_info {
+    const char *target;  /* HOST:PORT */
+    const char *mode;    /* keepalive / per-conn */
+    const char *mix;     /* e.g. "hit,binary:4096" */
+    double rate;         /* 0: closed loop */
+};
+
+void report_text(FILE *out, const struct bench_config *cfg, const struct report_info *info,
+                 const struct bench_result *res);
+void report_json(FILE *out, const struct bench_config *cfg, const struct report_info *info,
+                 const struct bench_result *res);
+
+#endif
