@@ -270,7 +270,9 @@ static void read_answer(struct worker *w, struct slot *s)
                 check_frame(w, s, now);
             else
                 check_raw(w, s, now);
-            if (s->state != S_READING || s->fd < 0)
+            /* Done with this answer, or the socket had no more for now:
+             * epoll will say when there is, without a recv that fails. */
+            if (s->state != S_READING || s->fd < 0 || s->len < s->cap)
                 return;
             continue;
         }
@@ -396,14 +398,33 @@ static void reset_stats(struct worker *w)
     atomic_store_explicit(&w->progress, 0, memory_order_relaxed);
 }
 
-static int wait_ms(const struct worker *w, uint64_t now, uint64_t next_sweep)
+/* How long epoll may sleep: until the next sweep, the deadline, the end
+ * of the warmup or, at a fixed rate, the next due request. */
+static uint64_t wait_ns(const struct worker *w, uint64_t now, uint64_t next_sweep)
 {
     uint64_t until = next_sweep < w->end ? next_sweep : w->end;
     if (w->interval && w->idle_head >= 0 && w->next_due < until)
         until = w->next_due;
     if (!w->warmed && w->warm < until)
         until = w->warm;
-    return until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+    return until <= now ? 0 : until - now;
+}
+
+/* epoll_wait with a nanosecond timeout: at a fixed rate, rounding the
+ * wait up to whole milliseconds would add up to a millisecond of made-up
+ * latency to every request. Falls back on kernels without epoll_pwait2. */
+static int wait_events(struct worker *w, struct epoll_event *events, uint64_t ns)
+{
+    static atomic_bool no_pwait2;
+    if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+        struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ULL),
+                              .tv_nsec = (long)(ns % 1000000000ULL)};
+        int n = epoll_pwait2(w->epfd, events, MAX_EVENTS, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        atomic_store(&no_pwait2, true);
+    }
+    return epoll_wait(w->epfd, events, MAX_EVENTS, (int)((ns + 999999) / 1000000));
 }
 
 static void start_slots(struct worker *w)
@@ -449,7 +470,7 @@ static void *worker_main(void *arg)
         }
         if (w->interval)
             issue_due(w, now);
-        int n = epoll_wait(w->epfd, events, MAX_EVENTS, wait_ms(w, now, next_sweep));
+        int n = wait_events(w, events, wait_ns(w, now, next_sweep));
         for (int i = 0; i < n; i++)
             on_event(w, events[i].data.ptr, events[i].events);
         now = now_ns();

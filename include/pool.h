@@ -4,12 +4,21 @@
  * Each worker pops a socket, owns it until it closes it, and serves it with
  * blocking calls through the serve function it was given (app or echo).
  *
+ * Between requests a worker blocks in recv() on its socket, with a
+ * receive timeout (SO_RCVTIMEO) of POOL_TICK_MS, which whoever hands the
+ * socket to the pool must have set (the server sets it on its listener,
+ * and accepted sockets inherit it): each time it ticks with nothing read,
+ * the worker checks whether the server is stopping or the connection has
+ * been idle too long. Nothing else ever touches the socket, so a stop can
+ * never cut a request that has begun to arrive, and the steady state costs
+ * one recv and one send per request.
+ *
  * Stopping has two steps. pool_quiesce() lets every request in progress
- * finish: a worker waiting between requests wakes (an eventfd) and closes
- * its connection unless a request already arrived, which it answers
- * first; one mid-request closes after its response. pool_force() cuts
- * every connection at once (shutdown(SHUT_RDWR)); the server calls it when
- * the drain timeout passes.
+ * finish: a worker waiting between requests closes its connection at its
+ * next tick unless a request has arrived, which it answers first; one
+ * mid-request closes after its response. pool_force() cuts every
+ * connection at once (shutdown(SHUT_RDWR)); the server calls it when the
+ * drain timeout passes.
  */
 #ifndef ENCHUFE_POOL_H
 #define ENCHUFE_POOL_H
@@ -20,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 struct pool_conn; /* one worker's current connection */
 
@@ -35,7 +45,6 @@ struct pool {
     atomic_bool stopping;
     atomic_bool forced;
     atomic_size_t busy; /* workers holding a connection */
-    int wake_fd;        /* eventfd, readable once stopping */
     pthread_mutex_t lock;
     pthread_cond_t exited;
     size_t running;
@@ -58,15 +67,21 @@ void pool_join(struct pool *p);
 /* The socket the worker is serving. */
 int pool_conn_fd(const struct pool_conn *c);
 
+/* How often a worker waiting for a request checks for a stop. */
+#define POOL_TICK_MS 100
+
 enum pool_wait {
-    POOL_REQUEST,      /* bytes (or end of stream) arrived: read them */
+    POOL_REQUEST,      /* bytes (or end of stream) arrived */
     POOL_IDLE_TIMEOUT, /* nothing arrived within the idle timeout */
     POOL_STOPPING,     /* the server is stopping and nothing arrived */
+    POOL_ERROR,        /* recv failed (errno set) */
 };
 
-/* Waits for the next request on the worker's connection (0 = no timeout).
- * Serve functions call it between requests instead of blocking in recv,
- * so that a stopping server can wake them. */
-enum pool_wait pool_conn_wait(struct pool_conn *c, int idle_timeout_ms);
+/* Reads the first bytes of the next request on the worker's connection,
+ * waiting at most idle_timeout_ms (0 = no limit). Returns the byte count
+ * (0 at end of stream) with *why = POOL_REQUEST, or -1 with *why saying
+ * why not. Serve functions call it between requests. */
+ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_timeout_ms,
+                       enum pool_wait *why);
 
 #endif

@@ -51,7 +51,6 @@ static bool accept_error_is_transient(int err)
 
 static void hand_off(struct acceptor *a, int fd)
 {
-    net_set_nodelay(fd);
     atomic_fetch_add(&a->accepted, 1);
     if (log_verbosity() >= 1) {
         char peer[128] = "?";
@@ -65,29 +64,40 @@ static void hand_off(struct acceptor *a, int fd)
     }
 }
 
+/* Accepts every connection waiting in the backlog (one poll wake-up can
+ * cover many). Returns false if a stop was asked while backing off. */
+static bool accept_pending(struct acceptor *a, bool *failing)
+{
+    for (;;) {
+        /* The listener is non-blocking: when the backlog is empty, or a
+         * client gave up between poll and accept, accept says EAGAIN. */
+        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            if (*failing)
+                log_info("accept works again");
+            *failing = false;
+            hand_off(a, fd);
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return true;
+        if (accept_error_is_transient(errno))
+            continue;
+        if (!*failing)
+            log_error("accept: %s%s; retrying every %d ms", strerror(errno),
+                      errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "",
+                      ACCEPT_BACKOFF_MS);
+        *failing = true;
+        return back_off(a, ACCEPT_BACKOFF_MS);
+    }
+}
+
 static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
-    while (wait_listener(a)) {
-        /* The listener is non-blocking: a client that gave up between
-         * poll and accept must not leave us stuck in accept. */
-        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd >= 0) {
-            if (failing)
-                log_info("accept works again");
-            failing = false;
-            hand_off(a, fd);
-        } else if (!accept_error_is_transient(errno)) {
-            if (!failing)
-                log_error("accept: %s%s; retrying every %d ms", strerror(errno),
-                          errno == EMFILE || errno == ENFILE ? " (raise the open file limit)" : "",
-                          ACCEPT_BACKOFF_MS);
-            failing = true;
-            if (!back_off(a, ACCEPT_BACKOFF_MS))
-                break;
-        }
-    }
+    while (wait_listener(a) && accept_pending(a, &failing))
+        ;
     return NULL;
 }
 

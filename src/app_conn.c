@@ -38,22 +38,16 @@ struct app_conn {
     long long request_deadline; /* when the current request must be in */
     struct frame_decoder decoder;
     struct buf in;
-    char peer[128];
+    char peer[128]; /* filled at the start in verbose mode, else on first error */
 };
 
-/* Waits for the next request to begin; false when the connection is over. */
-static bool wait_for_request(struct app_conn *c)
+/* The client's address, for messages. getpeername costs a system call,
+ * so it is only made when something is going to be printed. */
+static const char *peer(struct app_conn *c)
 {
-    switch (pool_conn_wait(c->pool_conn, c->cfg->idle_timeout_ms)) {
-    case POOL_REQUEST:
-        return true;
-    case POOL_IDLE_TIMEOUT:
-        log_verbose("%s: idle timeout", c->peer);
-        return false;
-    case POOL_STOPPING:
-        break;
-    }
-    return false;
+    if (c->peer[0] == '\0' && net_peer_address(c->fd, c->peer, sizeof c->peer) < 0)
+        strcpy(c->peer, "?");
+    return c->peer;
 }
 
 static bool send_response(struct app_conn *c, const struct app_response *resp)
@@ -106,28 +100,44 @@ static void answer_read_failure(struct app_conn *c, ssize_t n)
     }
 }
 
+/* Waits for the first bytes of the next request (see pool.h for why the
+ * pool does this wait); returns what recv returned. */
+static ssize_t recv_first(struct app_conn *c)
+{
+    enum pool_wait why;
+    ssize_t n = pool_conn_recv(c->pool_conn, c->in.data, c->in.cap, c->cfg->idle_timeout_ms, &why);
+    if (why == POOL_IDLE_TIMEOUT)
+        log_verbose("%s: idle timeout", c->peer);
+    else if (why == POOL_ERROR)
+        log_verbose("%s: recv: %s", c->peer, strerror(errno));
+    return n;
+}
+
 /* Reads whatever has arrived; false when the connection is over. */
 static bool read_more(struct app_conn *c)
 {
-    /* Between requests the worker waits in poll, never in recv, so a
-     * stopping server can wake it (see pool.h). */
-    if (c->in.len == 0 && !wait_for_request(c))
-        return false;
-    if (c->request_deadline == 0)
-        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
     size_t want = frame_decoder_wanted(&c->decoder);
     if (!buf_reserve(&c->in, want)) {
         char msg[96];
         snprintf(msg, sizeof msg, "the server has no memory for a %zu-byte request now", want);
-        log_error("%s: out of memory for a %zu-byte request", c->peer, want);
+        log_error("%s: out of memory for a %zu-byte request", peer(c), want);
         answer_error(c, "no-memory", msg);
         return false;
     }
+    if (c->in.len == 0) { /* between requests */
+        ssize_t n = recv_first(c);
+        if (n <= 0)
+            return false; /* end of stream, idle, stopping: nothing to answer */
+        c->in.len = (size_t)n;
+        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
+        return true;
+    }
+    if (c->request_deadline == 0) /* a pipelined request, already begun */
+        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
     ssize_t n = net_recv_until(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
                                c->request_deadline);
     if (n <= 0) {
-        if (n < 0 || c->in.len > 0)
-            answer_read_failure(c, n);
+        answer_read_failure(c, n);
         return false;
     }
     c->in.len += (size_t)n;
@@ -141,7 +151,7 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
                 req->header.content_length);
     if (app_handle_request(req, &resp) < 0) {
         app_response_free(&resp);
-        log_error("%s: out of memory answering a request", c->peer);
+        log_error("%s: out of memory answering a request", peer(c));
         answer_error(c, "no-memory", "the server ran out of memory answering");
         return false;
     }
@@ -175,8 +185,8 @@ void app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     struct app_conn c = {.pool_conn = conn, .cfg = ctx, .fd = pool_conn_fd(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
-    if (net_peer_address(c.fd, c.peer, sizeof c.peer) < 0)
-        strcpy(c.peer, "?");
+    if (log_verbosity() >= 1)
+        peer(&c);
     while (serve_next(&c))
         ;
     log_verbose("Closing connection to %s", c.peer);

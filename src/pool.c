@@ -2,11 +2,11 @@
  * pool.c - worker threads: pop a socket, serve it, close it, repeat.
  *
  * Concurrency in one paragraph: the queue hands each socket to exactly one
- * worker. Between requests a worker waits in poll() on its socket and on
- * the pool's eventfd, never in recv(), so a stop can wake it without
- * touching the socket and without racing a request that is arriving: the
- * worker alone decides, after waking, whether a request is there to serve.
- * A worker's slot fd is written by the worker and read by pool_force()
+ * worker, and only that worker reads it. A stop is a flag the worker
+ * reads at its next receive-timeout tick, so it alone decides, with
+ * nothing read yet, whether a request is there to serve. (Waking it by
+ * shutting the socket down would race a request whose first bytes it had
+ * just read.) A worker's slot fd is written by the worker and read by pool_force()
  * under slot->lock, and cleared before close(), so a forced stop can only
  * shut down a socket the worker still holds. `stopping` and `forced` are
  * atomics; `running` counts live workers under p->lock so that pool_wait
@@ -15,9 +15,7 @@
 #include "pool.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <stdint.h>
-#include <sys/eventfd.h>
+#include <time.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -34,36 +32,44 @@ int pool_conn_fd(const struct pool_conn *c)
     return c->fd;
 }
 
-/* True if bytes (or end of stream) are waiting in the socket. */
-static bool request_pending(int fd)
+static long long now_ms(void)
 {
-    char byte;
-    ssize_t n;
-    do
-        n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
-    return n >= 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-enum pool_wait pool_conn_wait(struct pool_conn *c, int idle_timeout_ms)
+ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_timeout_ms,
+                       enum pool_wait *why)
 {
-    struct pool *p = c->pool;
-    struct pollfd fds[2] = {{.fd = c->fd, .events = POLLIN},
-                            {.fd = p->wake_fd, .events = POLLIN}};
-    if (!atomic_load(&p->stopping)) {
-        int rc;
-        do
-            rc = poll(fds, 2, idle_timeout_ms > 0 ? idle_timeout_ms : -1);
-        while (rc < 0 && errno == EINTR);
-        if (rc == 0)
-            return POOL_IDLE_TIMEOUT;
-        if (fds[0].revents)
-            return POOL_REQUEST;
+    long long deadline = idle_timeout_ms > 0 ? now_ms() + idle_timeout_ms : 0;
+    for (;;) {
+        bool stopping = atomic_load(&c->pool->stopping);
+        if (stopping && atomic_load(&c->pool->forced)) {
+            *why = POOL_STOPPING;
+            return -1;
+        }
+        /* While stopping, answer what the client already sent, no more. */
+        ssize_t n = recv(c->fd, buf, len, stopping ? MSG_DONTWAIT : 0);
+        if (n >= 0) {
+            *why = POOL_REQUEST;
+            return n;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            *why = POOL_ERROR;
+            return -1;
+        }
+        if (stopping) {
+            *why = POOL_STOPPING;
+            return -1;
+        }
+        if (deadline && now_ms() >= deadline) {
+            *why = POOL_IDLE_TIMEOUT;
+            return -1;
+        }
     }
-    /* Stopping: answer what the client already sent, nothing more. */
-    if (atomic_load(&p->forced) || !request_pending(c->fd))
-        return POOL_STOPPING;
-    return POOL_REQUEST;
 }
 
 static void set_slot_fd(struct pool_conn *c, int fd)
@@ -124,11 +130,8 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
     atomic_init(&p->forced, false);
     atomic_init(&p->busy, 0);
     p->slots = calloc(n, sizeof *p->slots);
-    p->wake_fd = eventfd(0, EFD_CLOEXEC);
-    int rc = !p->slots ? ENOMEM : p->wake_fd < 0 ? errno : init_sync(p);
+    int rc = p->slots ? init_sync(p) : ENOMEM;
     if (rc) {
-        if (p->wake_fd >= 0)
-            close(p->wake_fd);
         free(p->slots);
         errno = rc;
         return -1;
@@ -163,11 +166,8 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
 
 void pool_quiesce(struct pool *p)
 {
+    /* Every waiting worker sees this within POOL_TICK_MS. */
     atomic_store(&p->stopping, true);
-    /* The eventfd stays readable: every worker's poll wakes, now and later. */
-    uint64_t one = 1;
-    while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
-        ;
 }
 
 void pool_force(struct pool *p)
@@ -206,7 +206,6 @@ void pool_join(struct pool *p)
     }
     pthread_cond_destroy(&p->exited);
     pthread_mutex_destroy(&p->lock);
-    close(p->wake_fd);
     free(p->slots);
     p->slots = NULL;
     p->started = 0;

@@ -39,6 +39,12 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
     s->listen_fd = net_listen(cfg->host, cfg->port, SOMAXCONN, err, errlen);
     if (s->listen_fd < 0)
         return -1;
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux), which
+     * saves a system call per connection. Our messages go out whole in one
+     * writev, so Nagle's coalescing would only add latency. */
+    net_set_nodelay(s->listen_fd);
+    /* The workers' wait tick (pool.h), inherited the same way. */
+    net_set_recv_timeout(s->listen_fd, POOL_TICK_MS);
     if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
         goto close_listener;
