@@ -31,7 +31,7 @@ SERVER_ARGS ?=
 Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop deps deps-test clean \
-        fuzz fuzz-build lint deps-fuzz deps-lint
+        fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -139,6 +139,17 @@ build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) build/asan/test/asan_
 
 build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o $(TSAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(TSAN) $^ $(LIBS) -o $@
+
+# --- benchmarks -------------------------------------------------------------
+
+deps-bench:
+	@tools/deps.sh bench
+
+# The matrix against enchufe-server and Redis, a few minutes in all
+# (BENCH_SECONDS per row); results land in bench/results/.
+BENCH_SECONDS ?= 5
+bench: all deps-bench
+	python3 bench/run.py --seconds $(BENCH_SECONDS)
 
 # --- fuzzing (libFuzzer) and static analysis --------------------------------
 

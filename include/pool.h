@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct pool_conn; /* one worker's current connection */
@@ -66,6 +67,12 @@ void pool_join(struct pool *p);
 
 /* The socket the worker is serving. */
 int pool_conn_fd(const struct pool_conn *c);
+
+/* Counts one answered request (serve functions call it). */
+void pool_conn_count_request(struct pool_conn *c);
+
+/* Requests answered by all workers so far. */
+uint64_t pool_requests(struct pool *p);
 
 /* How often a worker waiting for a request checks for a stop. */
 #define POOL_TICK_MS 100

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
 
@@ -38,6 +39,7 @@ struct server {
     struct queue queue;
     struct pool pool;
     struct acceptor acceptor;
+    uint64_t requests_served; /* set by server_stop */
 };
 
 /* Starts listening and serving. Returns 0, or -1 with a message in err. */

@@ -157,6 +157,8 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
     }
     bool sent = send_response(c, &resp);
     if (sent)
+        pool_conn_count_request(c->pool_conn);
+    if (sent)
         log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, resp.content_type,
                     resp.length, resp.error ? ", error " : "", resp.error ? resp.error : "");
     app_response_free(&resp);

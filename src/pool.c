@@ -17,15 +17,32 @@
 #include <errno.h>
 #include <time.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Aligned to a cache line: each worker bumps its own request counter, and
+ * neighbours sharing a line would slow each other down for nothing. */
 struct pool_conn {
-    pthread_t thread;
+    _Alignas(64) pthread_t thread;
     pthread_mutex_t lock;
     struct pool *pool;
     int fd; /* -1 when the worker holds no connection */
+    atomic_uint_least64_t requests;
 };
+
+void pool_conn_count_request(struct pool_conn *c)
+{
+    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
+}
+
+uint64_t pool_requests(struct pool *p)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->started; i++)
+        n += atomic_load_explicit(&p->slots[i].requests, memory_order_relaxed);
+    return n;
+}
 
 int pool_conn_fd(const struct pool_conn *c)
 {
@@ -129,7 +146,9 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
     atomic_init(&p->stopping, false);
     atomic_init(&p->forced, false);
     atomic_init(&p->busy, 0);
-    p->slots = calloc(n, sizeof *p->slots);
+    p->slots = aligned_alloc(64, n * sizeof *p->slots);
+    if (p->slots)
+        memset(p->slots, 0, n * sizeof *p->slots);
     int rc = p->slots ? init_sync(p) : ENOMEM;
     if (rc) {
         free(p->slots);

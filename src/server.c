@@ -109,6 +109,7 @@ bool server_stop(struct server *s)
         pool_force(&s->pool);
         pool_wait(&s->pool, NULL);
     }
+    s->requests_served = pool_requests(&s->pool);
     pool_join(&s->pool);
     queue_destroy(&s->queue);
     return drained;

@@ -178,6 +178,8 @@ int main(int argc, char **argv)
         ;
     log_info("Received %s: finishing requests in progress", sig == SIGINT ? "SIGINT" : "SIGTERM");
     bool drained = server_stop(&srv);
-    log_info("Stopped%s", drained ? "" : " (some connections were cut at the drain timeout)");
+    log_info("Stopped after %llu requests on %lu connections%s",
+             (unsigned long long)srv.requests_served, atomic_load(&srv.acceptor.accepted),
+             drained ? "" : " (some connections were cut at the drain timeout)");
     return EXIT_SUCCESS;
 }

@@ -27,6 +27,12 @@ if [ "$what" = fuzz ]; then
     missing+=("libclang-rt-$major-dev")
   fi
 fi
+if [ "$what" = bench ]; then
+  command -v python3 >/dev/null || missing+=(python3)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+  command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+fi
 if [ "$what" = lint ]; then
   command -v cppcheck >/dev/null || missing+=(cppcheck)
   command -v clang-tidy >/dev/null || missing+=(clang-tidy)
