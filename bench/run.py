@@ -132,6 +132,8 @@ set logscale x 2
 set ylabel 'requests/s'
 set y2label 'p99 latency (ms)'
 set ytics nomirror
+set yrange [0:*]
+set y2range [0:*]
 set y2tics
 set grid
 plot '{data}' using 1:2 with linespoints title 'requests/s' axes x1y1, \\
