@@ -7,7 +7,10 @@
 
 #include "pool.h"
 
-/* A pool_serve_fn; ctx is the server's const struct server_config. */
-void app_conn_serve(struct pool_conn *conn, void *ctx);
+#include <stdbool.h>
+
+/* A pool_serve_fn; ctx is the server's const struct serve_ctx. Returns
+ * true if it parked the connection (the poller owns it now). */
+bool app_conn_serve(struct pool_conn *conn, void *ctx);
 
 #endif

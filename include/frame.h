@@ -53,19 +53,11 @@ struct frame {
     size_t size;            /* bytes the whole frame took: consume them */
 };
 
-/* Headers up to this size are remembered: a client sending the same
- * header bytes again (the usual case on a keep-alive connection) is not
- * made to pay for a second JSON parse of them. */
-#define FRAME_HEADER_CACHE 256
-
 struct frame_decoder {
     size_t max_content;
     size_t header_len; /* 0 until the proto-header has arrived */
     bool have_header;
     struct frame_header header;
-    size_t cached_len; /* bytes in cached_json, 0 if none */
-    uint8_t cached_json[FRAME_HEADER_CACHE];
-    struct frame_header cached_header; /* what cached_json decoded to */
     char error[256]; /* why the last error happened, for a human */
 };
 

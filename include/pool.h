@@ -34,7 +34,9 @@
 
 struct pool_conn; /* one worker's current connection */
 
-typedef void (*pool_serve_fn)(struct pool_conn *conn, void *ctx);
+/* Serves the worker's connection. Returns true if it handed the socket on
+ * (parked it with the poller); false, and the worker closes it. */
+typedef bool (*pool_serve_fn)(struct pool_conn *conn, void *ctx);
 
 struct pool {
     struct queue *queue;

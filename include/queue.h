@@ -35,6 +35,12 @@ void queue_destroy(struct queue *q);
 /* Blocks while the queue is full. Returns 0, or -1 once it is closed. */
 int queue_push(struct queue *q, int fd);
 
+/* Pushes n sockets in order, taking the lock once for as many as fit,
+ * and waking as many workers. Blocks while full. Returns how many were
+ * pushed: fewer than n only if the queue closed (the rest are still the
+ * caller's). */
+int queue_push_many(struct queue *q, const int *fds, int n);
+
 /* Blocks while the queue is empty. Returns 0, or -1 once it is closed
  * and empty. */
 int queue_pop(struct queue *q, int *fd);

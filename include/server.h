@@ -1,7 +1,10 @@
 /*
- * server.h - an enchufe server: listener, acceptor, queue and worker pool.
+ * server.h - an enchufe server: listener, acceptor, queue, worker pool and
+ * poller.
  *
  *   clients --> listener --> acceptor thread --> queue --> N worker threads
+ *                                                  ^            |
+ *                                                  +-- poller <-+ (idle)
  *
  * server_start() returns once it is listening; server_stop() drains it.
  */
@@ -9,6 +12,7 @@
 #define ENCHUFE_SERVER_H
 
 #include "acceptor.h"
+#include "poller.h"
 #include "pool.h"
 #include "queue.h"
 
@@ -29,6 +33,14 @@ struct server_config {
     int read_timeout_ms;  /* within a request */
     int write_timeout_ms; /* a client that stops reading its response */
     int drain_timeout_ms; /* how long server_stop waits for requests in progress */
+    bool park;            /* idle connections wait in the poller, not a worker */
+    size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
+};
+
+/* What the serve functions (app_conn.c, echo.c) are given. */
+struct serve_ctx {
+    const struct server_config *cfg;
+    struct poller *poller; /* NULL with park off */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -39,6 +51,8 @@ struct server {
     struct queue queue;
     struct pool pool;
     struct acceptor acceptor;
+    struct poller *poller;
+    struct serve_ctx ctx;
     uint64_t requests_served; /* set by server_stop */
 };
 

@@ -18,6 +18,7 @@
 #include "frame.h"
 #include "log.h"
 #include "net.h"
+#include "poller.h"
 #include "server.h"
 
 #include <errno.h>
@@ -34,10 +35,13 @@
 struct app_conn {
     struct pool_conn *pool_conn;
     const struct server_config *cfg;
+    struct poller *poller; /* NULL: wait for requests in recv (--no-park) */
     int fd;
     long long request_deadline; /* when the current request must be in */
+    bool answered;       /* a request was answered in this turn */
+    bool last_read_full; /* the last recv filled the buffer: more may wait */
     struct frame_decoder decoder;
-    struct buf in;
+    struct buf *in;      /* the worker's buffer (see worker_buf) */
     char peer[128]; /* filled at the start in verbose mode, else on first error */
 };
 
@@ -105,7 +109,8 @@ static void answer_read_failure(struct app_conn *c, ssize_t n)
 static ssize_t recv_first(struct app_conn *c)
 {
     enum pool_wait why;
-    ssize_t n = pool_conn_recv(c->pool_conn, c->in.data, c->in.cap, c->cfg->idle_timeout_ms, &why);
+    ssize_t n = pool_conn_recv(c->pool_conn, c->in->data, c->in->cap, c->cfg->idle_timeout_ms,
+                               &why);
     if (why == POOL_IDLE_TIMEOUT)
         log_verbose("%s: idle timeout", c->peer);
     else if (why == POOL_ERROR)
@@ -113,34 +118,28 @@ static ssize_t recv_first(struct app_conn *c)
     return n;
 }
 
-/* Reads whatever has arrived; false when the connection is over. */
+/* Reads whatever has arrived of the current request; false when the
+ * connection is over. */
 static bool read_more(struct app_conn *c)
 {
     size_t want = frame_decoder_wanted(&c->decoder);
-    if (!buf_reserve(&c->in, want)) {
+    if (!buf_reserve(c->in, want)) {
         char msg[96];
         snprintf(msg, sizeof msg, "the server has no memory for a %zu-byte request now", want);
         log_error("%s: out of memory for a %zu-byte request", peer(c), want);
         answer_error(c, "no-memory", msg);
         return false;
     }
-    if (c->in.len == 0) { /* between requests */
-        ssize_t n = recv_first(c);
-        if (n <= 0)
-            return false; /* end of stream, idle, stopping: nothing to answer */
-        c->in.len = (size_t)n;
+    if (c->request_deadline == 0)
         c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
-        return true;
-    }
-    if (c->request_deadline == 0) /* a pipelined request, already begun */
-        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
-    ssize_t n = net_recv_until(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len,
-                               c->request_deadline);
+    size_t room = c->in->cap - c->in->len;
+    ssize_t n = net_recv_until(c->fd, c->in->data + c->in->len, room, c->request_deadline);
     if (n <= 0) {
         answer_read_failure(c, n);
         return false;
     }
-    c->in.len += (size_t)n;
+    c->in->len += (size_t)n;
+    c->last_read_full = (size_t)n == room;
     return true;
 }
 
@@ -165,13 +164,13 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
     return sent;
 }
 
-/* Reads, answers and consumes one request; false when the connection is over. */
+/* Decodes, answers and consumes one request whose first bytes are in the
+ * buffer; false when the connection is over. */
 static bool serve_next(struct app_conn *c)
 {
     struct frame req;
     enum frame_status st;
-    c->request_deadline = 0;
-    while ((st = frame_decode(&c->decoder, c->in.data, c->in.len, &req)) == FRAME_NEED_MORE)
+    while ((st = frame_decode(&c->decoder, c->in->data, c->in->len, &req)) == FRAME_NEED_MORE)
         if (!read_more(c))
             return false;
     if (st != FRAME_COMPLETE) {
@@ -179,18 +178,70 @@ static bool serve_next(struct app_conn *c)
         return false;
     }
     bool ok = answer_request(c, &req);
-    buf_consume(&c->in, req.size);
+    buf_consume(c->in, req.size);
+    c->answered = true;
     return ok;
 }
 
-void app_conn_serve(struct pool_conn *conn, void *ctx)
+enum boundary {
+    NEXT_REQUEST, /* bytes of the next request are in the buffer */
+    PARK,         /* nothing to read yet: hand the connection to the poller */
+    CLOSE,        /* end of stream, idle timeout, stop or error */
+};
+
+/* Between requests: is there a next one to serve now? */
+static enum boundary at_boundary(struct app_conn *c)
 {
-    struct app_conn c = {.pool_conn = conn, .cfg = ctx, .fd = pool_conn_fd(conn)};
+    c->request_deadline = 0;
+    if (c->in->len > 0)
+        return NEXT_REQUEST; /* pipelined: already here, no trip to the poller */
+    if (!buf_reserve(c->in, FRAME_PROTO_HEADER_LEN))
+        return CLOSE;
+    ssize_t n;
+    if (!c->poller) {
+        n = recv_first(c); /* blocks until a request, the idle timeout or a stop */
+    } else if (c->answered && !c->last_read_full) {
+        /* The last read took all there was: skip a recv that would only
+         * say EAGAIN. If bytes came since, epoll reports them at once. */
+        return PARK;
+    } else {
+        do
+            n = recv(c->fd, c->in->data, c->in->cap, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return PARK;
+        if (n < 0)
+            log_verbose("%s: recv: %s", c->peer, strerror(errno));
+    }
+    if (n <= 0)
+        return CLOSE;
+    c->in->len = (size_t)n;
+    c->last_read_full = (size_t)n == c->in->cap;
+    c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
+    return NEXT_REQUEST;
+}
+
+/* The receive buffer belongs to the worker thread, not the connection:
+ * a connection is only ever put down (parked or closed) between requests,
+ * with nothing buffered, so one buffer per worker serves them all and an
+ * idle connection holds no buffer at all. */
+static _Thread_local struct buf worker_buf;
+
+bool app_conn_serve(struct pool_conn *conn, void *ctx)
+{
+    const struct serve_ctx *sc = ctx;
+    struct app_conn c = {.pool_conn = conn, .cfg = sc->cfg, .poller = sc->poller,
+                         .fd = pool_conn_fd(conn), .in = &worker_buf};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&c);
-    while (serve_next(&c))
+    enum boundary b;
+    while ((b = at_boundary(&c)) == NEXT_REQUEST && serve_next(&c))
         ;
+    c.in->len = 0; /* a closed connection's unread bytes go with it */
+    buf_consume(c.in, 0);
+    if (b == PARK && poller_park(c.poller, c.fd) == 0)
+        return true;
     log_verbose("Closing connection to %s", c.peer);
-    buf_free(&c.in);
+    return false;
 }

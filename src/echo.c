@@ -8,29 +8,51 @@
 #include "echo.h"
 #include "log.h"
 #include "net.h"
+#include "poller.h"
 #include "server.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define ECHO_CHUNK 16384
 
-void echo_conn_serve(struct pool_conn *conn, void *ctx)
+/* Reads the next bytes to echo: > 0 bytes, 0 to close, -1 to park. */
+static ssize_t next_chunk(struct pool_conn *conn, const struct serve_ctx *sc, char *buf,
+                          size_t len, bool may_skip_read)
 {
-    const struct server_config *cfg = ctx;
+    enum pool_wait why;
+    if (!sc->poller) {
+        ssize_t n = pool_conn_recv(conn, buf, len, sc->cfg->idle_timeout_ms, &why);
+        if (why == POOL_IDLE_TIMEOUT)
+            log_verbose("echo connection: idle timeout");
+        return n > 0 ? n : 0;
+    }
+    if (may_skip_read)
+        return -1; /* the last read took all there was: let epoll say when */
+    ssize_t n;
+    do
+        n = recv(pool_conn_fd(conn), buf, len, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return -1;
+    return n > 0 ? n : 0;
+}
+
+bool echo_conn_serve(struct pool_conn *conn, void *ctx)
+{
+    const struct serve_ctx *sc = ctx;
     int fd = pool_conn_fd(conn);
     char buf[ECHO_CHUNK];
-    enum pool_wait why;
+    bool echoed_all = false; /* the last read did not fill buf */
     ssize_t n;
-    while ((n = pool_conn_recv(conn, buf, sizeof buf, cfg->idle_timeout_ms, &why)) > 0) {
+    while ((n = next_chunk(conn, sc, buf, sizeof buf, echoed_all)) > 0) {
         struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
-        if (net_writev_until(fd, &iov, 1, net_deadline(cfg->write_timeout_ms)) < 0) {
+        if (net_writev_until(fd, &iov, 1, net_deadline(sc->cfg->write_timeout_ms)) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
-            return;
+            return false;
         }
+        echoed_all = (size_t)n < sizeof buf;
     }
-    if (why == POOL_IDLE_TIMEOUT)
-        log_verbose("echo connection: idle timeout");
-    else if (why == POOL_ERROR)
-        log_verbose("echo connection: recv: %s", strerror(errno));
+    return n < 0 && poller_park(sc->poller, fd) == 0;
 }

@@ -131,19 +131,33 @@ static enum frame_status parse_header(struct frame_decoder *d, const uint8_t *js
     return st;
 }
 
-/* Parses the header, or takes it from the cache when the bytes are the
- * same as the last good header's: same bytes, same meaning. */
+/* Headers up to this size are remembered, one per thread: clients send
+ * the same header bytes over and over (same types, same length), and the
+ * same bytes always mean the same header, so the JSON parse of a repeat
+ * is skipped. Thread-local, so no locking; per thread rather than per
+ * connection, so it survives connections that come and go. */
+#define HEADER_MEMO_MAX 256
+
+static _Thread_local struct {
+    size_t len; /* 0: empty */
+    size_t max_content; /* the limit the memo was checked against */
+    uint8_t json[HEADER_MEMO_MAX];
+    struct frame_header header;
+} memo;
+
 static enum frame_status decode_header(struct frame_decoder *d, const uint8_t *json, size_t len)
 {
-    if (len == d->cached_len && memcmp(json, d->cached_json, len) == 0) {
-        d->header = d->cached_header;
+    if (len == memo.len && d->max_content == memo.max_content &&
+        memcmp(json, memo.json, len) == 0) {
+        d->header = memo.header;
         return FRAME_COMPLETE;
     }
     enum frame_status st = parse_header(d, json, len);
-    if (st == FRAME_COMPLETE && len <= FRAME_HEADER_CACHE) {
-        memcpy(d->cached_json, json, len);
-        d->cached_len = len;
-        d->cached_header = d->header;
+    if (st == FRAME_COMPLETE && len <= HEADER_MEMO_MAX) {
+        memcpy(memo.json, json, len);
+        memo.len = len;
+        memo.max_content = d->max_content;
+        memo.header = d->header;
     }
     return st;
 }

@@ -99,14 +99,16 @@ static void set_slot_fd(struct pool_conn *c, int fd)
 static void serve_one(struct pool_conn *c, int fd)
 {
     struct pool *p = c->pool;
+    bool handed_on = false;
     if (!atomic_load(&p->forced)) {
         atomic_fetch_add(&p->busy, 1);
         set_slot_fd(c, fd);
-        p->serve(c, p->ctx);
+        handed_on = p->serve(c, p->ctx);
         set_slot_fd(c, -1);
         atomic_fetch_sub(&p->busy, 1);
     }
-    close(fd);
+    if (!handed_on)
+        close(fd);
 }
 
 static void *worker_main(void *arg)

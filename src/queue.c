@@ -59,6 +59,30 @@ int queue_push(struct queue *q, int fd)
     return 0;
 }
 
+int queue_push_many(struct queue *q, const int *fds, int n)
+{
+    int done = 0;
+    pthread_mutex_lock(&q->lock);
+    while (done < n) {
+        while (q->count == q->capacity && !q->closed)
+            pthread_cond_wait(&q->not_full, &q->lock);
+        if (q->closed)
+            break;
+        int batch = 0;
+        while (done < n && q->count < q->capacity) {
+            q->items[(q->head + q->count) % q->capacity] = fds[done++];
+            q->count++;
+            batch++;
+        }
+        if (batch == 1)
+            pthread_cond_signal(&q->not_empty);
+        else
+            pthread_cond_broadcast(&q->not_empty);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return done;
+}
+
 int queue_pop(struct queue *q, int *fd)
 {
     pthread_mutex_lock(&q->lock);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,7 +30,20 @@ void server_config_defaults(struct server_config *cfg)
         .read_timeout_ms = 30000,
         .write_timeout_ms = 30000,
         .drain_timeout_ms = 10000,
+        .park = true,
     };
+}
+
+/* The poller indexes connections by fd, so it must cover every fd the
+ * process may open. */
+static size_t fd_limit(const struct server_config *cfg)
+{
+    struct rlimit rl;
+    if (cfg->max_fds)
+        return cfg->max_fds;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 1 << 20;
+    return (size_t)rl.rlim_cur;
 }
 
 int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen)
@@ -49,19 +63,30 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
         goto close_listener;
     }
-    pool_serve_fn serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve;
-    if (pool_start(&s->pool, cfg->workers, &s->queue, serve, &s->cfg) < 0) {
-        snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
+    s->poller = NULL;
+    if (cfg->park && !(s->poller = poller_start(&s->queue, cfg->idle_timeout_ms, fd_limit(cfg)))) {
+        snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
+    }
+    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .poller = s->poller};
+    pool_serve_fn serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve;
+    if (pool_start(&s->pool, cfg->workers, &s->queue, serve, &s->ctx) < 0) {
+        snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
+        goto stop_poller;
     }
     if (acceptor_start(&s->acceptor, s->listen_fd, &s->queue) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
         pool_join(&s->pool);
-        goto destroy_queue;
+        goto stop_poller;
     }
     return 0;
+stop_poller:
+    if (s->poller) {
+        poller_stop(s->poller);
+        poller_free(s->poller);
+    }
 destroy_queue:
     queue_destroy(&s->queue);
 close_listener:
@@ -101,6 +126,10 @@ bool server_stop(struct server *s)
     acceptor_stop(&s->acceptor);
     /* From here the kernel refuses new connections. */
     close(s->listen_fd);
+    /* Parked connections are idle by definition: close them. The poller
+     * must stop before the queue closes, since it pushes into it. */
+    if (s->poller)
+        poller_stop(s->poller);
     queue_close(&s->queue);
     bool drained = pool_wait(&s->pool, &deadline);
     if (!drained) {
@@ -111,6 +140,8 @@ bool server_stop(struct server *s)
     }
     s->requests_served = pool_requests(&s->pool);
     pool_join(&s->pool);
+    if (s->poller)
+        poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
     return drained;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 
@@ -35,6 +36,8 @@ static void usage(FILE *out)
             "  --read-timeout SEC   close a client silent this long within a request (default 30)\n"
             "  --write-timeout SEC  close a client not reading its response this long (default 30)\n"
             "  --drain-timeout SEC  on SIGINT/SIGTERM, wait this long for requests in progress (default 10)\n"
+            "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
+            "                       of handing it to the poller between requests\n"
             "  -v, --verbose        log every connection and request\n"
             "  -h, --help           show this help and exit\n"
             "  -V, --version        show the version and exit\n"
@@ -44,7 +47,7 @@ static void usage(FILE *out)
 }
 
 enum { OPT_HOST = 256, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
-       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN };
+       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -57,6 +60,7 @@ static const struct option long_options[] = {
     {"read-timeout", required_argument, NULL, OPT_READ},
     {"write-timeout", required_argument, NULL, OPT_WRITE},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"no-park", no_argument, NULL, OPT_NO_PARK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -110,6 +114,7 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg, in
     case OPT_READ: return parse_timeout("read-timeout", arg, &cfg->read_timeout_ms);
     case OPT_WRITE: return parse_timeout("write-timeout", arg, &cfg->write_timeout_ms);
     case OPT_DRAIN: return parse_timeout("drain-timeout", arg, &cfg->drain_timeout_ms);
+    case OPT_NO_PARK: cfg->park = false; return true;
     case 'v': (*verbosity)++; return true;
     default: return false;
     }
@@ -140,6 +145,24 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *ver
     return -1;
 }
 
+/* Each connection costs a descriptor; with parking that is its only
+ * cost, so take every descriptor the hard limit allows. Returns the
+ * number of connections that leaves room for. */
+static long raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1 << 20 : rl.rlim_max;
+        struct rlimit raised = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = want;
+    }
+    /* Listener, pipes, epoll, stdio and a margin for the rest. */
+    return (long)rl.rlim_cur - 16;
+}
+
 int main(int argc, char **argv)
 {
     struct server_config cfg;
@@ -161,6 +184,7 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
+    long capacity = raise_fd_limit();
     struct server srv;
     char err[512];
     if (server_start(&srv, &cfg, err, sizeof err) < 0) {
@@ -169,8 +193,11 @@ int main(int argc, char **argv)
     }
     char addr[160];
     server_address(&srv, addr, sizeof addr);
-    log_info("enchufe-server %s: %s mode, %zu workers", ENCHUFE_VERSION,
-             cfg.mode == SERVER_MODE_APP ? "app" : "echo", cfg.workers);
+    log_info("enchufe-server %s: %s mode, %zu workers, %s; room for %ld connections",
+             ENCHUFE_VERSION, cfg.mode == SERVER_MODE_APP ? "app" : "echo", cfg.workers,
+             cfg.park ? "idle connections parked in the poller"
+                      : "idle connections held by their workers (--no-park)",
+             cfg.park ? capacity : (long)cfg.workers);
     log_info("Listening on %s", addr);
 
     int sig = 0;

@@ -1,0 +1,273 @@
+/*
+ * poller.c - the epoll thread that holds idle connections (see poller.h).
+ *
+ * Locking: p->lock guards the park-order list, the per-fd entries and
+ * `stopping`. Workers take it to park; the poller takes it to unlink what
+ * woke or expired. queue_push, which may block while the queue is full,
+ * is never called with the lock held, so a full queue can slow the poller
+ * down but never deadlock it against a worker that is parking.
+ */
+#include "poller.h"
+#include "log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EVENTS 256
+
+struct entry {
+    int prev, next;   /* neighbours in park order, -1 at the ends */
+    long long since;  /* when it was parked, ms */
+    bool parked;
+};
+
+struct poller {
+    struct queue *queue;
+    int idle_timeout_ms;
+    int epfd;
+    int wake_fd; /* eventfd: written to stop the thread */
+    pthread_t thread;
+    pthread_mutex_t lock;
+    struct entry *entries; /* indexed by fd */
+    size_t max_fds;
+    int head, tail; /* oldest and newest parked */
+    size_t holding;
+    bool stopping;
+    atomic_uint_least64_t parked, woken, idle_closed;
+};
+
+static long long now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* --- the park-order list (call with p->lock held) ---------------------------- */
+
+static void link_tail(struct poller *p, int fd)
+{
+    struct entry *e = &p->entries[fd];
+    e->prev = p->tail;
+    e->next = -1;
+    e->since = now_ms();
+    e->parked = true;
+    if (p->tail >= 0)
+        p->entries[p->tail].next = fd;
+    else
+        p->head = fd;
+    p->tail = fd;
+    p->holding++;
+}
+
+static void unlink_fd(struct poller *p, int fd)
+{
+    struct entry *e = &p->entries[fd];
+    if (e->prev >= 0)
+        p->entries[e->prev].next = e->next;
+    else
+        p->head = e->next;
+    if (e->next >= 0)
+        p->entries[e->next].prev = e->prev;
+    else
+        p->tail = e->prev;
+    e->parked = false;
+    p->holding--;
+}
+
+/* --- workers ------------------------------------------------------------------ */
+
+int poller_park(struct poller *p, int fd)
+{
+    if (fd < 0 || (size_t)fd >= p->max_fds)
+        return -1;
+    /* One-shot: after it fires once, the socket stays in the set but
+     * silent until it is parked again (MOD re-arms it). A socket closed
+     * since its last park left the set with its close, so MOD fails with
+     * ENOENT and it is added afresh. */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
+    pthread_mutex_lock(&p->lock);
+    int rc = -1;
+    if (!p->stopping) {
+        link_tail(p, fd);
+        rc = epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev);
+        if (rc < 0 && errno == ENOENT)
+            rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+        if (rc < 0)
+            unlink_fd(p, fd);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (rc < 0)
+        return -1;
+    atomic_fetch_add_explicit(&p->parked, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* --- the poller thread ------------------------------------------------------- */
+
+/* Milliseconds until the oldest parked connection expires. With none
+ * parked, a full idle timeout: anything parked meanwhile expires later
+ * than that, so parking never has to wake the poller to say so. */
+static int next_expiry(struct poller *p)
+{
+    if (p->idle_timeout_ms <= 0)
+        return -1;
+    pthread_mutex_lock(&p->lock);
+    long long wait = p->idle_timeout_ms;
+    if (p->head >= 0) {
+        wait = p->entries[p->head].since + p->idle_timeout_ms - now_ms();
+        if (wait < 0)
+            wait = 0;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return (int)wait;
+}
+
+/* Takes the sockets that woke off the list; returns how many are ready. */
+static int take_ready(struct poller *p, const struct epoll_event *ev, int n, int *ready)
+{
+    int k = 0;
+    pthread_mutex_lock(&p->lock);
+    for (int i = 0; i < n; i++) {
+        int fd = ev[i].data.fd;
+        if (fd == p->wake_fd) {
+            uint64_t count;
+            if (read(fd, &count, sizeof count) < 0) /* reset it; a stop is a flag */
+                continue;
+        } else if (p->entries[fd].parked) {
+            unlink_fd(p, fd);
+            ready[k++] = fd;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return k;
+}
+
+static void requeue(struct poller *p, const int *ready, int k)
+{
+    atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
+    int done = queue_push_many(p->queue, ready, k);
+    for (int i = done; i < k; i++)
+        close(ready[i]); /* the queue closed: the server is past stopping */
+}
+
+/* Closes what has been idle too long (all of it when stopping). */
+static void close_expired(struct poller *p, bool all)
+{
+    int doomed[MAX_EVENTS];
+    for (;;) {
+        int k = 0;
+        long long now = now_ms();
+        pthread_mutex_lock(&p->lock);
+        while (p->head >= 0 && k < MAX_EVENTS &&
+               (all || (p->idle_timeout_ms > 0 &&
+                        p->entries[p->head].since + p->idle_timeout_ms <= now))) {
+            doomed[k++] = p->head;
+            unlink_fd(p, p->head);
+        }
+        pthread_mutex_unlock(&p->lock);
+        for (int i = 0; i < k; i++)
+            close(doomed[i]); /* closing also takes it out of the epoll set */
+        if (!all)
+            atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
+        if (k < MAX_EVENTS)
+            return;
+    }
+}
+
+static void *poller_main(void *arg)
+{
+    struct poller *p = arg;
+    struct epoll_event ev[MAX_EVENTS];
+    int ready[MAX_EVENTS];
+    for (;;) {
+        int n = epoll_wait(p->epfd, ev, MAX_EVENTS, next_expiry(p));
+        if (n < 0 && errno != EINTR) {
+            log_error("poller: epoll_wait: %m");
+            break;
+        }
+        /* Requests that began to arrive are served even while stopping.
+         * The stop flag is read after the eventfd was drained, so a stop
+         * whose wake-up that drain swallowed is still seen. */
+        requeue(p, ready, take_ready(p, ev, n > 0 ? n : 0, ready));
+        pthread_mutex_lock(&p->lock);
+        bool stopping = p->stopping;
+        pthread_mutex_unlock(&p->lock);
+        if (stopping)
+            break;
+        close_expired(p, false);
+    }
+    close_expired(p, true);
+    return NULL;
+}
+
+/* --- life cycle -------------------------------------------------------------- */
+
+struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds)
+{
+    struct poller *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    *p = (struct poller){.queue = q, .idle_timeout_ms = idle_timeout_ms, .max_fds = max_fds,
+                         .head = -1, .tail = -1, .epfd = -1, .wake_fd = -1};
+    /* calloc: pages of the fd-indexed table cost memory only once touched. */
+    p->entries = calloc(max_fds, sizeof *p->entries);
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    p->wake_fd = eventfd(0, EFD_CLOEXEC);
+    struct epoll_event wake = {.events = EPOLLIN, .data.fd = p->wake_fd};
+    int rc = p->entries && p->epfd >= 0 && p->wake_fd >= 0 ? 0 : errno ? errno : ENOMEM;
+    if (!rc && epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wake_fd, &wake) < 0)
+        rc = errno;
+    if (!rc)
+        rc = pthread_mutex_init(&p->lock, NULL);
+    if (!rc && (rc = pthread_create(&p->thread, NULL, poller_main, p)) != 0)
+        pthread_mutex_destroy(&p->lock);
+    if (rc) {
+        if (p->epfd >= 0)
+            close(p->epfd);
+        if (p->wake_fd >= 0)
+            close(p->wake_fd);
+        free(p->entries);
+        free(p);
+        errno = rc;
+        return NULL;
+    }
+    return p;
+}
+
+void poller_stop(struct poller *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    pthread_mutex_unlock(&p->lock);
+    uint64_t one = 1;
+    while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    pthread_join(p->thread, NULL);
+}
+
+void poller_free(struct poller *p)
+{
+    pthread_mutex_destroy(&p->lock);
+    close(p->epfd);
+    close(p->wake_fd);
+    free(p->entries);
+    free(p);
+}
+
+void poller_stats(struct poller *p, struct poller_stats *out)
+{
+    out->parked = atomic_load_explicit(&p->parked, memory_order_relaxed);
+    out->woken = atomic_load_explicit(&p->woken, memory_order_relaxed);
+    out->idle_closed = atomic_load_explicit(&p->idle_closed, memory_order_relaxed);
+    pthread_mutex_lock(&p->lock);
+    out->holding = p->holding;
+    pthread_mutex_unlock(&p->lock);
+}
