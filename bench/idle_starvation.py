@@ -6,6 +6,9 @@ is answered within --patience seconds. Prints the smallest N that starves
 it, for a server started here on loopback with the given options.
 
 Usage: bench/idle_starvation.py [--bin bin] [--max 64] [-- SERVER OPTIONS]
+
+The script raises its own open-file limit to the hard limit, since each
+idle connection is a descriptor on both sides.
 """
 import argparse
 import json
@@ -52,6 +55,9 @@ def starves(port, n, patience):
 
 
 def main():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="bin")
     ap.add_argument("--max", type=int, default=64)
@@ -69,13 +75,25 @@ def main():
                 break
         if port is None:
             raise SystemExit("server did not start")
+        # Doubling, then halving: a handful of probes, each with n idle ones.
+        ok, bad = 0, None
         n = 1
-        while n <= args.max and not starves(port, n, args.patience):
-            n += 1
-        if n > args.max:
+        while n <= args.max:
+            if starves(port, n, args.patience):
+                bad = n
+                break
+            ok = n
+            n = min(n * 2, args.max) if n < args.max else args.max + 1
+        while bad is not None and bad - ok > 1:
+            mid = (ok + bad) // 2
+            if starves(port, mid, args.patience):
+                bad = mid
+            else:
+                ok = mid
+        if bad is None:
             print(f"idle connections to starve a good client: more than {args.max}")
         else:
-            print(f"idle connections to starve a good client: {n}")
+            print(f"idle connections to starve a good client: {bad}")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)

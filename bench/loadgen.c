@@ -45,6 +45,7 @@ struct slot {
     uint64_t origin;  /* latency runs from here: the send, or when it was due */
     uint64_t connect_start;
     uint64_t deadline;
+    uint64_t answered; /* answers this slot got, warmup included */
     int idle_next;    /* rate mode: next idle slot, -1 at the end */
     bool in_idle;     /* rate mode: on the idle stack */
 };
@@ -218,6 +219,7 @@ static void next_request(struct worker *w, struct slot *s)
 
 static void record_success(struct worker *w, struct slot *s, uint64_t now)
 {
+    s->answered++;
     w->res.completed++;
     hist_record(&w->res.latency, now - s->origin);
     atomic_store_explicit(&w->progress, w->res.completed, memory_order_relaxed);
@@ -480,6 +482,8 @@ static void *worker_main(void *arg)
         }
     }
     w->res.in_flight = (uint64_t)in_flight(w);
+    for (int i = 0; i < w->nslots; i++)
+        w->res.never_answered += w->slots[i].answered == 0;
     return NULL;
 }
 
@@ -541,6 +545,7 @@ static void merge(struct bench_result *dst, const struct bench_result *src)
     dst->completed += src->completed;
     dst->bytes_read += src->bytes_read;
     dst->in_flight += src->in_flight;
+    dst->never_answered += src->never_answered;
     dst->connections_opened += src->connections_opened;
     for (int e = 0; e < BENCH_ERR_KINDS; e++)
         dst->errors[e] += src->errors[e];

@@ -70,6 +70,7 @@ struct bench_result {
     uint64_t bytes_read;
     uint64_t errors[BENCH_ERR_KINDS];
     uint64_t in_flight;   /* sent but unanswered when the run ended */
+    uint64_t never_answered; /* connections that got no answer at all: starved */
     uint64_t connections_opened;
     struct histogram latency; /* ns */
     struct histogram connect; /* ns, from connect() to established */

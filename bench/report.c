@@ -73,6 +73,9 @@ void report_text(FILE *out, const struct bench_config *cfg, const struct report_
     if (res->in_flight)
         fprintf(out, "  %" PRIu64 " requests in flight at the end (not counted)\n",
                 res->in_flight);
+    if (res->never_answered)
+        fprintf(out, "  %" PRIu64 " of %d connections never got an answer\n",
+                res->never_answered, cfg->connections);
     uint64_t errors = 0;
     for (int e = 0; e < BENCH_ERR_KINDS; e++)
         errors += res->errors[e];
@@ -111,9 +114,10 @@ void report_json(FILE *out, const struct bench_config *cfg, const struct report_
             info->target, info->mode, info->mix, cfg->threads, cfg->connections, info->rate,
             res->elapsed_s);
     fprintf(out, "\"requests\": %" PRIu64 ", \"requests_per_s\": %.2f, \"bytes_read\": %" PRIu64
-                 ", \"in_flight\": %" PRIu64 ", \"connections_opened\": %" PRIu64 ", ",
+                 ", \"in_flight\": %" PRIu64 ", \"connections_opened\": %" PRIu64
+                 ", \"never_answered\": %" PRIu64 ", ",
             res->completed, (double)res->completed / secs, res->bytes_read, res->in_flight,
-            res->connections_opened);
+            res->connections_opened, res->never_answered);
     json_hist(out, "latency_us", &res->latency);
     fprintf(out, ", ");
     json_hist(out, "connect_us", &res->connect);

@@ -153,20 +153,32 @@ def main():
     s = args.seconds
     rows = []
     checks = []
-    workers = 300  # a blocking worker per keep-alive connection: 256 need 256 workers
+    extra = {}
 
-    app, app_port = start_enchufe("--workers", str(workers))
-    echo, echo_port = start_enchufe("--mode", "echo", "--workers", "64")
+    app, app_port = start_enchufe()  # defaults: 16 workers, idle connections parked
+    no_park, no_park_port = start_enchufe("--no-park", "--workers", "64")
+    echo, echo_port = start_enchufe("--mode", "echo")
     redis, redis_port = start_redis()
     try:
-        print(f"enchufe-server (app, {workers} workers, echo, 64 workers) and redis-server "
-              f"on loopback; {s:g} s per row", file=sys.stderr)
+        print(f"enchufe-server (app and echo with defaults: 16 workers, parking; app --no-park "
+              f"with 64 workers) and redis-server on loopback; {s:g} s per row", file=sys.stderr)
         for c in (1, 16, 50, 64, 256):
             rows.append(row(f"enchufe keep-alive search", bench(app_port, s, c, "--warmup", "1"),
                             "enchufe"))
+        rows.append(row("enchufe keep-alive search, --no-park 64 workers",
+                         bench(no_park_port, s, 64, "--warmup", "1"), "enchufe"))
         for c in (16, 64):
             rows.append(row("enchufe per-conn search", bench(app_port, s, c, "--mode", "per-conn"),
                             "enchufe"))
+        # 10,000 keep-alive connections on 16 workers, RSS read mid-run.
+        big = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(app_port),
+                                "-d", str(2 * s), "-c", "10000", "-t", "2", "--timeout", "30",
+                                "--json", "-q"], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5 * s)
+        with open(f"/proc/{app.pid}/status") as f:
+            extra["rss_kib_at_10000"] = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+        out, _ = big.communicate(timeout=2 * s + 120)
+        rows.append(row("enchufe keep-alive search, 10,000 conns", json.loads(out), "enchufe"))
         rows.append(row("enchufe keep-alive binary 4 KiB",
                         bench(app_port, s, 16, "-r", "binary:4096"), "enchufe"))
         rows.append(row("enchufe keep-alive binary 64 KiB",
@@ -202,12 +214,21 @@ def main():
                         "enchufe"))
     finally:
         stop_enchufe(app)
+        stop_enchufe(no_park)
         stop_enchufe(echo)
         redis.send_signal(signal.SIGTERM)
         redis.wait(30)
 
+    # How many idle keep-alive connections stop a new client being served.
+    for label, opts in (("parking (default, 16 workers)", []),
+                        ("--no-park, 16 workers", ["--no-park"])):
+        out = subprocess.run([sys.executable, os.path.join(HERE, "idle_starvation.py"),
+                              "--bin", BIN, "--max", "5000", "--", "--workers", "16", *opts],
+                             capture_output=True, text=True, timeout=600).stdout.strip()
+        extra[f"idle starvation, {label}"] = out.rsplit(":", 1)[-1].strip()
+
     # The generator's count against enchufe-server's own, on a fresh server.
-    app, app_port = start_enchufe("--workers", "64")
+    app, app_port = start_enchufe()
     r = bench(app_port, s, 50)
     served = stop_enchufe(app)
     checks.append(("enchufe-server requests answered", served, r["requests"] + r["in_flight"], r))
@@ -227,6 +248,8 @@ def main():
          rps("enchufe keep-alive search", 50) / rps("redis PING keep-alive (enchufe-bench)", 50)),
         ("enchufe search / Redis PING, per-conn, 50 conns (target >= 0.95)",
          rps("enchufe per-conn search", 50) / rps("redis PING per-conn (enchufe-bench)")),
+        ("parking (16 workers) / --no-park (64 workers), keep-alive, 64 conns (target >= 0.90)",
+         rps("enchufe keep-alive search", 64) / rps("enchufe keep-alive search, --no-park 64 workers")),
     ]
 
     print(f"\n  {'run':<44} {'conns':>6} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
@@ -236,6 +259,13 @@ def main():
     print("\n  ratios")
     for name, value in ratios:
         print(f"    {value:6.2f}  {name}")
+    print("\n  scale")
+    big = next(r for r in rows if r["connections"] == 10000)
+    print(f"    10,000 connections on 16 workers: {big['raw']['never_answered']} never answered, "
+          f"{big['errors']} errors, server RSS {extra['rss_kib_at_10000'] / 1024:.1f} MiB")
+    for k, v in extra.items():
+        if k.startswith("idle starvation"):
+            print(f"    {k}: {v} idle connections")
     print("\n  honesty: requests the generator counted (+ in flight at the end) vs the server's own count")
     for name, server_count, bench_count, _ in checks:
         diff = (bench_count - server_count) / server_count * 100 if server_count else float("nan")
@@ -247,7 +277,7 @@ def main():
     with open(path, "w") as f:
         json.dump({"rows": [{k: v for k, v in r.items() if k != "raw"} | {"raw": r.get("raw")}
                             for r in rows],
-                   "ratios": {n: v for n, v in ratios},
+                   "ratios": {n: v for n, v in ratios}, "extra": extra,
                    "checks": [{"name": n, "server": a, "bench": b} for n, a, b, _ in checks]},
                   f, indent=1)
     png = os.path.join(RESULTS, f"bench-{stamp}.png")

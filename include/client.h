@@ -23,7 +23,8 @@ int client_exchange(int fd, const char *content_type, const char *content_encodi
                     const void *content, size_t length, size_t max_content,
                     struct client_response *resp, char *err, size_t errlen);
 
-/* Reads one framed response. Returns 0, or -1 with a message in err. */
+/* Reads one framed response. Returns 0, or -1 with a message in err (and
+ * nothing left to free in resp). */
 int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
                          size_t errlen);
 

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct buf;
 struct pool_conn; /* one worker's current connection */
 
 /* Serves the worker's connection. Returns true if it handed the socket on
@@ -69,6 +70,12 @@ void pool_join(struct pool *p);
 
 /* The socket the worker is serving. */
 int pool_conn_fd(const struct pool_conn *c);
+
+/* The worker's receive buffer. A connection is only put down (parked or
+ * closed) between requests, with nothing buffered, so one buffer per
+ * worker serves every connection it takes, and an idle connection holds
+ * none. Freed with the pool. */
+struct buf *pool_conn_buf(struct pool_conn *c);
 
 /* Counts one answered request (serve functions call it). */
 void pool_conn_count_request(struct pool_conn *c);

@@ -41,7 +41,7 @@ struct app_conn {
     bool answered;       /* a request was answered in this turn */
     bool last_read_full; /* the last recv filled the buffer: more may wait */
     struct frame_decoder decoder;
-    struct buf *in;      /* the worker's buffer (see worker_buf) */
+    struct buf *in;      /* the worker's buffer (pool_conn_buf) */
     char peer[128]; /* filled at the start in verbose mode, else on first error */
 };
 
@@ -221,17 +221,11 @@ static enum boundary at_boundary(struct app_conn *c)
     return NEXT_REQUEST;
 }
 
-/* The receive buffer belongs to the worker thread, not the connection:
- * a connection is only ever put down (parked or closed) between requests,
- * with nothing buffered, so one buffer per worker serves them all and an
- * idle connection holds no buffer at all. */
-static _Thread_local struct buf worker_buf;
-
 bool app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     const struct serve_ctx *sc = ctx;
     struct app_conn c = {.pool_conn = conn, .cfg = sc->cfg, .poller = sc->poller,
-                         .fd = pool_conn_fd(conn), .in = &worker_buf};
+                         .fd = pool_conn_fd(conn), .in = pool_conn_buf(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&c);

@@ -13,8 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
-int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
-                         size_t errlen)
+/* Reads one frame into resp->raw; returns 0 or -1 with err set. */
+static int read_frame(int fd, size_t max_content, struct client_response *resp, char *err,
+                      size_t errlen)
 {
     struct frame_decoder dec;
     struct frame f;
@@ -51,6 +52,15 @@ int client_read_response(int fd, size_t max_content, struct client_response *res
     resp->content = f.content;
     resp->length = f.header.content_length;
     return 0;
+}
+
+int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
+                         size_t errlen)
+{
+    if (read_frame(fd, max_content, resp, err, errlen) == 0)
+        return 0;
+    client_response_free(resp); /* nothing to hand back on failure */
+    return -1;
 }
 
 int client_exchange(int fd, const char *content_type, const char *content_encoding,

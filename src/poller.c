@@ -173,10 +173,10 @@ static void close_expired(struct poller *p, bool all)
             unlink_fd(p, p->head);
         }
         pthread_mutex_unlock(&p->lock);
+        if (!all) /* counted before the close a client could see */
+            atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
         for (int i = 0; i < k; i++)
             close(doomed[i]); /* closing also takes it out of the epoll set */
-        if (!all)
-            atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
         if (k < MAX_EVENTS)
             return;
     }

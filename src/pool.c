@@ -13,6 +13,7 @@
  * can wait for them with a deadline.
  */
 #include "pool.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <time.h>
@@ -29,7 +30,13 @@ struct pool_conn {
     struct pool *pool;
     int fd; /* -1 when the worker holds no connection */
     atomic_uint_least64_t requests;
+    struct buf buf; /* the worker's receive buffer, lent to each connection */
 };
+
+struct buf *pool_conn_buf(struct pool_conn *c)
+{
+    return &c->buf;
+}
 
 void pool_conn_count_request(struct pool_conn *c)
 {
@@ -224,6 +231,7 @@ void pool_join(struct pool *p)
     for (size_t i = 0; i < p->started; i++) {
         pthread_join(p->slots[i].thread, NULL);
         pthread_mutex_destroy(&p->slots[i].lock);
+        buf_free(&p->slots[i].buf);
     }
     pthread_cond_destroy(&p->exited);
     pthread_mutex_destroy(&p->lock);

@@ -62,11 +62,12 @@ static void *client(void *arg)
     return NULL;
 }
 
-static void run_round(bool stop_midway)
+static void run_round(bool stop_midway, bool park)
 {
     struct server srv;
     struct server_config cfg;
     server_config_defaults(&cfg);
+    cfg.park = park;
     cfg.workers = 4;
     cfg.queue_capacity = 2;
     cfg.drain_timeout_ms = 5000;
@@ -93,15 +94,17 @@ static void run_round(bool stop_midway)
               atomic_load(&answered), CLIENTS * REQUESTS);
         CHECK(server_stop(&srv), "an idle server stops at once");
     }
-    printf("stress_server: %s: %d answers, %d clients refused or closed at the stop\n",
-           stop_midway ? "stop under load" : "full run", atomic_load(&answered),
-           atomic_load(&refused_or_closed));
+    printf("stress_server: %s, %s: %d answers, %d clients refused or closed at the stop\n",
+           park ? "parking" : "no parking", stop_midway ? "stop under load" : "full run",
+           atomic_load(&answered), atomic_load(&refused_or_closed));
 }
 
 int main(void)
 {
     json_object_seed(0);
-    run_round(false);
-    run_round(true);
+    for (int park = 1; park >= 0; park--) {
+        run_round(false, park);
+        run_round(true, park);
+    }
     return 0;
 }
