@@ -193,9 +193,9 @@ TIDY_CHECKS := -*,clang-analyzer-*,bugprone-*,cert-err34-c,-bugprone-easily-swap
 
 lint: deps-lint
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --std=c11 -D_GNU_SOURCE -Iinclude src
-	clang-tidy --quiet --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' src/*.c -- \
-	  $(CSTD) -Iinclude $(shell pkg-config --cflags jansson)
+	  --inline-suppr --std=c11 -D_GNU_SOURCE -Iinclude -Ibench src bench
+	clang-tidy --quiet --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' src/*.c bench/*.c -- \
+	  $(CSTD) -Iinclude -Ibench $(shell pkg-config --cflags jansson)
 
 clean:
 	rm -rf build bin
