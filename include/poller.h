@@ -36,6 +36,11 @@ struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds
  * stopping or cannot take it: the caller still owns fd then. */
 int poller_park(struct poller *p, int fd);
 
+/* Says a socket the poller has seen before is about to be closed by its
+ * owner, so that its number, reused, is added to the epoll set afresh.
+ * Workers call it before closing a connection they took from the queue. */
+void poller_forget(struct poller *p, int fd);
+
 /* Closes every parked connection and stops the thread; from then on
  * poller_park refuses. Must come before the queue is closed (the poller
  * pushes into it). */
@@ -48,6 +53,7 @@ struct poller_stats {
     uint64_t parked;      /* times a connection was parked */
     uint64_t woken;       /* times one went back to the queue */
     uint64_t idle_closed; /* closed at the idle timeout */
+    uint64_t peer_closed; /* closed here because the client had gone */
     size_t holding;       /* parked right now */
 };
 void poller_stats(struct poller *p, struct poller_stats *out);

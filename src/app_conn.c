@@ -236,6 +236,8 @@ bool app_conn_serve(struct pool_conn *conn, void *ctx)
     buf_consume(c.in, 0);
     if (b == PARK && poller_park(c.poller, c.fd) == 0)
         return true;
+    if (c.poller)
+        poller_forget(c.poller, c.fd);
     log_verbose("Closing connection to %s", c.peer);
     return false;
 }

@@ -50,9 +50,13 @@ bool echo_conn_serve(struct pool_conn *conn, void *ctx)
         struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
         if (net_writev_until(fd, &iov, 1, net_deadline(sc->cfg->write_timeout_ms)) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
-            return false;
+            break;
         }
         echoed_all = (size_t)n < sizeof buf;
     }
-    return n < 0 && poller_park(sc->poller, fd) == 0;
+    if (n < 0 && poller_park(sc->poller, fd) == 0)
+        return true;
+    if (sc->poller)
+        poller_forget(sc->poller, fd);
+    return false;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ struct entry {
     int prev, next;   /* neighbours in park order, -1 at the ends */
     long long since;  /* when it was parked, ms */
     bool parked;
+    bool in_set;      /* in the epoll set (one-shot, maybe disarmed) */
 };
 
 struct poller {
@@ -40,7 +42,7 @@ struct poller {
     int head, tail; /* oldest and newest parked */
     size_t holding;
     bool stopping;
-    atomic_uint_least64_t parked, woken, idle_closed;
+    atomic_uint_least64_t parked, woken, idle_closed, peer_closed;
 };
 
 static long long now_ms(void)
@@ -89,17 +91,17 @@ int poller_park(struct poller *p, int fd)
     if (fd < 0 || (size_t)fd >= p->max_fds)
         return -1;
     /* One-shot: after it fires once, the socket stays in the set but
-     * silent until it is parked again (MOD re-arms it). A socket closed
-     * since its last park left the set with its close, so MOD fails with
-     * ENOENT and it is added afresh. */
+     * silent until it is parked again (MOD re-arms it, one system call). */
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
     pthread_mutex_lock(&p->lock);
     int rc = -1;
     if (!p->stopping) {
+        struct entry *e = &p->entries[fd];
         link_tail(p, fd);
-        rc = epoll_ctl(p->epfd, EPOLL_CTL_MOD, fd, &ev);
-        if (rc < 0 && errno == ENOENT)
+        rc = epoll_ctl(p->epfd, e->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+        if (rc < 0 && e->in_set && errno == ENOENT) /* closed behind our back */
             rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
+        e->in_set = rc == 0;
         if (rc < 0)
             unlink_fd(p, fd);
     }
@@ -108,6 +110,23 @@ int poller_park(struct poller *p, int fd)
         return -1;
     atomic_fetch_add_explicit(&p->parked, 1, memory_order_relaxed);
     return 0;
+}
+
+void poller_forget(struct poller *p, int fd)
+{
+    if (fd >= 0 && (size_t)fd < p->max_fds) {
+        pthread_mutex_lock(&p->lock);
+        p->entries[fd].in_set = false; /* its close takes it out of the set */
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+/* True if the peer has closed and sent nothing more: the connection can
+ * be closed here, without waking a worker to find that out. */
+static bool peer_gone(int fd)
+{
+    char byte;
+    return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 /* --- the poller thread ------------------------------------------------------- */
@@ -130,10 +149,11 @@ static int next_expiry(struct poller *p)
     return (int)wait;
 }
 
-/* Takes the sockets that woke off the list; returns how many are ready. */
+/* Takes the sockets that woke off the list; returns how many are ready
+ * for a worker. Those whose client simply went away are closed here. */
 static int take_ready(struct poller *p, const struct epoll_event *ev, int n, int *ready)
 {
-    int k = 0;
+    int k = 0, gone[MAX_EVENTS], ngone = 0;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < n; i++) {
         int fd = ev[i].data.fd;
@@ -143,10 +163,19 @@ static int take_ready(struct poller *p, const struct epoll_event *ev, int n, int
                 continue;
         } else if (p->entries[fd].parked) {
             unlink_fd(p, fd);
-            ready[k++] = fd;
+            bool hangup = ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+            if (hangup && peer_gone(fd)) {
+                p->entries[fd].in_set = false;
+                gone[ngone++] = fd;
+            } else {
+                ready[k++] = fd;
+            }
         }
     }
     pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < ngone; i++)
+        close(gone[i]);
+    atomic_fetch_add_explicit(&p->peer_closed, (uint64_t)ngone, memory_order_relaxed);
     return k;
 }
 
@@ -170,6 +199,7 @@ static void close_expired(struct poller *p, bool all)
                (all || (p->idle_timeout_ms > 0 &&
                         p->entries[p->head].since + p->idle_timeout_ms <= now))) {
             doomed[k++] = p->head;
+            p->entries[p->head].in_set = false;
             unlink_fd(p, p->head);
         }
         pthread_mutex_unlock(&p->lock);
@@ -267,6 +297,7 @@ void poller_stats(struct poller *p, struct poller_stats *out)
     out->parked = atomic_load_explicit(&p->parked, memory_order_relaxed);
     out->woken = atomic_load_explicit(&p->woken, memory_order_relaxed);
     out->idle_closed = atomic_load_explicit(&p->idle_closed, memory_order_relaxed);
+    out->peer_closed = atomic_load_explicit(&p->peer_closed, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
     out->holding = p->holding;
     pthread_mutex_unlock(&p->lock);
