@@ -25,6 +25,7 @@ static void usage(FILE *out)
             "\n"
             "  --host HOST            server address (default 127.0.0.1)\n"
             "  --port PORT            server port (default 65432)\n"
+            "  --unix PATH            connect to a Unix domain socket instead\n"
             "  -t, --threads N        threads, each with its own epoll loop (default 2)\n"
             "  -c, --connections N    connections in all (default 50)\n"
             "  -d, --duration SEC     how long to measure (default 10)\n"
@@ -116,11 +117,12 @@ static bool add_request(struct args *a, const char *spec)
     return true;
 }
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
+enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
        OPT_TIMEOUT, OPT_JSON };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
+    {"unix", required_argument, NULL, OPT_UNIX},
     {"port", required_argument, NULL, OPT_PORT},
     {"threads", required_argument, NULL, 't'},
     {"connections", required_argument, NULL, 'c'},
@@ -154,6 +156,7 @@ static bool parse_one(struct args *a, int opt, char *arg)
     struct bench_config *c = &a->cfg;
     switch (opt) {
     case OPT_HOST: c->host = arg; return true;
+    case OPT_UNIX: c->unix_path = arg; return true;
     case OPT_PORT: c->port = arg; return parse_long(arg, 1, 65535, &v) || bad("--port", arg, "1-65535");
     case 't': return parse_long(arg, 1, 256, &v) ? (c->threads = (int)v, true) : bad("--threads", arg, "1-256");
     case 'c':
@@ -272,7 +275,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "enchufe-bench: %s\n", err);
         return EXIT_FAILURE;
     }
-    snprintf(target, sizeof target, "%s:%s", a.cfg.host, a.cfg.port);
+    if (a.cfg.unix_path)
+        snprintf(target, sizeof target, "unix:%s", a.cfg.unix_path);
+    else if (strchr(a.cfg.host, ':') && a.cfg.host[0] != '[')
+        snprintf(target, sizeof target, "[%s]:%s", a.cfg.host, a.cfg.port);
+    else
+        snprintf(target, sizeof target, "%s:%s", a.cfg.host, a.cfg.port);
     struct report_info info = {.target = target,
                                .mode = a.cfg.mode == BENCH_KEEPALIVE ? "keepalive" : "per-conn",
                                .mix = a.mix_names,

@@ -10,6 +10,7 @@
  */
 #include "loadgen.h"
 #include "frame.h"
+#include "net.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,7 +140,8 @@ static void open_slot(struct worker *w, struct slot *s)
         return;
     }
     int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (w->addr->ss_family != AF_UNIX)
+        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->connect_start = now_ns();
     s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
     if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
@@ -492,8 +495,21 @@ static void *worker_main(void *arg)
 static int resolve(const struct bench_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
                    char *err, size_t errlen)
 {
+    if (cfg->unix_path) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        memset(un, 0, sizeof *un);
+        un->sun_family = AF_UNIX;
+        if (strlen(cfg->unix_path) >= sizeof un->sun_path) {
+            snprintf(err, errlen, "unix socket path too long: %s", cfg->unix_path);
+            return -1;
+        }
+        strcpy(un->sun_path, cfg->unix_path);
+        *len = sizeof *un;
+        return 0;
+    }
+    char bare[256];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(cfg->host, cfg->port, &hints, &res);
+    int rc = getaddrinfo(net_unbracket(cfg->host, bare, sizeof bare), cfg->port, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s port %s: %s", cfg->host, cfg->port,
                  gai_strerror(rc));

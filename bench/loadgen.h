@@ -51,6 +51,7 @@ enum bench_error {
 struct bench_config {
     const char *host;
     const char *port;
+    const char *unix_path; /* connect here instead of host:port */
     int threads;
     int connections;
     enum bench_mode mode;

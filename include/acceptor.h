@@ -13,15 +13,18 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#define ACCEPTOR_MAX_LISTENERS 8
+
 struct acceptor {
-    int listen_fd;
+    int listen_fds[ACCEPTOR_MAX_LISTENERS]; /* one per address listened on */
+    int nlisten;
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;
     pthread_t thread;
     atomic_ulong accepted;
 };
 
-int acceptor_start(struct acceptor *a, int listen_fd, struct queue *q);
+int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q);
 void acceptor_stop(struct acceptor *a);
 
 #endif

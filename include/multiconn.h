@@ -6,10 +6,12 @@
 #ifndef ENCHUFE_MULTICONN_H
 #define ENCHUFE_MULTICONN_H
 
+#include "net.h"
+
 #define MULTICONN_MAX 1000
 
 /* Prints one line per connection and a summary on stdout. Returns 0 if
  * every connection got all its bytes back, -1 otherwise. */
-int multiconn_run(const char *host, const char *port, int n, int timeout_ms);
+int multiconn_run(const struct net_endpoint *ep, int n, int timeout_ms);
 
 #endif

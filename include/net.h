@@ -23,9 +23,36 @@ enum net_read {
     NET_READ_ERR = -1, /* error (errno set; EOF after some bytes is EPIPE) */
 };
 
+/* Where a server listens or a client connects: a Unix socket path, or a
+ * host (name or address; an IPv6 literal may be in brackets) and port. */
+struct net_endpoint {
+    const char *host;
+    const char *port;
+    const char *unix_path; /* when set, host and port are ignored */
+};
+
 /* Binds and listens on host:port (port "0" picks an ephemeral port).
  * Returns the listening fd or -1 with a message in err. */
 int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen);
+
+#define NET_MAX_LISTENERS 8
+
+/* Listens on every address the endpoint resolves to (a name such as
+ * localhost may give 127.0.0.1 and ::1), all on one port: with port "0"
+ * the first gets a free port and the others take the same. Writes the
+ * fds to fds and returns how many, or -1 with a message in err naming
+ * each address that failed. A Unix socket path gives one listener; a
+ * stale socket file there (no server answers) is replaced, a live one is
+ * refused. */
+int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, int max,
+                        char *err, size_t errlen);
+
+/* Connects to the endpoint (see net_connect); Unix paths too. */
+int net_connect_endpoint(const struct net_endpoint *ep, int timeout_ms, char *err,
+                         size_t errlen);
+
+/* Copies host without the brackets of an IPv6 literal ("[::1]" -> "::1"). */
+const char *net_unbracket(const char *host, char *out, size_t cap);
 
 /* Connects to host:port, trying every resolved address in turn, each for
  * at most timeout_ms (0 = the kernel's own timeout). Returns a blocking

@@ -12,6 +12,7 @@
 #define ENCHUFE_SERVER_H
 
 #include "acceptor.h"
+#include "net.h"
 #include "poller.h"
 #include "pool.h"
 #include "queue.h"
@@ -25,6 +26,7 @@ enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
 struct server_config {
     const char *host;
     const char *port;
+    const char *unix_path; /* listen on this Unix socket instead of host:port */
     size_t workers;
     size_t queue_capacity;
     enum server_mode mode;
@@ -47,7 +49,8 @@ void server_config_defaults(struct server_config *cfg);
 
 struct server {
     struct server_config cfg;
-    int listen_fd;
+    int listen_fds[NET_MAX_LISTENERS];
+    int nlisten;
     struct queue queue;
     struct pool pool;
     struct acceptor acceptor;
@@ -59,8 +62,9 @@ struct server {
 /* Starts listening and serving. Returns 0, or -1 with a message in err. */
 int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen);
 
-/* The address actually bound, as "HOST:PORT" (the real port for port 0). */
-int server_address(const struct server *s, char *out, size_t outlen);
+/* The i-th address actually bound, as "HOST:PORT" (the real port for port
+ * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. */
+int server_address(const struct server *s, int i, char *out, size_t outlen);
 int server_port(const struct server *s);
 
 /* Stops accepting, lets every request in progress finish (at most the

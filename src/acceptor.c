@@ -16,16 +16,21 @@
  * does not turn the loop into a 100% CPU spin. */
 #define ACCEPT_BACKOFF_MS 100
 
-/* Waits until the listener is readable (true) or a stop is asked (false). */
-static bool wait_listener(struct acceptor *a)
+/* Waits until a listener is readable (true, with ready[i] set for each)
+ * or a stop is asked (false). */
+static bool wait_listeners(struct acceptor *a, bool *ready)
 {
-    struct pollfd p[2] = {{.fd = a->listen_fd, .events = POLLIN},
-                          {.fd = a->wake[0], .events = POLLIN}};
+    struct pollfd p[ACCEPTOR_MAX_LISTENERS + 1];
+    for (int i = 0; i < a->nlisten; i++)
+        p[i] = (struct pollfd){.fd = a->listen_fds[i], .events = POLLIN};
+    p[a->nlisten] = (struct pollfd){.fd = a->wake[0], .events = POLLIN};
     int rc;
     do
-        rc = poll(p, 2, -1);
+        rc = poll(p, (nfds_t)a->nlisten + 1, -1);
     while (rc < 0 && errno == EINTR);
-    return rc > 0 && !p[1].revents;
+    for (int i = 0; i < a->nlisten; i++)
+        ready[i] = p[i].revents != 0;
+    return rc > 0 && !p[a->nlisten].revents;
 }
 
 /* Sleeps for ms unless a stop is asked first; returns false on a stop. */
@@ -66,12 +71,12 @@ static void hand_off(struct acceptor *a, int fd)
 
 /* Accepts every connection waiting in the backlog (one poll wake-up can
  * cover many). Returns false if a stop was asked while backing off. */
-static bool accept_pending(struct acceptor *a, bool *failing)
+static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing)
 {
     for (;;) {
         /* The listener is non-blocking: when the backlog is empty, or a
          * client gave up between poll and accept, accept says EAGAIN. */
-        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             if (*failing)
                 log_info("accept works again");
@@ -96,21 +101,32 @@ static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
-    while (wait_listener(a) && accept_pending(a, &failing))
-        ;
+    bool ready[ACCEPTOR_MAX_LISTENERS];
+    while (wait_listeners(a, ready))
+        for (int i = 0; i < a->nlisten; i++)
+            if (ready[i] && !accept_pending(a, a->listen_fds[i], &failing))
+                return NULL;
     return NULL;
 }
 
-int acceptor_start(struct acceptor *a, int listen_fd, struct queue *q)
+int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q)
 {
-    a->listen_fd = listen_fd;
+    if (n < 1 || n > ACCEPTOR_MAX_LISTENERS) {
+        errno = EINVAL;
+        return -1;
+    }
+    a->nlisten = n;
+    for (int i = 0; i < n; i++)
+        a->listen_fds[i] = listen_fds[i];
     a->queue = q;
     atomic_init(&a->accepted, 0);
     if (pipe2(a->wake, O_CLOEXEC) < 0)
         return -1;
-    int flags = fcntl(listen_fd, F_GETFL);
-    if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        goto fail;
+    for (int i = 0; i < n; i++) {
+        int flags = fcntl(listen_fds[i], F_GETFL);
+        if (flags < 0 || fcntl(listen_fds[i], F_SETFL, flags | O_NONBLOCK) < 0)
+            goto fail;
+    }
     int rc = pthread_create(&a->thread, NULL, acceptor_main, a);
     if (rc) {
         errno = rc;

@@ -22,8 +22,7 @@
 #define EXIT_USAGE 2
 
 struct cli {
-    const char *host;
-    const char *port;
+    struct net_endpoint ep;
     int timeout_ms;
     size_t max_content;
 };
@@ -43,7 +42,9 @@ static void usage(FILE *out)
             "                   tutorial's two messages; check every byte came back\n"
             "\n"
             "Options:\n"
-            "  --host HOST      server address or name (default 127.0.0.1)\n"
+            "  --host HOST      server address or name (default 127.0.0.1); every address\n"
+            "                   it resolves to is tried in turn; IPv6 may be bracketed\n"
+            "  --unix PATH      connect to a Unix domain socket instead of TCP\n"
             "  --port PORT      server port (default 65432)\n"
             "  --timeout SEC    give up on connect or response after SEC (default 10)\n"
             "  -v, --verbose    say what is sent and received\n"
@@ -78,11 +79,22 @@ static void print_bytes_repr(FILE *out, const uint8_t *p, size_t n)
     fputc(quote, out);
 }
 
+/* The server's address, for messages. */
+static const char *where(const struct cli *cli)
+{
+    static char buf[300];
+    if (cli->ep.unix_path)
+        snprintf(buf, sizeof buf, "unix:%s", cli->ep.unix_path);
+    else
+        snprintf(buf, sizeof buf, "%s:%s", cli->ep.host, cli->ep.port);
+    return buf;
+}
+
 static int connect_or_report(const struct cli *cli)
 {
     char err[1024];
-    log_verbose("Starting connection to %s:%s", cli->host, cli->port);
-    int fd = net_connect(cli->host, cli->port, cli->timeout_ms, err, sizeof err);
+    log_verbose("Starting connection to %s", where(cli));
+    int fd = net_connect_endpoint(&cli->ep, cli->timeout_ms, err, sizeof err);
     if (fd < 0) {
         fprintf(stderr, "enchufe-cli: %s\n", err);
         return -1;
@@ -162,7 +174,7 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     } else {
         rc = print_response(&resp);
     }
-    log_verbose("Closing connection to %s:%s", cli->host, cli->port);
+    log_verbose("Closing connection to %s", where(cli));
     client_response_free(&resp);
     free(content);
     close(fd);
@@ -210,14 +222,15 @@ static int run_multiconn(const struct cli *cli, const char *count)
                 MULTICONN_MAX);
         return EXIT_USAGE;
     }
-    return multiconn_run(cli->host, cli->port, (int)n, cli->timeout_ms) == 0 ? EXIT_SUCCESS
+    return multiconn_run(&cli->ep, (int)n, cli->timeout_ms) == 0 ? EXIT_SUCCESS
                                                                               : EXIT_FAILURE;
 }
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_TIMEOUT };
+enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
+    {"unix", required_argument, NULL, OPT_UNIX},
     {"port", required_argument, NULL, OPT_PORT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"verbose", no_argument, NULL, 'v'},
@@ -234,9 +247,10 @@ static int parse_args(int argc, char **argv, struct cli *cli)
     /* "+": stop at the command, so a VALUE like "-x" is not an option. */
     while ((opt = getopt_long(argc, argv, "+vhV", long_options, NULL)) != -1) {
         switch (opt) {
-        case OPT_HOST: cli->host = optarg; break;
+        case OPT_HOST: cli->ep.host = optarg; break;
+        case OPT_UNIX: cli->ep.unix_path = optarg; break;
         case OPT_PORT:
-            cli->port = optarg;
+            cli->ep.port = optarg;
             if (!parse_long(optarg, 1, 65535, &port)) {
                 fprintf(stderr, "enchufe-cli: invalid --port '%s': expected 1 to 65535\n", optarg);
                 return EXIT_USAGE;
@@ -267,7 +281,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
 
 int main(int argc, char **argv)
 {
-    struct cli cli = {.host = "127.0.0.1", .port = "65432", .timeout_ms = 10000,
+    struct cli cli = {.ep = {.host = "127.0.0.1", .port = "65432"}, .timeout_ms = 10000,
                       .max_content = FRAME_DEFAULT_MAX_CONTENT};
     int rc = parse_args(argc, argv, &cli);
     if (rc >= 0)

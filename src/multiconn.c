@@ -84,13 +84,12 @@ static void receive_some(struct mc_conn *c, int id)
     }
 }
 
-static int open_all(struct mc_conn *conns, int n, const char *host, const char *port,
-                    int timeout_ms)
+static int open_all(struct mc_conn *conns, int n, const struct net_endpoint *ep, int timeout_ms)
 {
     for (int i = 0; i < n; i++) {
         char err[512];
-        log_verbose("Starting connection %d to %s:%s", i + 1, host, port);
-        conns[i].fd = net_connect(host, port, timeout_ms, err, sizeof err);
+        log_verbose("Starting connection %d", i + 1);
+        conns[i].fd = net_connect_endpoint(ep, timeout_ms, err, sizeof err);
         if (conns[i].fd < 0) {
             fprintf(stderr, "enchufe-cli: connection %d: %s\n", i + 1, err);
             while (i-- > 0)
@@ -123,12 +122,12 @@ static int poll_round(struct mc_conn *conns, struct pollfd *pfds, int n, int wai
     return open;
 }
 
-int multiconn_run(const char *host, const char *port, int n, int timeout_ms)
+int multiconn_run(const struct net_endpoint *ep, int n, int timeout_ms)
 {
     struct mc_conn *conns = calloc((size_t)n, sizeof *conns);
     struct pollfd *pfds = calloc((size_t)n, sizeof *pfds);
     int rc = -1;
-    if (!conns || !pfds || open_all(conns, n, host, port, timeout_ms) < 0)
+    if (!conns || !pfds || open_all(conns, n, ep, timeout_ms) < 0)
         goto out;
     long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 86400000);
     int open = n;

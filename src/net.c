@@ -15,14 +15,24 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Formats a sockaddr as HOST:PORT, bracketing IPv6 literals. */
+/* Formats a sockaddr as HOST:PORT, bracketing IPv6 literals, or as
+ * unix:PATH. */
 static void format_sockaddr(const struct sockaddr *sa, socklen_t salen, char *out, size_t outlen)
 {
     char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+        snprintf(out, outlen, "unix:%s", salen > offsetof(struct sockaddr_un, sun_path) && un->sun_path[0] ? un->sun_path : "(unnamed)");
+        return;
+    }
     if (getnameinfo(sa, salen, host, sizeof host, port, sizeof port,
                     NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
         snprintf(out, outlen, "?");
@@ -43,14 +53,30 @@ static const char *errno_hint(int err)
     case EADDRNOTAVAIL: return " (that address is not on this machine)";
     case ETIMEDOUT: return " (no answer in time; is the host up and reachable?)";
     case EHOSTUNREACH: return " (no route to that host)";
-    case EACCES: return " (ports below 1024 need privileges)";
+    case EACCES: return " (permission denied: ports below 1024 need privileges)";
+    case ENOENT: return " (no such socket file: is the server running?)";
+    case ECONNRESET: return " (the peer reset the connection)";
+    case EPIPE: return " (the peer closed the connection)";
     default: return "";
     }
+}
+
+const char *net_unbracket(const char *host, char *out, size_t cap)
+{
+    size_t n = host ? strlen(host) : 0;
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < cap) {
+        memcpy(out, host + 1, n - 2);
+        out[n - 2] = '\0';
+        return out;
+    }
+    return host;
 }
 
 static struct addrinfo *resolve(const char *host, const char *port, int passive,
                                 char *err, size_t errlen)
 {
+    char bare[NI_MAXHOST];
+    host = net_unbracket(host, bare, sizeof bare);
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -71,6 +97,10 @@ static int listen_on(const struct addrinfo *ai, int backlog)
         return -1;
     /* Lets a restarted server bind while old connections sit in TIME_WAIT. */
     int one = 1;
+    /* An IPv6 listener takes IPv6 only, so that the same port can also be
+     * bound on an IPv4 address of the same name. */
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
         int saved = errno;
@@ -171,6 +201,148 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
         errno = saved;
     }
     freeaddrinfo(res);
+    return fd;
+}
+
+/* Appends "; " and a message to err (which may already hold some). */
+static void append_err(char *err, size_t errlen, const char *fmt, const char *a, int e)
+{
+    size_t used = strlen(err);
+    if (used >= errlen)
+        return;
+    snprintf(err + used, errlen - used, "%s", used ? "; " : "");
+    used = strlen(err);
+    snprintf(err + used, errlen - used, fmt, a, strerror(e), errno_hint(e));
+}
+
+static int set_port(struct sockaddr *sa, int port)
+{
+    if (sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    else if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    return 0;
+}
+
+static int listen_inet(const struct net_endpoint *ep, int backlog, int *fds, int max, char *err,
+                       size_t errlen)
+{
+    struct addrinfo *res = resolve(ep->host, ep->port, 1, err, errlen);
+    if (!res)
+        return -1;
+    int n = 0, port = -1;
+    err[0] = '\0';
+    for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        if (port > 0) /* port 0: every address on the port the first one got */
+            set_port(ai->ai_addr, port);
+        int fd = listen_on(ai, backlog);
+        char addr[NI_MAXHOST + NI_MAXSERV + 4];
+        format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
+        if (fd < 0) {
+            append_err(err, errlen, "cannot listen on %s: %s%s", addr, errno);
+            continue;
+        }
+        fds[n++] = fd;
+        port = net_local_port(fd);
+    }
+    freeaddrinfo(res);
+    return n > 0 ? n : -1;
+}
+
+static int unix_address(const char *path, struct sockaddr_un *un, char *err, size_t errlen)
+{
+    memset(un, 0, sizeof *un);
+    un->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof un->sun_path) {
+        snprintf(err, errlen, "unix socket path too long (at most %zu bytes): %s",
+                 sizeof un->sun_path - 1, path);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(un->sun_path, path, strlen(path) + 1);
+    return 0;
+}
+
+/* A socket file left by a server that died is removed; one that a live
+ * server answers on, or a file that is no socket, is left alone. */
+static int clear_stale_socket(const char *path, const struct sockaddr_un *un, char *err,
+                              size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return 0; /* nothing there */
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "cannot listen on unix:%s: the file exists and is not a socket",
+                 path);
+        errno = EEXIST;
+        return -1;
+    }
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = probe < 0 ? -1 : connect(probe, (const struct sockaddr *)un, sizeof *un);
+    int saved = errno;
+    if (probe >= 0)
+        close(probe);
+    if (rc == 0) {
+        snprintf(err, errlen, "cannot listen on unix:%s: a server is already listening there",
+                 path);
+        errno = EADDRINUSE;
+        return -1;
+    }
+    if (saved == ECONNREFUSED && unlink(path) == 0)
+        return 0;
+    snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(saved));
+    errno = saved;
+    return -1;
+}
+
+static int listen_unix(const char *path, int backlog, char *err, size_t errlen)
+{
+    struct sockaddr_un un;
+    if (unix_address(path, &un, err, errlen) < 0 || clear_stale_socket(path, &un, err, errlen) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (const struct sockaddr *)&un, sizeof un) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        snprintf(err, errlen, "cannot listen on unix:%s: %s%s", path, strerror(saved),
+                 errno_hint(saved));
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, int max,
+                        char *err, size_t errlen)
+{
+    if (!ep->unix_path)
+        return listen_inet(ep, backlog, fds, max, err, errlen);
+    int fd = listen_unix(ep->unix_path, backlog, err, errlen);
+    if (fd < 0)
+        return -1;
+    fds[0] = fd;
+    return 1;
+}
+
+int net_connect_endpoint(const struct net_endpoint *ep, int timeout_ms, char *err,
+                         size_t errlen)
+{
+    if (!ep->unix_path)
+        return net_connect(ep->host, ep->port, timeout_ms, err, errlen);
+    struct sockaddr_un un;
+    if (unix_address(ep->unix_path, &un, err, errlen) < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (const struct sockaddr *)&un, sizeof un) < 0) {
+        int saved = errno;
+        snprintf(err, errlen, "cannot connect to unix:%s: %s%s", ep->unix_path,
+                 strerror(saved), errno_hint(saved));
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+        return -1;
+    }
     return fd;
 }
 

@@ -34,6 +34,15 @@ void server_config_defaults(struct server_config *cfg)
     };
 }
 
+/* Closes every listener, and removes the Unix socket file we made. */
+static void close_listeners(struct server *s)
+{
+    for (int i = 0; i < s->nlisten; i++)
+        close(s->listen_fds[i]);
+    if (s->cfg.unix_path)
+        unlink(s->cfg.unix_path);
+}
+
 /* The poller indexes connections by fd, so it must cover every fd the
  * process may open. */
 static size_t fd_limit(const struct server_config *cfg)
@@ -49,16 +58,20 @@ static size_t fd_limit(const struct server_config *cfg)
 int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen)
 {
     s->cfg = *cfg;
+    struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path};
     /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
-    s->listen_fd = net_listen(cfg->host, cfg->port, SOMAXCONN, err, errlen);
-    if (s->listen_fd < 0)
+    s->nlisten = net_listen_endpoint(&ep, SOMAXCONN, s->listen_fds, NET_MAX_LISTENERS, err, errlen);
+    if (s->nlisten < 0)
         return -1;
-    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux), which
-     * saves a system call per connection. Our messages go out whole in one
-     * writev, so Nagle's coalescing would only add latency. */
-    net_set_nodelay(s->listen_fd);
-    /* The workers' wait tick (pool.h), inherited the same way. */
-    net_set_recv_timeout(s->listen_fd, POOL_TICK_MS);
+    for (int i = 0; i < s->nlisten; i++) {
+        /* Accepted sockets inherit TCP_NODELAY from the listener (Linux),
+         * which saves a system call per connection. Our messages go out
+         * whole in one writev, so Nagle's coalescing would only add
+         * latency. (A Unix socket has no Nagle: the call fails, harmlessly.) */
+        net_set_nodelay(s->listen_fds[i]);
+        /* The workers' wait tick (pool.h), inherited the same way. */
+        net_set_recv_timeout(s->listen_fds[i], POOL_TICK_MS);
+    }
     if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
         goto close_listener;
@@ -74,7 +87,7 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
         goto stop_poller;
     }
-    if (acceptor_start(&s->acceptor, s->listen_fd, &s->queue) < 0) {
+    if (acceptor_start(&s->acceptor, s->listen_fds, s->nlisten, &s->queue) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
@@ -90,18 +103,18 @@ stop_poller:
 destroy_queue:
     queue_destroy(&s->queue);
 close_listener:
-    close(s->listen_fd);
+    close_listeners(s);
     return -1;
 }
 
-int server_address(const struct server *s, char *out, size_t outlen)
+int server_address(const struct server *s, int i, char *out, size_t outlen)
 {
-    return net_local_address(s->listen_fd, out, outlen);
+    return i < s->nlisten ? net_local_address(s->listen_fds[i], out, outlen) : -1;
 }
 
 int server_port(const struct server *s)
 {
-    return net_local_port(s->listen_fd);
+    return net_local_port(s->listen_fds[0]);
 }
 
 static struct timespec deadline_after(int ms)
@@ -125,7 +138,7 @@ bool server_stop(struct server *s)
     pool_quiesce(&s->pool);
     acceptor_stop(&s->acceptor);
     /* From here the kernel refuses new connections. */
-    close(s->listen_fd);
+    close_listeners(s);
     /* Parked connections are idle by definition: close them. The poller
      * must stop before the queue closes, since it pushes into it. */
     if (s->poller)

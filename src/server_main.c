@@ -26,7 +26,10 @@ static void usage(FILE *out)
             "Usage: enchufe-server [OPTION]...\n"
             "Serve the enchufe application protocol (or echo) over TCP.\n"
             "\n"
-            "  --host HOST          address or name to listen on (default 127.0.0.1)\n"
+            "  --host HOST          address or name to listen on (default 127.0.0.1); a name\n"
+            "                       with several addresses is listened on at each; IPv6\n"
+            "                       literals may be bracketed: [::1]\n"
+            "  --unix PATH          listen on a Unix domain socket instead of TCP\n"
             "  --port PORT          TCP port, 0 for any free one (default 65432)\n"
             "  --mode app|echo      protocol to serve (default app)\n"
             "  --workers N          worker threads (default 16)\n"
@@ -46,11 +49,12 @@ static void usage(FILE *out)
             "1 if the server could not start, 2 for a usage error.\n");
 }
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
+enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
        OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
+    {"unix", required_argument, NULL, OPT_UNIX},
     {"port", required_argument, NULL, OPT_PORT},
     {"mode", required_argument, NULL, OPT_MODE},
     {"workers", required_argument, NULL, OPT_WORKERS},
@@ -97,6 +101,7 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg, in
     long port;
     switch (opt) {
     case OPT_HOST: cfg->host = arg; return true;
+    case OPT_UNIX: cfg->unix_path = arg; return true;
     case OPT_PORT:
         cfg->port = arg;
         return parse_long(arg, 0, 65535, &port) || bad_value("port", arg, "0 to 65535");
@@ -192,13 +197,13 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     char addr[160];
-    server_address(&srv, addr, sizeof addr);
     log_info("enchufe-server %s: %s mode, %zu workers, %s; room for %ld connections",
              ENCHUFE_VERSION, cfg.mode == SERVER_MODE_APP ? "app" : "echo", cfg.workers,
              cfg.park ? "idle connections parked in the poller"
                       : "idle connections held by their workers (--no-park)",
              cfg.park ? capacity : (long)cfg.workers);
-    log_info("Listening on %s", addr);
+    for (int i = 0; server_address(&srv, i, addr, sizeof addr) == 0; i++)
+        log_info("Listening on %s", addr);
 
     int sig = 0;
     while (sigwait(&stop_signals, &sig) != 0)

@@ -357,7 +357,8 @@ Test(echo, multiconn_gets_every_byte_back)
 {
     char p[16];
     snprintf(p, sizeof p, "%d", port);
-    cr_assert_eq(multiconn_run("127.0.0.1", p, 10, 5000), 0);
+    struct net_endpoint ep = {.host = "127.0.0.1", .port = p};
+    cr_assert_eq(multiconn_run(&ep, 10, 5000), 0);
 }
 
 /* --- the binaries ---------------------------------------------------------- */
