@@ -155,7 +155,7 @@ bench: all deps-bench
 
 FUZZ_TARGETS := fuzz_frame fuzz_request
 FUZZ_SECONDS ?= 30
-FUZZ_SRC := src/frame.c src/app.c src/net.c
+FUZZ_SRC := src/frame.c src/app.c src/net.c src/stats.c
 FUZZ_CFLAGS = $(CSTD) -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell pkg-config --cflags jansson)
 

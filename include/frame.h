@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define FRAME_PROTO_HEADER_LEN 2
 #define FRAME_MAX_HEADER_LEN 65535
@@ -86,8 +87,9 @@ int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *conte
                         const char *content_encoding, size_t content_length);
 
 /* Sends one whole message with a single writev, finishing by the
- * absolute net_now_ms() deadline (0 = none). Returns 0 or -1 (errno). */
-int frame_send(int fd, const char *content_type, const char *content_encoding,
+ * absolute net_now_ms() deadline (0 = none). Returns the bytes sent, or
+ * -1 (errno). */
+ssize_t frame_send(int fd, const char *content_type, const char *content_encoding,
                const void *content, size_t length, long long deadline);
 
 #endif

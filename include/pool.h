@@ -24,6 +24,7 @@
 #define ENCHUFE_POOL_H
 
 #include "queue.h"
+#include "stats.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -77,10 +78,13 @@ int pool_conn_fd(const struct pool_conn *c);
  * none. Freed with the pool. */
 struct buf *pool_conn_buf(struct pool_conn *c);
 
-/* Counts one answered request (serve functions call it). */
-void pool_conn_count_request(struct pool_conn *c);
+/* Adds n to one of the worker's counters (serve functions call it). */
+void pool_conn_count(struct pool_conn *c, enum stat_counter which, uint64_t n);
 
-/* Requests answered by all workers so far. */
+/* A counter summed over every worker. */
+uint64_t pool_total(struct pool *p, enum stat_counter which);
+
+/* Requests answered so far (every answer and error answer). */
 uint64_t pool_requests(struct pool *p);
 
 /* How often a worker waiting for a request checks for a stop. */

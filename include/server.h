@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
 
 struct server_config {
@@ -43,6 +45,8 @@ struct server_config {
 struct serve_ctx {
     const struct server_config *cfg;
     struct poller *poller; /* NULL with park off */
+    json_t *(*stats)(void *arg); /* the live counters, for a stats request */
+    void *stats_arg;
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -57,6 +61,7 @@ struct server {
     struct poller *poller;
     struct serve_ctx ctx;
     uint64_t requests_served; /* set by server_stop */
+    long long started_ms;     /* for the uptime */
 };
 
 /* Starts listening and serving. Returns 0, or -1 with a message in err. */
@@ -66,6 +71,9 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
  * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. */
 int server_address(const struct server *s, int i, char *out, size_t outlen);
 int server_port(const struct server *s);
+
+/* The live counters as a JSON object (see docs/protocol.md, "stats"). */
+json_t *server_stats(struct server *s);
 
 /* Stops accepting, lets every request in progress finish (at most the
  * drain timeout, then cuts the rest), and frees everything. Returns true

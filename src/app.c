@@ -96,6 +96,8 @@ int app_error_response(const char *code, const char *message, struct app_respons
     snprintf(text, sizeof text, "Error: %s.", message);
     make_printable(text);
     resp->error = code;
+    int idx = stats_error_index(code);
+    resp->kind = idx >= 0 ? (enum stat_counter)idx : STAT_ERR_REQUEST;
     return set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", code));
 }
 
@@ -106,10 +108,12 @@ static int answer_search(json_t *value, struct app_response *resp)
         return app_error_response("bad-request", "search 'value' must be a string", resp);
     const struct search_entry *e = search_lookup(query);
     if (e) {
+        resp->kind = STAT_SEARCH_HIT;
         resp->content = e->content;
         resp->length = strlen(e->content);
         return 0;
     }
+    resp->kind = STAT_SEARCH_MISS;
     return set_result(resp, "No match for '%s'.", query);
 }
 
@@ -132,16 +136,20 @@ static int answer_json(const struct frame *req, struct app_response *resp)
         snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
         return app_error_response("bad-content", msg, resp);
     }
-    int rc;
+    int rc = 0;
     const char *action = json_string_value(json_object_get(req_obj, "action"));
-    if (!json_is_object(req_obj))
+    if (!json_is_object(req_obj)) {
         rc = app_error_response("bad-request", "request content must be a JSON object", resp);
-    else if (!action)
+    } else if (!action) {
         rc = app_error_response("bad-request", "request 'action' must be a string", resp);
-    else if (strcmp(action, "search") == 0)
+    } else if (strcmp(action, "search") == 0) {
         rc = answer_search(json_object_get(req_obj, "value"), resp);
-    else
+    } else if (strcmp(action, "stats") == 0) {
+        resp->kind = STAT_STATS; /* the caller, which knows the server, answers */
+    } else {
+        resp->kind = STAT_INVALID_ACTION;
         rc = set_result(resp, "Error: invalid action '%s'.", action);
+    }
     json_decref(req_obj);
     return rc;
 }
@@ -149,6 +157,7 @@ static int answer_json(const struct frame *req, struct app_response *resp)
 static int answer_binary(const struct frame *req, struct app_response *resp)
 {
     response_init(resp, APP_SERVER_BINARY_TYPE, APP_BINARY);
+    resp->kind = STAT_BINARY;
     size_t prefix = strlen(APP_BINARY_PREFIX);
     size_t n = req->header.content_length < 10 ? req->header.content_length : 10;
     resp->owned = malloc(prefix + n);
@@ -166,6 +175,13 @@ int app_handle_request(const struct frame *req, struct app_response *resp)
     if (strcmp(req->header.content_type, APP_TEXT_JSON) == 0)
         return answer_json(req, resp);
     return answer_binary(req, resp);
+}
+
+int app_stats_response(json_t *stats, struct app_response *resp)
+{
+    response_init(resp, APP_TEXT_JSON, APP_UTF8);
+    resp->kind = STAT_STATS;
+    return set_json_content(resp, stats ? json_pack("{s:o}", "result", stats) : NULL);
 }
 
 void app_response_free(struct app_response *resp)

@@ -34,6 +34,7 @@
 
 struct app_conn {
     struct pool_conn *pool_conn;
+    const struct serve_ctx *sc;
     const struct server_config *cfg;
     struct poller *poller; /* NULL: wait for requests in recv (--no-park) */
     int fd;
@@ -56,9 +57,13 @@ static const char *peer(struct app_conn *c)
 
 static bool send_response(struct app_conn *c, const struct app_response *resp)
 {
-    if (frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
-                   resp->length, net_deadline(c->cfg->write_timeout_ms)) == 0)
+    ssize_t n = frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
+                           resp->length, net_deadline(c->cfg->write_timeout_ms));
+    if (n > 0) {
+        pool_conn_count(c->pool_conn, resp->kind, 1);
+        pool_conn_count(c->pool_conn, STAT_BYTES_OUT, (uint64_t)n);
         return true;
+    }
     log_verbose("%s: send: %s", c->peer, strerror(errno));
     return false;
 }
@@ -140,6 +145,7 @@ static bool read_more(struct app_conn *c)
     }
     c->in->len += (size_t)n;
     c->last_read_full = (size_t)n == room;
+    pool_conn_count(c->pool_conn, STAT_BYTES_IN, (uint64_t)n);
     return true;
 }
 
@@ -148,15 +154,18 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
     struct app_response resp;
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
                 req->header.content_length);
-    if (app_handle_request(req, &resp) < 0) {
+    int rc = app_handle_request(req, &resp);
+    if (rc == 0 && resp.kind == STAT_STATS) { /* app.c leaves this one to us */
+        app_response_free(&resp);
+        rc = app_stats_response(c->sc->stats ? c->sc->stats(c->sc->stats_arg) : NULL, &resp);
+    }
+    if (rc < 0) {
         app_response_free(&resp);
         log_error("%s: out of memory answering a request", peer(c));
         answer_error(c, "no-memory", "the server ran out of memory answering");
         return false;
     }
     bool sent = send_response(c, &resp);
-    if (sent)
-        pool_conn_count_request(c->pool_conn);
     if (sent)
         log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, resp.content_type,
                     resp.length, resp.error ? ", error " : "", resp.error ? resp.error : "");
@@ -217,6 +226,7 @@ static enum boundary at_boundary(struct app_conn *c)
         return CLOSE;
     c->in->len = (size_t)n;
     c->last_read_full = (size_t)n == c->in->cap;
+    pool_conn_count(c->pool_conn, STAT_BYTES_IN, (uint64_t)n);
     c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
     return NEXT_REQUEST;
 }
@@ -224,7 +234,7 @@ static enum boundary at_boundary(struct app_conn *c)
 bool app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     const struct serve_ctx *sc = ctx;
-    struct app_conn c = {.pool_conn = conn, .cfg = sc->cfg, .poller = sc->poller,
+    struct app_conn c = {.pool_conn = conn, .sc = sc, .cfg = sc->cfg, .poller = sc->poller,
                          .fd = pool_conn_fd(conn), .in = pool_conn_buf(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)

@@ -23,6 +23,7 @@
 
 struct cli {
     struct net_endpoint ep;
+    bool json;
     int timeout_ms;
     size_t max_content;
 };
@@ -40,6 +41,7 @@ static void usage(FILE *out)
             "  echo TEXT        send TEXT to an echo server and print what came back\n"
             "  multiconn N      open N connections to an echo server, each sending the\n"
             "                   tutorial's two messages; check every byte came back\n"
+            "  stats            the server's live counters (--json: as the server sent them)\n"
             "\n"
             "Options:\n"
             "  --host HOST      server address or name (default 127.0.0.1); every address\n"
@@ -47,6 +49,7 @@ static void usage(FILE *out)
             "  --unix PATH      connect to a Unix domain socket instead of TCP\n"
             "  --port PORT      server port (default 65432)\n"
             "  --timeout SEC    give up on connect or response after SEC (default 10)\n"
+            "  --json           print the stats answer as raw JSON\n"
             "  -v, --verbose    say what is sent and received\n"
             "  -h, --help       show this help and exit\n"
             "  -V, --version    show the version and exit\n"
@@ -226,13 +229,69 @@ static int run_multiconn(const struct cli *cli, const char *count)
                                                                               : EXIT_FAILURE;
 }
 
-enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT };
+/* Prints one line per group of counters: "connections: accepted 3, ...". */
+static void print_stats(json_t *stats)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(stats, key, value) {
+        printf("%s:", key);
+        if (json_is_object(value)) {
+            const char *k;
+            json_t *v;
+            const char *sep = " ";
+            json_object_foreach(value, k, v) {
+                printf("%s%s %" JSON_INTEGER_FORMAT, sep, k, json_integer_value(v));
+                sep = ", ";
+            }
+        } else {
+            printf(" %g", json_number_value(value));
+        }
+        printf("\n");
+    }
+}
+
+/* Asks for the server's counters (an enchufe extension, docs/protocol.md). */
+static int run_stats(const struct cli *cli)
+{
+    const char *content = "{\"action\": \"stats\"}";
+    int fd = connect_or_report(cli);
+    if (fd < 0)
+        return EXIT_FAILURE;
+    struct client_response resp;
+    char err[512];
+    int rc = EXIT_FAILURE;
+    if (client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content),
+                        cli->max_content, &resp, err, sizeof err) < 0) {
+        fprintf(stderr, "enchufe-cli: %s\n", err);
+    } else {
+        json_t *obj = json_loadb((const char *)resp.content, resp.length, 0, NULL);
+        json_t *stats = json_object_get(obj, "result");
+        if (!json_is_object(stats)) {
+            fprintf(stderr, "enchufe-cli: the server does not answer stats requests "
+                            "(it said: %.*s)\n", (int)resp.length, resp.content);
+        } else {
+            if (cli->json)
+                printf("%.*s\n", (int)resp.length, resp.content);
+            else
+                print_stats(stats);
+            rc = EXIT_SUCCESS;
+        }
+        json_decref(obj);
+        client_response_free(&resp);
+    }
+    close(fd);
+    return rc;
+}
+
+enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT, OPT_JSON };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"unix", required_argument, NULL, OPT_UNIX},
     {"port", required_argument, NULL, OPT_PORT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -262,6 +321,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
                 return EXIT_USAGE;
             }
             break;
+        case OPT_JSON: cli->json = true; break;
         case 'v': verbosity++; break;
         case 'h': usage(stdout); return EXIT_SUCCESS;
         case 'V': printf("enchufe-cli %s\n", ENCHUFE_VERSION); return EXIT_SUCCESS;
@@ -271,7 +331,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         }
     }
     log_set_verbosity(verbosity);
-    if (argc - optind != 2) {
+    bool stats = argc - optind == 1 && strcmp(argv[optind], "stats") == 0;
+    if (argc - optind != 2 && !stats) {
         fprintf(stderr, "enchufe-cli: expected a command and one argument, e.g. 'search ring'\n"
                         "Try 'enchufe-cli --help' for more information.\n");
         return EXIT_USAGE;
@@ -288,6 +349,8 @@ int main(int argc, char **argv)
         return rc;
     signal(SIGPIPE, SIG_IGN);
     const char *command = argv[optind], *arg = argv[optind + 1];
+    if (strcmp(command, "stats") == 0)
+        return run_stats(&cli);
     if (strcmp(command, "echo") == 0)
         return run_echo(&cli, arg);
     if (strcmp(command, "multiconn") == 0)

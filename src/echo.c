@@ -47,11 +47,13 @@ bool echo_conn_serve(struct pool_conn *conn, void *ctx)
     bool echoed_all = false; /* the last read did not fill buf */
     ssize_t n;
     while ((n = next_chunk(conn, sc, buf, sizeof buf, echoed_all)) > 0) {
+        pool_conn_count(conn, STAT_BYTES_IN, (uint64_t)n);
         struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
         if (net_writev_until(fd, &iov, 1, net_deadline(sc->cfg->write_timeout_ms)) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
             break;
         }
+        pool_conn_count(conn, STAT_BYTES_OUT, (uint64_t)n);
         echoed_all = (size_t)n < sizeof buf;
     }
     if (n < 0 && poller_park(sc->poller, fd) == 0)

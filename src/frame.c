@@ -293,7 +293,7 @@ int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *conte
     return n + FRAME_PROTO_HEADER_LEN;
 }
 
-int frame_send(int fd, const char *content_type, const char *content_encoding,
+ssize_t frame_send(int fd, const char *content_type, const char *content_encoding,
                const void *content, size_t length, long long deadline)
 {
     uint8_t head[FRAME_ENCODED_HEADER_MAX];
@@ -304,5 +304,7 @@ int frame_send(int fd, const char *content_type, const char *content_encoding,
     }
     struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)n},
                            {.iov_base = (void *)content, .iov_len = length}};
-    return net_writev_until(fd, iov, 2, deadline);
+    if (net_writev_until(fd, iov, 2, deadline) < 0)
+        return -1;
+    return (ssize_t)((size_t)n + length);
 }

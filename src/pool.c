@@ -29,7 +29,7 @@ struct pool_conn {
     pthread_mutex_t lock;
     struct pool *pool;
     int fd; /* -1 when the worker holds no connection */
-    atomic_uint_least64_t requests;
+    atomic_uint_least64_t counters[STAT_COUNT];
     struct buf buf; /* the worker's receive buffer, lent to each connection */
 };
 
@@ -38,16 +38,24 @@ struct buf *pool_conn_buf(struct pool_conn *c)
     return &c->buf;
 }
 
-void pool_conn_count_request(struct pool_conn *c)
+void pool_conn_count(struct pool_conn *c, enum stat_counter which, uint64_t n)
 {
-    atomic_fetch_add_explicit(&c->requests, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->counters[which], n, memory_order_relaxed);
+}
+
+uint64_t pool_total(struct pool *p, enum stat_counter which)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->started; i++)
+        n += atomic_load_explicit(&p->slots[i].counters[which], memory_order_relaxed);
+    return n;
 }
 
 uint64_t pool_requests(struct pool *p)
 {
     uint64_t n = 0;
-    for (size_t i = 0; i < p->started; i++)
-        n += atomic_load_explicit(&p->slots[i].requests, memory_order_relaxed);
+    for (int k = STAT_SEARCH_HIT; k < STAT_BYTES_IN; k++)
+        n += pool_total(p, (enum stat_counter)k);
     return n;
 }
 
@@ -114,8 +122,10 @@ static void serve_one(struct pool_conn *c, int fd)
         set_slot_fd(c, -1);
         atomic_fetch_sub(&p->busy, 1);
     }
-    if (!handed_on)
+    if (!handed_on) {
+        pool_conn_count(c, STAT_CLOSED, 1);
         close(fd);
+    }
 }
 
 static void *worker_main(void *arg)

@@ -34,6 +34,42 @@ void server_config_defaults(struct server_config *cfg)
     };
 }
 
+json_t *server_stats(struct server *s)
+{
+    struct pool *p = &s->pool;
+    struct poller_stats ps = {0};
+    if (s->poller)
+        poller_stats(s->poller, &ps);
+    uint64_t accepted = atomic_load(&s->acceptor.accepted);
+    uint64_t closed = pool_total(p, STAT_CLOSED) + ps.idle_closed + ps.peer_closed;
+    json_t *errors = json_object();
+    for (int i = 0; i < STAT_ERRORS; i++)
+        json_object_set_new(errors, stats_error_codes[i],
+                            json_integer((json_int_t)pool_total(p, STAT_FIRST_ERROR + i)));
+    return json_pack(
+        "{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:o, "
+        "s:{s:I, s:I}}",
+        "uptime_s", (double)(net_now_ms() - s->started_ms) / 1000.0,
+        "connections", "accepted", (json_int_t)accepted, "active",
+        (json_int_t)(accepted > closed ? accepted - closed : 0), "queued",
+        (json_int_t)queue_length(&s->queue), "parked", (json_int_t)ps.holding,
+        "workers", "total", (json_int_t)s->cfg.workers, "busy",
+        (json_int_t)atomic_load(&p->busy),
+        "requests", "total", (json_int_t)pool_requests(p), "search_hit",
+        (json_int_t)pool_total(p, STAT_SEARCH_HIT), "search_miss",
+        (json_int_t)pool_total(p, STAT_SEARCH_MISS), "invalid_action",
+        (json_int_t)pool_total(p, STAT_INVALID_ACTION), "binary",
+        (json_int_t)pool_total(p, STAT_BINARY), "stats", (json_int_t)pool_total(p, STAT_STATS),
+        "errors", errors,
+        "bytes", "in", (json_int_t)pool_total(p, STAT_BYTES_IN), "out",
+        (json_int_t)pool_total(p, STAT_BYTES_OUT));
+}
+
+static json_t *stats_of(void *arg)
+{
+    return server_stats(arg);
+}
+
 /* Closes every listener, and removes the Unix socket file we made. */
 static void close_listeners(struct server *s)
 {
@@ -81,7 +117,9 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
     }
-    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .poller = s->poller};
+    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .poller = s->poller,
+                                .stats = stats_of, .stats_arg = s};
+    s->started_ms = net_now_ms();
     pool_serve_fn serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve;
     if (pool_start(&s->pool, cfg->workers, &s->queue, serve, &s->ctx) < 0) {
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));

@@ -181,3 +181,33 @@ Test(app, search_table_is_exact)
     cr_assert_str_eq(app_search("morpheus"), "Follow the white rabbit. \xf0\x9f\x90\xb0");
     cr_assert_null(app_search("morpheus "));
 }
+
+Test(app, stats_is_recognised_and_left_to_the_server)
+{
+    struct frame req = json_request("{\"action\": \"stats\"}");
+    struct app_response resp;
+    cr_assert_eq(app_handle_request(&req, &resp), 0);
+    cr_assert_eq(resp.kind, STAT_STATS);
+    cr_assert_null(resp.content, "the connection layer fills it in");
+    json_t *stats = json_pack("{s:i}", "uptime_s", 3);
+    cr_assert_eq(app_stats_response(stats, &resp), 0);
+    cr_assert_str_eq(resp.content, "{\"result\": {\"uptime_s\": 3}}");
+    app_response_free(&resp);
+}
+
+Test(app, answers_are_tagged_with_their_kind)
+{
+    struct frame hit = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
+    struct frame miss = json_request("{\"action\": \"search\", \"value\": \"x\"}");
+    struct frame bad = json_request("{\"action\": 1}");
+    struct app_response r;
+    app_handle_request(&hit, &r);
+    cr_assert_eq(r.kind, STAT_SEARCH_HIT);
+    app_response_free(&r);
+    app_handle_request(&miss, &r);
+    cr_assert_eq(r.kind, STAT_SEARCH_MISS);
+    app_response_free(&r);
+    app_handle_request(&bad, &r);
+    cr_assert_eq(r.kind, STAT_ERR_REQUEST);
+    app_response_free(&r);
+}

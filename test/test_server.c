@@ -272,7 +272,7 @@ Test(server, answers_after_the_client_half_closes)
 {
     int fd = ts_connect(port);
     char *content = client_search_content("search", "ring");
-    cr_assert_eq(frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0), 0);
+    cr_assert_gt(frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0), 0);
     free(content);
     shutdown(fd, SHUT_WR);
     struct client_response resp;
@@ -558,4 +558,62 @@ Test(server_binary, ignores_sigpipe_from_a_vanished_client, .timeout = 60)
     kill(pid, SIGINT);
     cr_assert_eq(ts_wait_exit(pid, 15000), 0);
     close(err_fd);
+}
+
+/* --- stats ----------------------------------------------------------------- */
+
+static json_t *fetch_stats(int fd)
+{
+    const char *content = "{\"action\": \"stats\"}";
+    struct client_response resp;
+    char err[256];
+    cr_assert_eq(client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 1 << 20,
+                                 &resp, err, sizeof err),
+                 0, "%s", err);
+    json_t *obj = json_loadb((const char *)resp.content, resp.length, 0, NULL);
+    client_response_free(&resp);
+    json_t *stats = json_incref(json_object_get(obj, "result"));
+    json_decref(obj);
+    cr_assert(json_is_object(stats), "a stats answer holds an object");
+    return stats;
+}
+
+static long long counter(json_t *stats, const char *group, const char *name)
+{
+    return json_integer_value(json_object_get(json_object_get(stats, group), name));
+}
+
+Test(server, stats_counters_move_by_exactly_what_was_sent)
+{
+    int fd = ts_connect(port);
+    json_t *before = fetch_stats(fd);
+    const char *values[] = {"ring", "morpheus", "ring", "a", "b"};
+    for (int i = 0; i < 5; i++)
+        expect_search(fd, values[i]);
+    struct client_response resp;
+    char err[256];
+    cr_assert_eq(client_exchange(fd, APP_CLIENT_BINARY_TYPE, APP_BINARY, "xyz", 3, 1 << 20, &resp,
+                                 err, sizeof err), 0);
+    client_response_free(&resp);
+    cr_assert_eq(client_exchange(fd, APP_TEXT_JSON, APP_UTF8, "{oops", 5, 1 << 20, &resp, err,
+                                 sizeof err), 0);
+    client_response_free(&resp);
+    json_t *after = fetch_stats(fd);
+    struct { const char *group, *name; long long delta; } want[] = {
+        {"requests", "search_hit", 3}, {"requests", "search_miss", 2},
+        {"requests", "binary", 1},     {"requests", "stats", 1},
+        {"requests", "total", 8},      {"errors", "bad-content", 1},
+        {"errors", "bad-json", 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        long long d = counter(after, want[i].group, want[i].name) -
+                      counter(before, want[i].group, want[i].name);
+        cr_assert_eq(d, want[i].delta, "%s.%s moved by %lld, not %lld", want[i].group,
+                     want[i].name, d, want[i].delta);
+    }
+    cr_assert_gt(counter(after, "bytes", "in"), counter(before, "bytes", "in"));
+    cr_assert_geq(counter(after, "connections", "accepted"), 1);
+    json_decref(before);
+    json_decref(after);
+    close(fd);
 }
