@@ -55,8 +55,13 @@ static const char *peer(struct app_conn *c)
     return c->peer;
 }
 
+static void trace(const char *what, struct app_conn *c, const char *ctype, const char *cenc,
+                  const void *content, size_t len);
+
 static bool send_response(struct app_conn *c, const struct app_response *resp)
 {
+    trace("sending to", c, resp->content_type, resp->content_encoding, resp->content,
+          resp->length);
     ssize_t n = frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
                            resp->length, net_deadline(c->cfg->write_timeout_ms));
     if (n > 0) {
@@ -149,9 +154,25 @@ static bool read_more(struct app_conn *c)
     return true;
 }
 
+/* -v -v: the message as it went over the wire. */
+static void trace(const char *what, struct app_conn *c, const char *ctype, const char *cenc,
+                  const void *content, size_t len)
+{
+    if (log_verbosity() < 2)
+        return;
+    uint8_t head[FRAME_ENCODED_HEADER_MAX];
+    int n = frame_encode_header(head, ctype, cenc, len);
+    if (n > 0)
+        log_trace_message(what, peer(c), head, (size_t)n, content, len);
+}
+
 static bool answer_request(struct app_conn *c, const struct frame *req)
 {
     struct app_response resp;
+    if (log_verbosity() >= 2) /* as received: the header the client wrote */
+        log_trace_message("received from", peer(c), c->in->data,
+                          req->size - req->header.content_length, req->content,
+                          req->header.content_length);
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
                 req->header.content_length);
     int rc = app_handle_request(req, &resp);

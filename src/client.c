@@ -6,6 +6,7 @@
  * frame and never wait for end of stream.
  */
 #include "client.h"
+#include "log.h"
 #include "net.h"
 
 #include <errno.h>
@@ -57,8 +58,11 @@ static int read_frame(int fd, size_t max_content, struct client_response *resp, 
 int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
                          size_t errlen)
 {
-    if (read_frame(fd, max_content, resp, err, errlen) == 0)
+    if (read_frame(fd, max_content, resp, err, errlen) == 0) {
+        log_trace_message("received from", "server", resp->raw.data,
+                          resp->raw.len - resp->length, resp->content, resp->length);
         return 0;
+    }
     client_response_free(resp); /* nothing to hand back on failure */
     return -1;
 }
@@ -68,6 +72,12 @@ int client_exchange(int fd, const char *content_type, const char *content_encodi
                     struct client_response *resp, char *err, size_t errlen)
 {
     memset(resp, 0, sizeof *resp);
+    if (log_verbosity() >= 2) {
+        uint8_t head[FRAME_ENCODED_HEADER_MAX];
+        int n = frame_encode_header(head, content_type, content_encoding, length);
+        if (n > 0)
+            log_trace_message("sending to", "server", head, (size_t)n, content, length);
+    }
     if (frame_send(fd, content_type, content_encoding, content, length, 0) < 0) {
         snprintf(err, errlen, "sending the request: %s%s", strerror(errno),
                  errno == EPIPE || errno == ECONNRESET ? " (the server closed the connection)"

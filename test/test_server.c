@@ -391,6 +391,10 @@ Test(cli, searches_and_prints_the_result, .init = start_app, .fini = stop, .time
                      port),
                  0);
     cr_assert_str_eq(out, "Got result: \xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\n");
+    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli -v -v --port %d search ring", bin, port), 0);
+    cr_assert(strstr(out, "trace: sending to server: ") && strstr(out, "00 ") &&
+                  strstr(out, "|.") && strstr(out, "trace: received from server"),
+              "-v -v shows a wire trace: %s", out);
     cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d get \"it's\"", bin, port), 0);
     cr_assert_str_eq(out, "Got response: b\"First 10 bytes of request: getit's\"\n");
 }
