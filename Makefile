@@ -30,7 +30,9 @@ SERVER_ARGS ?=
 # V=1 shows every compiler command.
 Q := $(if $(V),,@)
 
-.PHONY: all run test test-unit test-asan test-tsan test-interop deps deps-test clean \
+.PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
+        test-dissector deps-dissector \
+        deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -41,7 +43,8 @@ run: all
 	./bin/enchufe-server $(SERVER_ARGS)
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
-	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop
+	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
+	  test-dissector
 
 test-unit: build/tests all
 	ENCHUFE_BIN=bin timeout 900 ./build/tests --jobs=2
@@ -60,6 +63,36 @@ test-tsan: $(STRESS:%=build/tsan/%)
 
 test-interop: all
 	python3 test/interop.py --bin bin
+
+test-install: all
+	tools/test_install.sh
+
+test-dissector: deps-dissector
+	tools/wireshark/test_dissector.sh
+
+deps-dissector:
+	@tools/deps.sh dissector
+
+# --- install ----------------------------------------------------------------
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(DESTDIR)$(PREFIX)/bin
+MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
+DATADIR := $(DESTDIR)$(PREFIX)/share/enchufe
+PROGRAMS := enchufe-server enchufe-cli enchufe-bench
+
+install: all
+	install -d $(BINDIR) $(MANDIR) $(DATADIR)/wireshark $(DATADIR)/contrib
+	install -m 755 $(PROGRAMS:%=bin/%) $(BINDIR)/
+	install -m 644 $(PROGRAMS:%=man/%.1) $(MANDIR)/
+	install -m 644 tools/wireshark/enchufe.lua $(DATADIR)/wireshark/
+	install -m 644 contrib/enchufe.service $(DATADIR)/contrib/
+
+uninstall:
+	rm -f $(PROGRAMS:%=$(BINDIR)/%) $(PROGRAMS:%=$(MANDIR)/%.1)
+	rm -f $(DATADIR)/wireshark/enchufe.lua $(DATADIR)/contrib/enchufe.service
+	-rmdir $(DATADIR)/wireshark $(DATADIR)/contrib $(DATADIR) 2>/dev/null
 
 # --- dependencies -----------------------------------------------------------
 

@@ -33,6 +33,10 @@ if [ "$what" = bench ]; then
   command -v redis-benchmark >/dev/null || missing+=(redis-tools)
   command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 fi
+if [ "$what" = dissector ]; then
+  command -v tshark >/dev/null || missing+=(tshark)
+  command -v python3 >/dev/null || missing+=(python3)
+fi
 if [ "$what" = lint ]; then
   command -v cppcheck >/dev/null || missing+=(cppcheck)
   command -v clang-tidy >/dev/null || missing+=(clang-tidy)

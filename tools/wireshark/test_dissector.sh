@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Tests the Wireshark dissector on a capture built deterministically with
+# text2pcap: a request split across two TCP segments, then a segment
+# carrying two whole answers. tshark must show all three messages with
+# their header fields. Run by `make test` (installs tshark if missing).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+port=${ENCHUFE_PORT:-65432}
+
+python3 - "$work" <<'PY'
+import json, struct, sys
+def frame(content, ctype, enc):
+    h = json.dumps({"byteorder": "little", "content-type": ctype, "content-encoding": enc,
+                    "content-length": len(content)}, ensure_ascii=False).encode()
+    return struct.pack(">H", len(h)) + h + content
+req = frame(b'{"action": "search", "value": "morpheus"}', "text/json", "utf-8")
+ans1 = frame('{"result": "Follow the white rabbit. \U0001f430"}'.encode(), "text/json", "utf-8")
+ans2 = frame(b"First 10 bytes of request: getsomethi", "binary/custom-server-binary-type", "binary")
+segments = [req[:30], req[30:], ans1 + ans2]
+with open(sys.argv[1] + "/dump.txt", "w") as out:
+    for seg in segments:  # text2pcap's hex dump format, one packet each
+        for off in range(0, len(seg), 16):
+            out.write("%06x %s\n" % (off, " ".join("%02x" % b for b in seg[off:off + 16])))
+        out.write("\n")
+PY
+# All segments one way (client port to server port) keeps the sequence
+# numbers text2pcap writes contiguous, which is what reassembly needs.
+text2pcap -q -T "40000,$port" "$work/dump.txt" "$work/cap.pcap"
+tshark -X "lua_script:$here/enchufe.lua" -o tcp.desegment_tcp_streams:TRUE \
+  -r "$work/cap.pcap" -O enchufe -V -P 2>"$work/err" >"$work/out" || { cat "$work/err"; exit 1; }
+if grep -q "Dissector bug\|Lua: Error" "$work/out" "$work/err"; then
+  cat "$work/out" "$work/err"; echo "dissector: 0 passed, 1 failed"; exit 1
+fi
+
+pass=0 fail=0
+expect() {
+  local n
+  n=$(grep -c -- "$2" "$work/out" || true)
+  if [ "$n" -ge "$1" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: expected $1 x '$2', saw $n"; fi
+}
+expect 3 "enchufe message:"
+expect 2 "content-type: text/json"
+expect 1 "content-type: binary/custom-server-binary-type"
+expect 1 "content-length: 41"
+expect 1 "content (text): {\"action\": \"search\", \"value\": \"morpheus\"}"
+expect 1 "content (text): {\"result\": \"Follow the white rabbit."
+expect 3 "JSON header length:"
+expect 1 "2 enchufe messages"
+[ "$fail" -eq 0 ] || { echo "--- tshark said:"; cat "$work/out" "$work/err"; }
+echo "dissector: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
