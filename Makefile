@@ -31,7 +31,7 @@ SERVER_ARGS ?=
 Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
-        test-dissector deps-dissector \
+        test-dissector deps-dissector test-multihost \
         deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
@@ -44,7 +44,7 @@ run: all
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
-	  test-dissector
+	  test-dissector test-multihost
 
 test-unit: build/tests all
 	ENCHUFE_BIN=bin timeout 900 ./build/tests --jobs=2
@@ -69,6 +69,10 @@ test-install: all
 
 test-dissector: deps-dissector
 	tools/wireshark/test_dissector.sh
+
+# A name with several addresses, in a private /etc/hosts (mount namespace).
+test-multihost: all
+	tools/test_multihost.sh bin
 
 deps-dissector:
 	@tools/deps.sh dissector
