@@ -499,11 +499,12 @@ static int resolve(const struct bench_config *cfg, struct sockaddr_storage *ss, 
         struct sockaddr_un *un = (struct sockaddr_un *)ss;
         memset(un, 0, sizeof *un);
         un->sun_family = AF_UNIX;
-        if (strlen(cfg->unix_path) >= sizeof un->sun_path) {
+        size_t n = strlen(cfg->unix_path);
+        if (n >= sizeof un->sun_path) {
             snprintf(err, errlen, "unix socket path too long: %s", cfg->unix_path);
             return -1;
         }
-        strcpy(un->sun_path, cfg->unix_path);
+        memcpy(un->sun_path, cfg->unix_path, n + 1);
         *len = sizeof *un;
         return 0;
     }

@@ -101,7 +101,7 @@ static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
-    bool ready[ACCEPTOR_MAX_LISTENERS];
+    bool ready[ACCEPTOR_MAX_LISTENERS] = {false};
     while (wait_listeners(a, ready))
         for (int i = 0; i < a->nlisten; i++)
             if (ready[i] && !accept_pending(a, a->listen_fds[i], &failing))

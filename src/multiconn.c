@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 static const char *const messages[] = {"Message 1 from client.", "Message 2 from client."};
@@ -31,13 +30,6 @@ struct mc_conn {
     char back[MESSAGES_LEN];
     const char *failure; /* NULL while fine */
 };
-
-static long long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 static bool finished(const struct mc_conn *c)
 {
@@ -129,10 +121,10 @@ int multiconn_run(const struct net_endpoint *ep, int n, int timeout_ms)
     int rc = -1;
     if (!conns || !pfds || open_all(conns, n, ep, timeout_ms) < 0)
         goto out;
-    long long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 86400000);
+    long long deadline = net_now_ms() + (timeout_ms > 0 ? timeout_ms : 86400000);
     int open = n;
-    while (open > 0 && now_ms() < deadline)
-        open = poll_round(conns, pfds, n, (int)(deadline - now_ms()));
+    while (open > 0 && net_now_ms() < deadline)
+        open = poll_round(conns, pfds, n, (int)(deadline - net_now_ms()));
     for (int i = 0; i < n; i++)
         if (!finished(&conns[i]))
             finish(&conns[i], i + 1, "timed out");

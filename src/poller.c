@@ -9,6 +9,7 @@
  */
 #include "poller.h"
 #include "log.h"
+#include "net.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +19,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 256
@@ -45,13 +45,6 @@ struct poller {
     atomic_uint_least64_t parked, woken, idle_closed, peer_closed;
 };
 
-static long long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* --- the park-order list (call with p->lock held) ---------------------------- */
 
 static void link_tail(struct poller *p, int fd)
@@ -59,7 +52,7 @@ static void link_tail(struct poller *p, int fd)
     struct entry *e = &p->entries[fd];
     e->prev = p->tail;
     e->next = -1;
-    e->since = now_ms();
+    e->since = net_now_ms();
     e->parked = true;
     if (p->tail >= 0)
         p->entries[p->tail].next = fd;
@@ -141,7 +134,7 @@ static int next_expiry(struct poller *p)
     pthread_mutex_lock(&p->lock);
     long long wait = p->idle_timeout_ms;
     if (p->head >= 0) {
-        wait = p->entries[p->head].since + p->idle_timeout_ms - now_ms();
+        wait = p->entries[p->head].since + p->idle_timeout_ms - net_now_ms();
         if (wait < 0)
             wait = 0;
     }
@@ -193,7 +186,7 @@ static void close_expired(struct poller *p, bool all)
     int doomed[MAX_EVENTS];
     for (;;) {
         int k = 0;
-        long long now = now_ms();
+        long long now = net_now_ms();
         pthread_mutex_lock(&p->lock);
         while (p->head >= 0 && k < MAX_EVENTS &&
                (all || (p->idle_timeout_ms > 0 &&

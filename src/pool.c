@@ -14,9 +14,9 @@
  */
 #include "pool.h"
 #include "buf.h"
+#include "net.h"
 
 #include <errno.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -64,17 +64,10 @@ int pool_conn_fd(const struct pool_conn *c)
     return c->fd;
 }
 
-static long long now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_timeout_ms,
                        enum pool_wait *why)
 {
-    long long deadline = idle_timeout_ms > 0 ? now_ms() + idle_timeout_ms : 0;
+    long long deadline = idle_timeout_ms > 0 ? net_now_ms() + idle_timeout_ms : 0;
     for (;;) {
         bool stopping = atomic_load(&c->pool->stopping);
         if (stopping && atomic_load(&c->pool->forced)) {
@@ -97,7 +90,7 @@ ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_time
             *why = POOL_STOPPING;
             return -1;
         }
-        if (deadline && now_ms() >= deadline) {
+        if (deadline && net_now_ms() >= deadline) {
             *why = POOL_IDLE_TIMEOUT;
             return -1;
         }

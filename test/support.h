@@ -80,6 +80,10 @@ int ts_wait_exit(pid_t pid, int timeout_ms);
 /* The directory holding the built binaries (ENCHUFE_BIN, default "bin"). */
 const char *ts_bin_dir(void);
 
+/* Runs a shell command (killed after 30 s), captures its stdout and
+ * stderr into out, and returns its exit status (-1 if it died). */
+int ts_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Milliseconds on the monotonic clock. */
 long long ts_now_ms(void);
 

@@ -19,21 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Runs a shell command, captures stdout+stderr, returns the exit status. */
-static int run(char *out, size_t cap, const char *fmt, ...)
-{
-    char cmd[1024], full[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "timeout 30 %s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 static void search_over(const struct net_endpoint *ep)
 {
@@ -83,7 +68,7 @@ Test(address, ipv6_from_the_cli, .timeout = 30)
     pid_t pid = ts_spawn_server(ts_bin_dir(), args, &p, &err_fd);
     cr_assert_gt(pid, 0, "the server listens on a bracketed IPv6 literal");
     char out[1024];
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --host '[::1]' --port %d search morpheus",
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --host '[::1]' --port %d search morpheus",
                      ts_bin_dir(), p),
                  0, "%s", out);
     cr_assert(strstr(out, "Got result: Follow the white rabbit."), "%s", out);
@@ -132,7 +117,7 @@ Test(address, live_unix_socket_is_not_clobbered, .timeout = 30)
     char path[108], out[1024];
     socket_path(path, sizeof path);
     start_at("127.0.0.1", path);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --unix %s", ts_bin_dir(), path), 1);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --unix %s", ts_bin_dir(), path), 1);
     cr_assert(strstr(out, "a server is already listening there"), "%s", out);
     search_over(&(struct net_endpoint){.unix_path = path}); /* the first still serves */
     server_stop(&srv);
@@ -145,7 +130,7 @@ Test(address, a_file_that_is_not_a_socket_is_left_alone, .timeout = 30)
     FILE *f = fopen(path, "w");
     fputs("precious", f);
     fclose(f);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --unix %s", ts_bin_dir(), path), 1);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --unix %s", ts_bin_dir(), path), 1);
     cr_assert(strstr(out, "not a socket"), "%s", out);
     cr_assert_eq(access(path, F_OK), 0, "the file is still there");
     unlink(path);
@@ -161,7 +146,7 @@ Test(address, cli_over_unix_socket_and_multiconn, .timeout = 30)
     cfg.mode = SERVER_MODE_ECHO;
     char err[256];
     cr_assert_eq(server_start(&srv, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --unix %s multiconn 3", ts_bin_dir(), path),
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --unix %s multiconn 3", ts_bin_dir(), path),
                  0, "%s", out);
     cr_assert(strstr(out, "3 of 3 connections got every byte back"), "%s", out);
     server_stop(&srv);
@@ -171,7 +156,7 @@ Test(address, errors_name_the_address_and_the_likely_cause, .timeout = 30)
 {
     char out[1024];
     const char *bin = ts_bin_dir();
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --unix /tmp/enchufe-nothing-here.sock "
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --unix /tmp/enchufe-nothing-here.sock "
                                       "search x", bin),
                  1);
     cr_assert(strstr(out, "unix:/tmp/enchufe-nothing-here.sock") &&

@@ -363,39 +363,23 @@ Test(echo, multiconn_gets_every_byte_back)
 
 /* --- the binaries ---------------------------------------------------------- */
 
-/* Runs a shell command, captures stdout+stderr, returns the exit status. */
-static int run(char *out, size_t cap, const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[1200];
-    snprintf(full, sizeof full, "timeout 30 %s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 Test(cli, searches_and_prints_the_result, .init = start_app, .fini = stop, .timeout = 60)
 {
     char out[4096];
     const char *bin = ts_bin_dir();
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d search morpheus", bin, port), 0,
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d search morpheus", bin, port), 0,
                  "%s", out);
     cr_assert_str_eq(out, "Got result: Follow the white rabbit. \xf0\x9f\x90\xb0\n");
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d search '\xf0\x9f\x90\xb6'", bin,
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d search '\xf0\x9f\x90\xb6'", bin,
                      port),
                  0);
     cr_assert_str_eq(out, "Got result: \xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\n");
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli -v -v --port %d search ring", bin, port), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli -v -v --port %d search ring", bin, port), 0);
     cr_assert(strstr(out, "trace: sending to server: ") && strstr(out, "00 ") &&
                   strstr(out, "|.") && strstr(out, "trace: received from server"),
               "-v -v shows a wire trace: %s", out);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d get \"it's\"", bin, port), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d get \"it's\"", bin, port), 0);
     cr_assert_str_eq(out, "Got response: b\"First 10 bytes of request: getit's\"\n");
 }
 
@@ -403,10 +387,10 @@ Test(cli, runs_echo_and_multiconn, .init = start_echo, .fini = stop, .timeout = 
 {
     char out[8192];
     const char *bin = ts_bin_dir();
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d echo 'Hello, world'", bin, port),
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d echo 'Hello, world'", bin, port),
                  0, "%s", out);
     cr_assert_str_eq(out, "Received b'Hello, world'\n");
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d multiconn 3", bin, port), 0,
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d multiconn 3", bin, port), 0,
                  "%s", out);
     cr_assert(strstr(out, "Connection 3: sent 44 bytes, received 44 bytes: ok"), "%s", out);
     cr_assert(strstr(out, "3 of 3 connections got every byte back"), "%s", out);
@@ -420,7 +404,7 @@ Test(cli, reports_a_refused_connection_with_exit_1, .timeout = 30)
     int closed_port = net_local_port(fd);
     close(fd);
     char out[4096];
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port %d search ring", ts_bin_dir(),
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port %d search ring", ts_bin_dir(),
                      closed_port),
                  1);
     cr_assert(strstr(out, "Connection refused"), "%s", out);
@@ -431,26 +415,26 @@ Test(cli, exits_2_on_bad_usage_and_0_on_help, .timeout = 30)
 {
     char out[4096];
     const char *bin = ts_bin_dir();
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --help", bin), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --help", bin), 0);
     cr_assert(strstr(out, "Usage: enchufe-cli"));
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --version", bin), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --version", bin), 0);
     cr_assert(strstr(out, "enchufe-cli 0."));
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli search", bin), 2);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli --port 70000 search x", bin), 2);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-cli multiconn lots", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli search", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --port 70000 search x", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli multiconn lots", bin), 2);
 }
 
 Test(server_binary, validates_its_options, .timeout = 30)
 {
     char out[4096];
     const char *bin = ts_bin_dir();
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --help", bin), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --help", bin), 0);
     cr_assert(strstr(out, "--idle-timeout"));
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --version", bin), 0);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --workers 0", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --version", bin), 0);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --workers 0", bin), 2);
     cr_assert(strstr(out, "--workers"), "%s", out);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --mode chat", bin), 2);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --port 80x", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --mode chat", bin), 2);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --port 80x", bin), 2);
 }
 
 Test(server_binary, exits_1_naming_the_address_when_the_port_is_taken, .timeout = 30)
@@ -458,7 +442,7 @@ Test(server_binary, exits_1_naming_the_address_when_the_port_is_taken, .timeout 
     char err[128], out[4096];
     int fd = net_listen("127.0.0.1", "0", 1, err, sizeof err);
     int taken = net_local_port(fd);
-    cr_assert_eq(run(out, sizeof out, "%s/enchufe-server --port %d", ts_bin_dir(), taken), 1);
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --port %d", ts_bin_dir(), taken), 1);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", taken);
     cr_assert(strstr(out, addr), "%s", out);
