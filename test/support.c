@@ -96,9 +96,10 @@ const char *ts_bin_dir(void)
     return dir && *dir ? dir : "bin";
 }
 
-bool ts_wait_for_line(int fd, const char *needle, int timeout_ms)
+/* Reads fd a byte at a time (so nothing after the line is consumed) until
+ * a line containing needle; copies it to line. False at EOF or timeout. */
+static bool find_line(int fd, const char *needle, int timeout_ms, char *line, size_t cap)
 {
-    char line[512];
     size_t len = 0;
     long long deadline = ts_now_ms() + timeout_ms;
     while (ts_now_ms() < deadline) {
@@ -108,7 +109,7 @@ bool ts_wait_for_line(int fd, const char *needle, int timeout_ms)
         char c;
         if (read(fd, &c, 1) != 1)
             return false;
-        if (c != '\n' && len < sizeof line - 1) {
+        if (c != '\n' && len < cap - 1) {
             line[len++] = c;
             continue;
         }
@@ -120,30 +121,20 @@ bool ts_wait_for_line(int fd, const char *needle, int timeout_ms)
     return false;
 }
 
+bool ts_wait_for_line(int fd, const char *needle, int timeout_ms)
+{
+    char line[512];
+    return find_line(fd, needle, timeout_ms, line, sizeof line);
+}
+
 /* Reads the "Listening on HOST:PORT" line and returns PORT. */
 static int read_listening_port(int fd)
 {
     char line[512];
-    size_t len = 0;
-    long long deadline = ts_now_ms() + TEST_IO_TIMEOUT_MS;
-    while (ts_now_ms() < deadline && len < sizeof line - 1) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        if (read(fd, line + len, 1) != 1)
-            return -1;
-        if (line[len] != '\n') {
-            len++;
-            continue;
-        }
-        line[len] = '\0';
-        len = 0;
-        const char *at = strstr(line, "Listening on ");
-        const char *colon = at ? strrchr(at, ':') : NULL;
-        if (colon)
-            return atoi(colon + 1);
-    }
-    return -1;
+    if (!find_line(fd, "Listening on ", TEST_IO_TIMEOUT_MS, line, sizeof line))
+        return -1;
+    const char *colon = strrchr(line, ':');
+    return colon ? atoi(colon + 1) : -1;
 }
 
 pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port, int *err_fd)
