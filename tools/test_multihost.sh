@@ -11,12 +11,13 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 printf '::1 enchufe-multi\n127.0.0.1 enchufe-multi\n' >"$work/hosts"
-in_ns() { unshare -m sh -c "mount --bind '$work/hosts' /etc/hosts && exec \"\$@\"" sh "$@"; }
+# unshare and sh both exec, so a command run this way keeps the PID $! saw.
+in_ns() { exec unshare -m sh -c "mount --bind '$work/hosts' /etc/hosts && exec \"\$@\"" sh "$@"; }
 
 pass=0 fail=0
 check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi; }
 
-in_ns "$bin/enchufe-server" --host enchufe-multi --port 0 2>"$work/server.log" &
+(in_ns "$bin/enchufe-server" --host enchufe-multi --port 0) 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 50); do grep -c "Listening on" "$work/server.log" 2>/dev/null | grep -q 2 && break; sleep 0.1; done
 check "listens on both addresses" "grep -q 'Listening on \[::1\]:' '$work/server.log' && grep -q 'Listening on 127.0.0.1:' '$work/server.log'"
@@ -24,17 +25,18 @@ port=$(sed -n 's/^Listening on 127.0.0.1://p' "$work/server.log")
 check "both on the same port" "grep -q 'Listening on \[::1\]:$port\$' '$work/server.log'"
 check "served over IPv4" "'$bin/enchufe-cli' --host 127.0.0.1 --port $port search ring | grep -q 'Got result: In the caves'"
 check "served over IPv6" "'$bin/enchufe-cli' --host ::1 --port $port search ring | grep -q 'Got result: In the caves'"
-check "a client resolving the name is served" "in_ns '$bin/enchufe-cli' --host enchufe-multi --port $port search ring | grep -q 'Got result'"
+check "a client resolving the name is served" "(in_ns '$bin/enchufe-cli' --host enchufe-multi --port $port search ring) | grep -q 'Got result'"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+check "the server is gone" "! pgrep -f 'enchufe-server --host enchufe-multi' >/dev/null"
 
 # Only IPv4 now: the client's first address (::1) is refused, the second works.
 "$bin/enchufe-server" --host 127.0.0.1 --port 0 2>"$work/server4.log" &
 pid=$!
 for _ in $(seq 50); do grep -q "Listening on" "$work/server4.log" 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/^Listening on 127.0.0.1://p' "$work/server4.log")
-check "the client falls back to the next address" "in_ns '$bin/enchufe-cli' --host enchufe-multi --port $port search ring | grep -q 'Got result'"
+check "the client falls back to the next address" "(in_ns '$bin/enchufe-cli' --host enchufe-multi --port $port search ring) | grep -q 'Got result'"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-out=$(in_ns "$bin/enchufe-cli" --host enchufe-multi --port "$port" search ring 2>&1 || true)
+out=$( (in_ns "$bin/enchufe-cli" --host enchufe-multi --port "$port" search ring) 2>&1 || true)
 check "every failed address is reported" "echo \"\$out\" | grep -q '\[::1\]:$port: Connection refused' && echo \"\$out\" | grep -q '127.0.0.1:$port: Connection refused'"
 echo "multihost: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
