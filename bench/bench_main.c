@@ -2,6 +2,7 @@
  * bench_main.c - enchufe-bench: options, the request mix, the report.
  */
 #include "loadgen.h"
+#include "net.h"
 #include "options.h"
 #include "report.h"
 #include "version.h"
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 #define MAX_MIX 16
@@ -247,16 +247,6 @@ static int parse_args(int argc, char **argv, struct args *a)
     return finish_mix(a) ? -1 : EXIT_USAGE;
 }
 
-/* Every connection is a descriptor: take what the hard limit allows. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? 1 << 20 : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 int main(int argc, char **argv)
 {
     static struct args a = {
@@ -268,7 +258,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
-    raise_fd_limit();
+    net_raise_fd_limit(); /* every connection is a descriptor */
     static struct bench_result res;
     char err[256], target[300];
     if (bench_run(&a.cfg, &res, err, sizeof err) < 0) {

@@ -59,6 +59,10 @@ const char *net_unbracket(const char *host, char *out, size_t cap);
  * fd or -1 with a message in err naming the address and the cause. */
 int net_connect(const char *host, const char *port, int timeout_ms, char *err, size_t errlen);
 
+/* Raises this process's open-file soft limit to the hard limit (every
+ * connection is a descriptor). Returns the soft limit now in force, or -1. */
+long net_raise_fd_limit(void);
+
 /* The port a socket is bound to, or -1. */
 int net_local_port(int fd);
 

@@ -6,6 +6,7 @@
  * for them with sigwait(). No worker is ever interrupted by a handler.
  */
 #include "log.h"
+#include "net.h"
 #include "options.h"
 #include "server.h"
 #include "version.h"
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 
@@ -151,24 +151,6 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *ver
     return -1;
 }
 
-/* Each connection costs a descriptor; with parking that is its only
- * cost, so take every descriptor the hard limit allows. Returns the
- * number of connections that leaves room for. */
-static long raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return -1;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1 << 20 : rl.rlim_max;
-        struct rlimit raised = {want, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            rl.rlim_cur = want;
-    }
-    /* Listener, pipes, epoll, stdio and a margin for the rest. */
-    return (long)rl.rlim_cur - 16;
-}
-
 int main(int argc, char **argv)
 {
     struct server_config cfg;
@@ -190,7 +172,10 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-    long capacity = raise_fd_limit();
+    /* With parking an idle connection costs only a descriptor: take every
+     * one the hard limit allows, less a margin for listeners, pipes, epoll
+     * and stdio. */
+    long capacity = net_raise_fd_limit() - 16;
     struct server srv;
     char err[512];
     if (server_start(&srv, &cfg, err, sizeof err) < 0) {
