@@ -47,13 +47,11 @@ test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	  test-dissector test-multihost
 
 test-unit: build/tests all
-	ENCHUFE_BIN=bin timeout 900 ./build/tests --jobs=2
+	ENCHUFE_BIN=bin tools/run_suites.sh build/tests build/tests.log --jobs=2
 
 test-asan: build/asan/tests all
-	set -o pipefail; ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
-	  timeout 900 ./build/asan/tests --jobs=2 2>&1 | tee build/asan/tests.log
-	@! grep -q 'ERROR: .*Sanitizer\|runtime error:' build/asan/tests.log || \
-	  { echo "error: sanitizer report above" >&2; exit 1; }
+	ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
+	  tools/run_suites.sh --sanitized build/asan/tests build/asan/tests.log --jobs=2
 
 # Criterion itself aborts under TSan, so these are plain programs that
 # exit non-zero on any failed check or reported race.

@@ -5,6 +5,19 @@ set -euo pipefail
 
 what=${1:-build}
 missing=()
+
+# Installs packages with apt-get now (as root), or says what to run.
+install_now() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing $*; run as root, or: sudo apt-get install -y $*" >&2
+    exit 1
+  fi
+  echo "Installing $* with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists jansson; then
@@ -16,12 +29,14 @@ if [ "$what" = test ]; then
   fi
   command -v python3 >/dev/null || missing+=(python3)
   command -v timeout >/dev/null || missing+=(coreutils)
+  command -v pgrep >/dev/null || missing+=(procps)
 fi
 
 if [ "$what" = fuzz ]; then
-  command -v clang >/dev/null || missing+=(clang)
-  # libFuzzer's runtime ships apart from clang on Debian (libclang-rt-N-dev).
-  if command -v clang >/dev/null && [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] &&
+  # libFuzzer's runtime ships apart from clang on Debian (libclang-rt-N-dev),
+  # and N is only known once clang is there: install clang first if needed.
+  command -v clang >/dev/null || install_now clang
+  if [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a)" ] &&
      ! ls "$(dirname "$(clang -print-libgcc-file-name)")"/libclang_rt.fuzzer*.a >/dev/null 2>&1; then
     major=$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1)
     missing+=("libclang-rt-$major-dev")
@@ -43,11 +58,4 @@ if [ "$what" = lint ]; then
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "error: missing ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
-fi
-echo "Installing ${missing[*]} with apt-get"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_now "${missing[@]}"
