@@ -7,6 +7,7 @@
 #include "report.h"
 #include "version.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -271,6 +272,14 @@ int main(int argc, char **argv)
         snprintf(target, sizeof target, "[%s]:%s", a.cfg.host, a.cfg.port);
     else
         snprintf(target, sizeof target, "%s:%s", a.cfg.host, a.cfg.port);
+    if (!res.ever_connected) {
+        int e = res.connect_errno ? res.connect_errno : ECONNREFUSED;
+        fprintf(stderr, "enchufe-bench: cannot connect to %s: %s%s; %llu attempts, none got "
+                        "through\n",
+                target, strerror(e), net_errno_hint(e),
+                (unsigned long long)res.errors[BENCH_ERR_CONNECT]);
+        return EXIT_FAILURE;
+    }
     struct report_info info = {.target = target,
                                .mode = a.cfg.mode == BENCH_KEEPALIVE ? "keepalive" : "per-conn",
                                .mix = a.mix_names,

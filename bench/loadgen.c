@@ -65,6 +65,7 @@ struct worker {
     uint64_t interval, next_due; /* -R: schedule */
     int idle_head;             /* -R: stack of idle slots */
     uint64_t pending_due;      /* -R: due requests not yet sent (no idle slot) */
+    uint64_t connect_failures; /* warmup included */
     bool warmed;
     struct bench_result res;
     atomic_uint_least64_t progress; /* completed, for the progress line */
@@ -122,21 +123,36 @@ static struct slot *pop_idle(struct worker *w)
     return s;
 }
 
-/* The stream went wrong: count it, drop the connection and the request. */
+/* The stream went wrong: count it, drop the connection and the request.
+ * A connect that failed with no request assigned yet (a keep-alive slot
+ * reconnecting) still uses up one of -n's requests, so that a run against
+ * a server that refuses every connection ends. */
 static void fail(struct worker *w, struct slot *s, enum bench_error e)
 {
     w->res.errors[e]++;
+    if (e == BENCH_ERR_CONNECT) {
+        w->connect_failures++;
+        if (!s->has_request && w->issued < w->quota)
+            w->issued++;
+    }
     s->has_request = false;
     close_slot(s);
     if (w->interval)
         push_idle(w, s);
 }
 
+/* A connect that failed: its errno is kept for the report. */
+static void connect_failed(struct worker *w, struct slot *s, int err)
+{
+    w->res.connect_errno = err;
+    fail(w, s, BENCH_ERR_CONNECT);
+}
+
 static void open_slot(struct worker *w, struct slot *s)
 {
     s->fd = socket(w->addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
-        w->res.errors[BENCH_ERR_CONNECT]++;
+        connect_failed(w, s, errno);
         return;
     }
     int one = 1;
@@ -145,8 +161,7 @@ static void open_slot(struct worker *w, struct slot *s)
     s->connect_start = now_ns();
     s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
     if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
-        w->res.errors[BENCH_ERR_CONNECT]++;
-        close_slot(s);
+        connect_failed(w, s, errno);
         return;
     }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
@@ -298,9 +313,10 @@ static void connected(struct worker *w, struct slot *s)
     socklen_t len = sizeof soerr;
     getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
     if (soerr != 0) {
-        fail(w, s, BENCH_ERR_CONNECT);
+        connect_failed(w, s, soerr);
         return;
     }
+    w->res.ever_connected = true;
     uint64_t now = now_ns();
     hist_record(&w->res.connect, now - s->connect_start);
     w->res.connections_opened++;
@@ -456,6 +472,10 @@ static bool finished(struct worker *w, uint64_t now)
 {
     if (now >= w->end)
         return true;
+    /* Every connection has been tried and none got through: nothing
+     * listens there, and waiting would only repeat that. */
+    if (!w->res.ever_connected && w->connect_failures >= (uint64_t)w->nslots)
+        return true;
     return w->cfg->requests && !may_issue(w) && in_flight(w) == 0;
 }
 
@@ -564,6 +584,9 @@ static void merge(struct bench_result *dst, const struct bench_result *src)
     dst->in_flight += src->in_flight;
     dst->never_answered += src->never_answered;
     dst->connections_opened += src->connections_opened;
+    dst->ever_connected |= src->ever_connected;
+    if (src->connect_errno)
+        dst->connect_errno = src->connect_errno;
     for (int e = 0; e < BENCH_ERR_KINDS; e++)
         dst->errors[e] += src->errors[e];
     hist_merge(&dst->latency, &src->latency);

@@ -73,6 +73,8 @@ struct bench_result {
     uint64_t in_flight;   /* sent but unanswered when the run ended */
     uint64_t never_answered; /* connections that got no answer at all: starved */
     uint64_t connections_opened;
+    bool ever_connected;      /* some connection got through (warmup included) */
+    int connect_errno;        /* why the last failed connect failed, or 0 */
     struct histogram latency; /* ns */
     struct histogram connect; /* ns, from connect() to established */
 };

@@ -3,7 +3,17 @@
  *
  * It only accepts and hands off; it never reads a byte. When the queue is
  * full it waits (backpressure: the kernel's listen backlog absorbs the
- * burst). acceptor_stop() wakes it through a pipe and joins it.
+ * burst).
+ *
+ * Ownership: acceptor_start() takes the listening sockets; the acceptor
+ * closes them when it stops. A socket it accepted belongs to it until a
+ * push succeeds (then to the worker that pops it).
+ *
+ * Stopping: acceptor_stop() asks, without waiting. The thread then takes
+ * every connection already waiting in the listen backlog (their clients
+ * may have sent whole requests, which a stop answers), closes the
+ * listeners, so that from then on the kernel refuses new connections,
+ * queues what it took, and tells the queue it is done producing.
  */
 #ifndef ENCHUFE_ACCEPTOR_H
 #define ENCHUFE_ACCEPTOR_H
@@ -12,6 +22,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #define ACCEPTOR_MAX_LISTENERS 8
 
@@ -21,10 +32,23 @@ struct acceptor {
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;
     pthread_t thread;
+    atomic_bool stopping;
     atomic_ulong accepted;
+    atomic_ulong dropped; /* accepted, then closed unserved: the queue had closed */
 };
 
+/* Starts the thread on n listening sockets, which it now owns. Returns 0,
+ * or -1 (errno); the caller still owns the sockets then. */
 int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q);
+
+/* The i-th listening socket (for its address), or -1 past the last. Only
+ * while the acceptor runs. */
+int acceptor_listener(const struct acceptor *a, int i);
+
+/* Asks the thread to stop (see above) and returns at once. */
 void acceptor_stop(struct acceptor *a);
+
+/* Waits for a stopped acceptor's thread to end. */
+void acceptor_join(struct acceptor *a);
 
 #endif

@@ -9,8 +9,7 @@
 
 #include <stdbool.h>
 
-/* A pool_serve_fn; ctx is the server's const struct serve_ctx. Returns
- * true if it parked the connection (the poller owns it now). */
-bool app_conn_serve(struct pool_conn *conn, void *ctx);
+/* A pool_serve_fn; ctx is the server's const struct serve_ctx. */
+void app_conn_serve(struct pool_conn *conn, void *ctx);
 
 #endif

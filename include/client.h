@@ -17,16 +17,18 @@ struct client_response {
     struct buf raw; /* the whole frame as received */
 };
 
-/* Sends one framed request on fd and reads one framed response. Returns
- * 0, or -1 with a message in err naming what went wrong. */
+/* Sends one framed request on fd and reads one framed response, all of it
+ * by the absolute net_now_ms() deadline (0 = none): a server that
+ * trickles its answer a byte at a time cannot stretch the exchange.
+ * Returns 0, or -1 with a message in err naming what went wrong. */
 int client_exchange(int fd, const char *content_type, const char *content_encoding,
-                    const void *content, size_t length, size_t max_content,
+                    const void *content, size_t length, size_t max_content, long long deadline,
                     struct client_response *resp, char *err, size_t errlen);
 
-/* Reads one framed response. Returns 0, or -1 with a message in err (and
- * nothing left to free in resp). */
-int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
-                         size_t errlen);
+/* Reads one framed response by the deadline. Returns 0, or -1 with a
+ * message in err (and nothing left to free in resp). */
+int client_read_response(int fd, size_t max_content, long long deadline,
+                         struct client_response *resp, char *err, size_t errlen);
 
 void client_response_free(struct client_response *resp);
 

@@ -37,6 +37,7 @@ enum frame_status {
     FRAME_ERR_HEADER_NOT_OBJECT, /* header is JSON but not an object */
     FRAME_ERR_HEADER_KEY,        /* a required key is missing or mistyped */
     FRAME_ERR_TOO_LARGE,         /* content-length exceeds the maximum */
+    FRAME_ERR_NO_MEMORY,         /* the header could not be parsed for want of memory */
 };
 
 enum frame_byteorder { FRAME_LITTLE, FRAME_BIG };

@@ -10,8 +10,10 @@
 
 #define MULTICONN_MAX 1000
 
-/* Prints one line per connection and a summary on stdout. Returns 0 if
- * every connection got all its bytes back, -1 otherwise. */
-int multiconn_run(const struct net_endpoint *ep, int n, int timeout_ms);
+/* Prints one line per connection and a summary on stdout. Everything,
+ * connecting included, ends by the absolute net_now_ms() deadline (0 =
+ * none). Returns 0 if every connection got all its bytes back, -1
+ * otherwise. */
+int multiconn_run(const struct net_endpoint *ep, int n, long long deadline);
 
 #endif

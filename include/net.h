@@ -12,6 +12,7 @@
 #ifndef ENCHUFE_NET_H
 #define ENCHUFE_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -29,6 +30,7 @@ struct net_endpoint {
     const char *host;
     const char *port;
     const char *unix_path; /* when set, host and port are ignored */
+    mode_t unix_mode;      /* a listener's file permissions (0: as the umask gives) */
 };
 
 /* Binds and listens on host:port (port "0" picks an ephemeral port).
@@ -46,6 +48,22 @@ int net_listen(const char *host, const char *port, int backlog, char *err, size_
  * refused. */
 int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, int max,
                         char *err, size_t errlen);
+
+/* Which file a Unix socket path names now (device and inode), so that a
+ * server removes at its stop only the socket file it made, not one that
+ * another server has put there since. */
+struct net_unix_id {
+    dev_t dev;
+    ino_t ino;
+};
+int net_unix_identify(const char *path, struct net_unix_id *id);
+
+/* Unlinks path if it is still the file identified by id; true if it did. */
+bool net_unix_unlink_if_ours(const char *path, const struct net_unix_id *id);
+
+/* A hint about the likely cause of the errno values people meet most
+ * (" (is the server running on that port?)"), or "". */
+const char *net_errno_hint(int err);
 
 /* Connects to the endpoint (see net_connect); Unix paths too. */
 int net_connect_endpoint(const struct net_endpoint *ep, int timeout_ms, char *err,
@@ -87,6 +105,9 @@ ssize_t net_recv(int fd, void *buf, size_t len);
 /* Reads exactly n bytes (see enum net_read). */
 enum net_read net_read_full(int fd, void *buf, size_t n);
 
+/* The same, by the absolute deadline (0 = none; ETIMEDOUT when it passes). */
+enum net_read net_read_full_until(int fd, void *buf, size_t n, long long deadline);
+
 /* Writes all n bytes / all iovecs, retrying EINTR and short writes.
  * Returns 0 or -1 (errno set). iov is modified. */
 int net_write_full(int fd, const void *buf, size_t n);
@@ -98,11 +119,14 @@ long long net_now_ms(void);
 long long net_deadline(int timeout_ms);
 
 /* Like net_recv, but waits for data no later than the absolute deadline
- * (0 = no deadline); fails with ETIMEDOUT when it passes. */
+ * (0 = no deadline); fails with ETIMEDOUT when it passes. It never blocks
+ * in recv itself (it waits in poll), so a receive timeout on the socket
+ * changes nothing. */
 ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline);
 
 /* Like net_writev_full, but the whole write must finish by the deadline
- * (0 = none): a peer that reads a byte now and then cannot stretch it. */
+ * (0 = none): a peer that reads a byte now and then cannot stretch it.
+ * Like net_recv_until, it waits in poll, never in a blocking send. */
 int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline);
 
 #endif

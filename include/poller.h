@@ -17,6 +17,11 @@
  *
  * Ownership: a parked socket belongs to the poller until it is queued
  * again (then to the worker that pops it) or closed.
+ *
+ * Stopping: from poller_stop() on, parking is refused. The thread hands
+ * every parked connection with bytes waiting to the workers (a stop
+ * answers every request that had arrived), closes the idle ones, and
+ * tells the queue it is done producing.
  */
 #ifndef ENCHUFE_POLLER_H
 #define ENCHUFE_POLLER_H
@@ -41,10 +46,12 @@ int poller_park(struct poller *p, int fd);
  * Workers call it before closing a connection they took from the queue. */
 void poller_forget(struct poller *p, int fd);
 
-/* Closes every parked connection and stops the thread; from then on
- * poller_park refuses. Must come before the queue is closed (the poller
- * pushes into it). */
+/* Asks the thread to stop (see above) and returns at once. Must come
+ * before the queue is closed, since the thread pushes into it. */
 void poller_stop(struct poller *p);
+
+/* Waits for a stopped poller's thread to end. */
+void poller_join(struct poller *p);
 
 /* Frees a stopped poller, once no worker can call poller_park any more. */
 void poller_free(struct poller *p);
@@ -54,6 +61,7 @@ struct poller_stats {
     uint64_t woken;       /* times one went back to the queue */
     uint64_t idle_closed; /* closed at the idle timeout */
     uint64_t peer_closed; /* closed here because the client had gone */
+    uint64_t dropped;     /* woken, then closed unserved: a stop ran out of time */
     size_t holding;       /* parked right now */
 };
 void poller_stats(struct poller *p, struct poller_stats *out);

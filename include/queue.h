@@ -7,6 +7,13 @@
  * wait on it). queue_close() wakes every waiter: pushers fail at once,
  * poppers drain what is left and then fail.
  *
+ * The threads that push (the acceptor, the poller) register as producers;
+ * when the last of them says it is done, the queue closes by itself, so
+ * the workers drain everything that was pushed and then exit, and a stop
+ * needs no one to wait for the producers before closing it. queue_close()
+ * is the other way to close it: at once, failing pushes still waiting (a
+ * stop that has run out of time).
+ *
  * Ownership: after a successful queue_push the socket belongs to whoever
  * pops it; if the push fails, the caller still owns it and must close it.
  */
@@ -14,6 +21,7 @@
 #define ENCHUFE_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -25,6 +33,7 @@ struct queue {
     size_t capacity;
     size_t head; /* next to pop */
     size_t count;
+    size_t producers; /* registered and not done yet */
     bool closed;
 };
 
@@ -34,6 +43,14 @@ void queue_destroy(struct queue *q);
 
 /* Blocks while the queue is full. Returns 0, or -1 once it is closed. */
 int queue_push(struct queue *q, int fd);
+
+/* The same, except that a wait for room ends, failing with ECANCELED,
+ * once *cancel is true and queue_wake_pushers() has been called. */
+int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel);
+
+/* Wakes every push waiting for room, so that it looks at its cancel flag
+ * again. */
+void queue_wake_pushers(struct queue *q);
 
 /* Pushes n sockets in order, taking the lock once for as many as fit,
  * and waking as many workers. Blocks while full. Returns how many were
@@ -46,6 +63,14 @@ int queue_push_many(struct queue *q, const int *fds, int n);
 int queue_pop(struct queue *q, int *fd);
 
 void queue_close(struct queue *q);
+
+/* A thread that will push registers before it starts; when it will push
+ * no more it says so, and the last one to do so closes the queue. */
+void queue_add_producer(struct queue *q);
+void queue_producer_done(struct queue *q);
+
+/* True once the queue has closed (pushes fail). */
+bool queue_is_closed(struct queue *q);
 
 /* How many sockets are waiting right now (for stats and tests). */
 size_t queue_length(struct queue *q);

@@ -6,7 +6,9 @@
  *                                                  ^            |
  *                                                  +-- poller <-+ (idle)
  *
- * server_start() returns once it is listening; server_stop() drains it.
+ * server_start() returns once it is listening. A stop drains: it answers
+ * every request that has arrived, then frees everything (server_drain,
+ * then server_free; server_stop does both).
  */
 #ifndef ENCHUFE_SERVER_H
 #define ENCHUFE_SERVER_H
@@ -29,6 +31,7 @@ struct server_config {
     const char *host;
     const char *port;
     const char *unix_path; /* listen on this Unix socket instead of host:port */
+    mode_t unix_mode;      /* its file permissions (default 0660) */
     size_t workers;
     size_t queue_capacity;
     enum server_mode mode;
@@ -36,7 +39,7 @@ struct server_config {
     int idle_timeout_ms;  /* between requests */
     int read_timeout_ms;  /* within a request */
     int write_timeout_ms; /* a client that stops reading its response */
-    int drain_timeout_ms; /* how long server_stop waits for requests in progress */
+    int drain_timeout_ms; /* how long a stop waits for requests in progress (0: no limit) */
     bool park;            /* idle connections wait in the poller, not a worker */
     size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
 };
@@ -44,7 +47,6 @@ struct server_config {
 /* What the serve functions (app_conn.c, echo.c) are given. */
 struct serve_ctx {
     const struct server_config *cfg;
-    struct poller *poller; /* NULL with park off */
     json_t *(*stats)(void *arg); /* the live counters, for a stats request */
     void *stats_arg;
 };
@@ -53,31 +55,52 @@ void server_config_defaults(struct server_config *cfg);
 
 struct server {
     struct server_config cfg;
-    int listen_fds[NET_MAX_LISTENERS];
     int nlisten;
     struct queue queue;
     struct pool pool;
-    struct acceptor acceptor;
+    struct acceptor acceptor; /* owns the listening sockets */
     struct poller *poller;
     struct serve_ctx ctx;
-    uint64_t requests_served; /* set by server_stop */
-    long long started_ms;     /* for the uptime */
+    struct net_unix_id unix_id; /* the socket file we made, if any */
+    long long started_ms;       /* for the uptime */
 };
 
 /* Starts listening and serving. Returns 0, or -1 with a message in err. */
 int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen);
 
 /* The i-th address actually bound, as "HOST:PORT" (the real port for port
- * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. */
+ * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. Until a stop. */
 int server_address(const struct server *s, int i, char *out, size_t outlen);
 int server_port(const struct server *s);
 
 /* The live counters as a JSON object (see docs/protocol.md, "stats"). */
 json_t *server_stats(struct server *s);
 
-/* Stops accepting, lets every request in progress finish (at most the
- * drain timeout, then cuts the rest), and frees everything. Returns true
- * if every connection finished on its own. */
+/* What a stop did. */
+struct server_summary {
+    uint64_t requests;    /* answered over the server's life */
+    uint64_t connections; /* accepted over the server's life */
+    uint64_t cut;         /* closed unanswered at the drain timeout or a cut */
+    bool drained;         /* every request in progress finished on its own */
+};
+
+/* The stop: takes the connections already waiting in the listen backlog,
+ * closes the listeners (new connections are refused from then on),
+ * answers every request that has arrived (parked connections included),
+ * closes idle connections, and waits until every worker is done or the
+ * drain timeout passes; then it cuts the rest. Fills *out if not NULL.
+ * Returns out->drained. */
+bool server_drain(struct server *s, struct server_summary *out);
+
+/* Ends a drain now, closing whatever is still in progress. Another
+ * thread may call it while server_drain runs (a second signal), and
+ * until server_free. */
+void server_cut(struct server *s);
+
+/* Frees a drained server. */
+void server_free(struct server *s);
+
+/* server_drain, then server_free. Returns true if nothing was cut. */
 bool server_stop(struct server *s);
 
 #endif

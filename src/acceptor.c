@@ -1,5 +1,6 @@
 /*
- * acceptor.c - accept loop: poll, accept4, push to the queue.
+ * acceptor.c - accept loop: poll, accept4, push to the queue (see
+ * acceptor.h); at a stop, the backlog is taken before the listeners close.
  */
 #include "acceptor.h"
 #include "log.h"
@@ -8,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,11 @@
 /* How long to pause when out of descriptors or memory, so a full fd table
  * does not turn the loop into a 100% CPU spin. */
 #define ACCEPT_BACKOFF_MS 100
+
+/* At a stop, at most this many connections are taken from the backlogs
+ * (the kernel's default SOMAXCONN), so that clients connecting without
+ * pause cannot keep the stop from closing the listeners. */
+#define STOP_SWEEP_MAX 4096
 
 /* Waits until a listener is readable (true, with ready[i] set for each)
  * or a stop is asked (false). */
@@ -54,26 +61,46 @@ static bool accept_error_is_transient(int err)
            err == EHOSTUNREACH || err == EOPNOTSUPP || err == ENETUNREACH;
 }
 
-static void hand_off(struct acceptor *a, int fd)
+static void log_accepted(int fd)
 {
-    atomic_fetch_add(&a->accepted, 1);
     if (log_verbosity() >= 1) {
         char peer[128] = "?";
         net_peer_address(fd, peer, sizeof peer);
         log_info("Accepted connection from %s", peer);
     }
-    if (queue_push(a->queue, fd) < 0) {
-        /* The queue closed under us (shutdown): the socket is still ours. */
-        log_verbose("Closing connection: server is shutting down");
-        close(fd);
+}
+
+/* Pushes what a stop or a cut left in our hands; closes what the queue
+ * refuses (it closed: the stop ran out of time). */
+static void hand_off_all(struct acceptor *a, const int *fds, int n)
+{
+    int done = n > 0 ? queue_push_many(a->queue, fds, n) : 0;
+    for (int i = done; i < n; i++)
+        close(fds[i]);
+    if (done < n) {
+        atomic_fetch_add(&a->dropped, (unsigned long)(n - done));
+        log_verbose("Closed %d accepted connections: the server is shutting down", n - done);
     }
 }
 
-/* Accepts every connection waiting in the backlog (one poll wake-up can
- * cover many). Returns false if a stop was asked while backing off. */
-static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing)
+/* Returns false if a stop interrupted a push that waited for room: the
+ * socket is then in *held, still ours. */
+static bool hand_off(struct acceptor *a, int fd, int *held)
 {
-    for (;;) {
+    atomic_fetch_add(&a->accepted, 1);
+    log_accepted(fd);
+    if (queue_push_unless(a->queue, fd, &a->stopping) == 0)
+        return true;
+    *held = fd;
+    return false;
+}
+
+/* Accepts every connection waiting in the backlog (one poll wake-up can
+ * cover many). Returns false on a stop, with a socket whose push the stop
+ * interrupted in *held. */
+static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing, int *held)
+{
+    while (!atomic_load(&a->stopping)) {
         /* The listener is non-blocking: when the backlog is empty, or a
          * client gave up between poll and accept, accept says EAGAIN. */
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -81,7 +108,8 @@ static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing)
             if (*failing)
                 log_info("accept works again");
             *failing = false;
-            hand_off(a, fd);
+            if (!hand_off(a, fd, held))
+                return false;
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -95,6 +123,48 @@ static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing)
         *failing = true;
         return back_off(a, ACCEPT_BACKOFF_MS);
     }
+    return false; /* the stop's own sweep takes the rest */
+}
+
+/* Takes what waits in the backlogs, up to max sockets, into fds: their
+ * clients connected before the stop and may have sent whole requests. */
+static int sweep_backlogs(struct acceptor *a, int *fds, int max)
+{
+    int n = 0;
+    for (int i = 0; i < a->nlisten; i++) {
+        while (n < max) {
+            int fd = accept4(a->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+            if (fd < 0 && errno == EINTR)
+                continue;
+            if (fd < 0)
+                break; /* empty (EAGAIN), or out of descriptors: leave the rest */
+            atomic_fetch_add(&a->accepted, 1);
+            log_accepted(fd);
+            fds[n++] = fd;
+        }
+    }
+    return n;
+}
+
+/* The stop: take the backlogs, close the listeners (the kernel refuses
+ * new connections from here on), then queue what was taken. */
+static void finish(struct acceptor *a, int held)
+{
+    int *fds = malloc((STOP_SWEEP_MAX + 1) * sizeof *fds);
+    int n = 0;
+    if (held >= 0) {
+        if (fds)
+            fds[n++] = held;
+        else
+            close(held);
+    }
+    if (fds && !queue_is_closed(a->queue))
+        n += sweep_backlogs(a, fds + n, STOP_SWEEP_MAX);
+    for (int i = 0; i < a->nlisten; i++)
+        close(a->listen_fds[i]);
+    hand_off_all(a, fds, n);
+    free(fds);
+    queue_producer_done(a->queue);
 }
 
 static void *acceptor_main(void *arg)
@@ -102,10 +172,13 @@ static void *acceptor_main(void *arg)
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
     bool ready[ACCEPTOR_MAX_LISTENERS] = {false};
-    while (wait_listeners(a, ready))
-        for (int i = 0; i < a->nlisten; i++)
-            if (ready[i] && !accept_pending(a, a->listen_fds[i], &failing))
-                return NULL;
+    int held = -1;
+    bool running = true;
+    while (running && wait_listeners(a, ready))
+        for (int i = 0; running && i < a->nlisten; i++)
+            if (ready[i])
+                running = accept_pending(a, a->listen_fds[i], &failing, &held);
+    finish(a, held);
     return NULL;
 }
 
@@ -119,7 +192,9 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queu
     for (int i = 0; i < n; i++)
         a->listen_fds[i] = listen_fds[i];
     a->queue = q;
+    atomic_init(&a->stopping, false);
     atomic_init(&a->accepted, 0);
+    atomic_init(&a->dropped, 0);
     if (pipe2(a->wake, O_CLOEXEC) < 0)
         return -1;
     for (int i = 0; i < n; i++) {
@@ -127,8 +202,10 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queu
         if (flags < 0 || fcntl(listen_fds[i], F_SETFL, flags | O_NONBLOCK) < 0)
             goto fail;
     }
+    queue_add_producer(q);
     int rc = pthread_create(&a->thread, NULL, acceptor_main, a);
     if (rc) {
+        queue_producer_done(q);
         errno = rc;
         goto fail;
     }
@@ -141,11 +218,22 @@ fail:;
     return -1;
 }
 
+int acceptor_listener(const struct acceptor *a, int i)
+{
+    return i >= 0 && i < a->nlisten ? a->listen_fds[i] : -1;
+}
+
 void acceptor_stop(struct acceptor *a)
 {
+    atomic_store(&a->stopping, true);
     char byte = 1;
     while (write(a->wake[1], &byte, 1) < 0 && errno == EINTR)
         ;
+    queue_wake_pushers(a->queue); /* a push waiting for room gives up */
+}
+
+void acceptor_join(struct acceptor *a)
+{
     pthread_join(a->thread, NULL);
     close(a->wake[0]);
     close(a->wake[1]);

@@ -89,6 +89,11 @@ static void make_printable(char *s)
             *s = '?';
 }
 
+/* When there is no memory even to build an error answer, this one,
+ * which needs none, is sent. */
+static const char no_memory_answer[] =
+    "{\"result\": \"Error: the server ran out of memory.\", \"error\": \"no-memory\"}";
+
 int app_error_response(const char *code, const char *message, struct app_response *resp)
 {
     response_init(resp, APP_TEXT_JSON, APP_UTF8);
@@ -98,7 +103,13 @@ int app_error_response(const char *code, const char *message, struct app_respons
     resp->error = code;
     int idx = stats_error_index(code);
     resp->kind = idx >= 0 ? (enum stat_counter)idx : STAT_ERR_REQUEST;
-    return set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", code));
+    if (set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", code)) == 0)
+        return 0;
+    if (strcmp(code, "no-memory") != 0)
+        return -1;
+    resp->content = no_memory_answer;
+    resp->length = sizeof no_memory_answer - 1;
+    return 0;
 }
 
 static int answer_search(json_t *value, struct app_response *resp)
@@ -131,6 +142,8 @@ static int answer_json(const struct frame *req, struct app_response *resp)
     json_error_t e;
     json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
                                  JSON_DECODE_ANY, &e);
+    if (!req_obj && json_error_code(&e) == json_error_out_of_memory)
+        return -1; /* the caller answers no-memory: the request was fine */
     if (!req_obj) {
         char msg[256];
         snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);

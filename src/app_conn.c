@@ -18,7 +18,6 @@
 #include "frame.h"
 #include "log.h"
 #include "net.h"
-#include "poller.h"
 #include "server.h"
 
 #include <errno.h>
@@ -36,7 +35,6 @@ struct app_conn {
     struct pool_conn *pool_conn;
     const struct serve_ctx *sc;
     const struct server_config *cfg;
-    struct poller *poller; /* NULL: wait for requests in recv (--no-park) */
     int fd;
     long long request_deadline; /* when the current request must be in */
     bool answered;       /* a request was answered in this turn */
@@ -112,20 +110,6 @@ static void answer_read_failure(struct app_conn *c, ssize_t n)
     } else {
         log_verbose("%s: recv: %s", c->peer, strerror(errno));
     }
-}
-
-/* Waits for the first bytes of the next request (see pool.h for why the
- * pool does this wait); returns what recv returned. */
-static ssize_t recv_first(struct app_conn *c)
-{
-    enum pool_wait why;
-    ssize_t n = pool_conn_recv(c->pool_conn, c->in->data, c->in->cap, c->cfg->idle_timeout_ms,
-                               &why);
-    if (why == POOL_IDLE_TIMEOUT)
-        log_verbose("%s: idle timeout", c->peer);
-    else if (why == POOL_ERROR)
-        log_verbose("%s: recv: %s", c->peer, strerror(errno));
-    return n;
 }
 
 /* Reads whatever has arrived of the current request; false when the
@@ -215,7 +199,7 @@ static bool serve_next(struct app_conn *c)
 
 enum boundary {
     NEXT_REQUEST, /* bytes of the next request are in the buffer */
-    PARK,         /* nothing to read yet: hand the connection to the poller */
+    PARKED,       /* nothing to read yet: the poller has the connection */
     CLOSE,        /* end of stream, idle timeout, stop or error */
 };
 
@@ -227,22 +211,15 @@ static enum boundary at_boundary(struct app_conn *c)
         return NEXT_REQUEST; /* pipelined: already here, no trip to the poller */
     if (!buf_reserve(c->in, FRAME_PROTO_HEADER_LEN))
         return CLOSE;
-    ssize_t n;
-    if (!c->poller) {
-        n = recv_first(c); /* blocks until a request, the idle timeout or a stop */
-    } else if (c->answered && !c->last_read_full) {
-        /* The last read took all there was: skip a recv that would only
-         * say EAGAIN. If bytes came since, epoll reports them at once. */
-        return PARK;
-    } else {
-        do
-            n = recv(c->fd, c->in->data, c->in->cap, MSG_DONTWAIT);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return PARK;
-        if (n < 0)
-            log_verbose("%s: recv: %s", c->peer, strerror(errno));
-    }
+    enum pool_wait why;
+    ssize_t n = pool_conn_next(c->pool_conn, c->in->data, c->in->cap,
+                               c->answered && !c->last_read_full, &why);
+    if (why == POOL_PARKED)
+        return PARKED;
+    if (why == POOL_IDLE_TIMEOUT)
+        log_verbose("%s: idle timeout", c->peer);
+    else if (why == POOL_ERROR)
+        log_verbose("%s: recv: %s", c->peer, strerror(errno));
     if (n <= 0)
         return CLOSE;
     c->in->len = (size_t)n;
@@ -252,11 +229,11 @@ static enum boundary at_boundary(struct app_conn *c)
     return NEXT_REQUEST;
 }
 
-bool app_conn_serve(struct pool_conn *conn, void *ctx)
+void app_conn_serve(struct pool_conn *conn, void *ctx)
 {
     const struct serve_ctx *sc = ctx;
-    struct app_conn c = {.pool_conn = conn, .sc = sc, .cfg = sc->cfg, .poller = sc->poller,
-                         .fd = pool_conn_fd(conn), .in = pool_conn_buf(conn)};
+    struct app_conn c = {.pool_conn = conn, .sc = sc, .cfg = sc->cfg, .fd = pool_conn_fd(conn),
+                         .in = pool_conn_buf(conn)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&c);
@@ -265,10 +242,6 @@ bool app_conn_serve(struct pool_conn *conn, void *ctx)
         ;
     c.in->len = 0; /* a closed connection's unread bytes go with it */
     buf_consume(c.in, 0);
-    if (b == PARK && poller_park(c.poller, c.fd) == 0)
-        return true;
-    if (c.poller)
-        poller_forget(c.poller, c.fd);
-    log_verbose("Closing connection to %s", c.peer);
-    return false;
+    if (b != PARKED)
+        log_verbose("Closing connection to %s", c.peer);
 }

@@ -4,6 +4,7 @@
  */
 #include "app.h"
 #include "client.h"
+#include "escape.h"
 #include "log.h"
 #include "multiconn.h"
 #include "net.h"
@@ -14,6 +15,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +26,34 @@
 struct cli {
     struct net_endpoint ep;
     bool json;
-    int timeout_ms;
+    int timeout_ms;      /* the whole exchange: connect, send, the whole answer */
+    long long deadline;  /* when it runs out (0: no limit) */
     size_t max_content;
 };
+
+/* One line on stderr. What the server said can be quoted in it, so it is
+ * escaped: a hostile server cannot send terminal control sequences. */
+static void complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void complain(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fputs("enchufe-cli: ", stderr);
+    escape_fputs(stderr, msg, strlen(msg));
+    fputc('\n', stderr);
+}
+
+/* What is left of the exchange's time, for calls that take a timeout. */
+static int remaining_ms(const struct cli *cli)
+{
+    if (!cli->deadline)
+        return 0;
+    long long left = cli->deadline - net_now_ms();
+    return left > 0 ? (int)left : 1;
+}
 
 static void usage(FILE *out)
 {
@@ -48,7 +75,8 @@ static void usage(FILE *out)
             "                   it resolves to is tried in turn; IPv6 may be bracketed\n"
             "  --unix PATH      connect to a Unix domain socket instead of TCP\n"
             "  --port PORT      server port (default 65432)\n"
-            "  --timeout SEC    give up on connect or response after SEC (default 10)\n"
+            "  --timeout SEC    give up when the whole exchange (connect, request, the\n"
+            "                   whole answer) takes longer than SEC (default 10; 0: no limit)\n"
             "  --json           print the stats answer as raw JSON\n"
             "  -v, --verbose    say what is sent and received; twice (-v -v): each\n"
             "                   message's header and a hex dump of its first bytes\n"
@@ -98,13 +126,9 @@ static int connect_or_report(const struct cli *cli)
 {
     char err[1024];
     log_verbose("Starting connection to %s", where(cli));
-    int fd = net_connect_endpoint(&cli->ep, cli->timeout_ms, err, sizeof err);
-    if (fd < 0) {
-        fprintf(stderr, "enchufe-cli: %s\n", err);
-        return -1;
-    }
-    net_set_recv_timeout(fd, cli->timeout_ms);
-    net_set_send_timeout(fd, cli->timeout_ms);
+    int fd = net_connect_endpoint(&cli->ep, remaining_ms(cli), err, sizeof err);
+    if (fd < 0)
+        complain("%s", err);
     return fd;
 }
 
@@ -117,12 +141,14 @@ static int print_json_result(const struct client_response *resp)
     const char *error = json_string_value(json_object_get(obj, "error"));
     int rc = EXIT_SUCCESS;
     if (!result) {
-        fprintf(stderr, "enchufe-cli: bad response: content has no string 'result'\n");
+        complain("bad response: content has no string 'result'");
         rc = EXIT_FAILURE;
     } else {
-        printf("Got result: %s\n", result);
+        fputs("Got result: ", stdout);
+        escape_fputs(stdout, result, strlen(result));
+        fputc('\n', stdout);
         if (error) {
-            fprintf(stderr, "enchufe-cli: the server answered with error '%s'\n", error);
+            complain("the server answered with error '%s'", error);
             rc = EXIT_FAILURE;
         }
     }
@@ -149,7 +175,7 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     if (search) {
         content = client_search_content(action, value);
         if (!content) {
-            fprintf(stderr, "enchufe-cli: the search value is not valid UTF-8\n");
+            complain("the search value is not valid UTF-8");
             return EXIT_USAGE;
         }
         length = strlen(content);
@@ -171,9 +197,9 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     log_verbose("Sending %zu bytes of %s", length, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE);
     int rc = client_exchange(fd, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE,
                              search ? APP_UTF8 : APP_BINARY, content, length, cli->max_content,
-                             &resp, err, sizeof err);
+                             cli->deadline, &resp, err, sizeof err);
     if (rc < 0) {
-        fprintf(stderr, "enchufe-cli: %s\n", err);
+        complain("%s", err);
         rc = EXIT_FAILURE;
     } else {
         rc = print_response(&resp);
@@ -196,21 +222,21 @@ static int run_echo(const struct cli *cli, const char *text)
         return EXIT_FAILURE;
     }
     int rc = EXIT_FAILURE;
-    if (net_write_full(fd, text, n) < 0) {
-        fprintf(stderr, "enchufe-cli: sending: %s\n", strerror(errno));
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = n};
+    if (net_writev_until(fd, &iov, 1, cli->deadline) < 0) {
+        complain("sending: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
     } else {
-        enum net_read r = net_read_full(fd, back, n);
+        enum net_read r = net_read_full_until(fd, back, n, cli->deadline);
         if (r == NET_READ_OK) {
             printf("Received ");
             print_bytes_repr(stdout, back, n);
             printf("\n");
             rc = EXIT_SUCCESS;
         } else if (r == NET_READ_EOF || errno == EPIPE) {
-            fprintf(stderr, "enchufe-cli: the server closed the connection before echoing "
-                            "everything (is it in echo mode?)\n");
+            complain("the server closed the connection before echoing everything "
+                     "(is it in echo mode?)");
         } else {
-            fprintf(stderr, "enchufe-cli: reading the echo: %s\n",
-                    errno == EAGAIN ? "timed out" : strerror(errno));
+            complain("reading the echo: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
         }
     }
     close(fd);
@@ -222,12 +248,10 @@ static int run_multiconn(const struct cli *cli, const char *count)
 {
     long n;
     if (!parse_long(count, 1, MULTICONN_MAX, &n)) {
-        fprintf(stderr, "enchufe-cli: multiconn needs a connection count from 1 to %d\n",
-                MULTICONN_MAX);
+        complain("multiconn needs a connection count from 1 to %d", MULTICONN_MAX);
         return EXIT_USAGE;
     }
-    return multiconn_run(&cli->ep, (int)n, cli->timeout_ms) == 0 ? EXIT_SUCCESS
-                                                                              : EXIT_FAILURE;
+    return multiconn_run(&cli->ep, (int)n, cli->deadline) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 /* Prints one line per group of counters: "connections: accepted 3, ...". */
@@ -236,13 +260,16 @@ static void print_stats(json_t *stats)
     const char *key;
     json_t *value;
     json_object_foreach(stats, key, value) {
-        printf("%s:", key);
+        escape_fputs(stdout, key, strlen(key));
+        putchar(':');
         if (json_is_object(value)) {
             const char *k;
             json_t *v;
             const char *sep = " ";
             json_object_foreach(value, k, v) {
-                printf("%s%s %" JSON_INTEGER_FORMAT, sep, k, json_integer_value(v));
+                fputs(sep, stdout);
+                escape_fputs(stdout, k, strlen(k));
+                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(v));
                 sep = ", ";
             }
         } else {
@@ -263,19 +290,21 @@ static int run_stats(const struct cli *cli)
     char err[512];
     int rc = EXIT_FAILURE;
     if (client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content),
-                        cli->max_content, &resp, err, sizeof err) < 0) {
-        fprintf(stderr, "enchufe-cli: %s\n", err);
+                        cli->max_content, cli->deadline, &resp, err, sizeof err) < 0) {
+        complain("%s", err);
     } else {
         json_t *obj = json_loadb((const char *)resp.content, resp.length, 0, NULL);
         json_t *stats = json_object_get(obj, "result");
         if (!json_is_object(stats)) {
-            fprintf(stderr, "enchufe-cli: the server does not answer stats requests "
-                            "(it said: %.*s)\n", (int)resp.length, resp.content);
+            complain("the server does not answer stats requests (it said: %.*s)",
+                     (int)resp.length, resp.content);
         } else {
-            if (cli->json)
-                printf("%.*s\n", (int)resp.length, resp.content);
-            else
+            if (cli->json) {
+                escape_fputs(stdout, (const char *)resp.content, resp.length);
+                putchar('\n');
+            } else {
                 print_stats(stats);
+            }
             rc = EXIT_SUCCESS;
         }
         json_decref(obj);
@@ -349,6 +378,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
+    cli.deadline = net_deadline(cli.timeout_ms);
     const char *command = argv[optind], *arg = argv[optind + 1];
     if (strcmp(command, "stats") == 0)
         return run_stats(&cli);

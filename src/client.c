@@ -15,8 +15,8 @@
 #include <string.h>
 
 /* Reads one frame into resp->raw; returns 0 or -1 with err set. */
-static int read_frame(int fd, size_t max_content, struct client_response *resp, char *err,
-                      size_t errlen)
+static int read_frame(int fd, size_t max_content, long long deadline,
+                      struct client_response *resp, char *err, size_t errlen)
 {
     struct frame_decoder dec;
     struct frame f;
@@ -31,7 +31,7 @@ static int read_frame(int fd, size_t max_content, struct client_response *resp, 
         }
         /* Read no further than this frame: the rest is not ours. */
         size_t want = frame_decoder_wanted(&dec) - resp->raw.len;
-        ssize_t n = net_recv(fd, resp->raw.data + resp->raw.len, want);
+        ssize_t n = net_recv_until(fd, resp->raw.data + resp->raw.len, want, deadline);
         if (n > 0) {
             resp->raw.len += (size_t)n;
             continue;
@@ -39,8 +39,9 @@ static int read_frame(int fd, size_t max_content, struct client_response *resp, 
         if (n == 0)
             snprintf(err, errlen, "the server closed the connection %s",
                      resp->raw.len ? "in the middle of its response" : "without answering");
-        else if (errno == EAGAIN || errno == EWOULDBLOCK)
-            snprintf(err, errlen, "timed out waiting for the response");
+        else if (errno == ETIMEDOUT || errno == EAGAIN || errno == EWOULDBLOCK)
+            snprintf(err, errlen, "timed out waiting for the %s",
+                     resp->raw.len ? "rest of the response" : "response");
         else
             snprintf(err, errlen, "reading the response: %s", strerror(errno));
         return -1;
@@ -55,10 +56,10 @@ static int read_frame(int fd, size_t max_content, struct client_response *resp, 
     return 0;
 }
 
-int client_read_response(int fd, size_t max_content, struct client_response *resp, char *err,
-                         size_t errlen)
+int client_read_response(int fd, size_t max_content, long long deadline,
+                         struct client_response *resp, char *err, size_t errlen)
 {
-    if (read_frame(fd, max_content, resp, err, errlen) == 0) {
+    if (read_frame(fd, max_content, deadline, resp, err, errlen) == 0) {
         log_trace_message("received from", "server", resp->raw.data,
                           resp->raw.len - resp->length, resp->content, resp->length);
         return 0;
@@ -68,7 +69,7 @@ int client_read_response(int fd, size_t max_content, struct client_response *res
 }
 
 int client_exchange(int fd, const char *content_type, const char *content_encoding,
-                    const void *content, size_t length, size_t max_content,
+                    const void *content, size_t length, size_t max_content, long long deadline,
                     struct client_response *resp, char *err, size_t errlen)
 {
     memset(resp, 0, sizeof *resp);
@@ -78,13 +79,13 @@ int client_exchange(int fd, const char *content_type, const char *content_encodi
         if (n > 0)
             log_trace_message("sending to", "server", head, (size_t)n, content, length);
     }
-    if (frame_send(fd, content_type, content_encoding, content, length, 0) < 0) {
-        snprintf(err, errlen, "sending the request: %s%s", strerror(errno),
-                 errno == EPIPE || errno == ECONNRESET ? " (the server closed the connection)"
-                                                       : "");
+    if (frame_send(fd, content_type, content_encoding, content, length, deadline) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "sending the request: %s%s", e == ETIMEDOUT ? "timed out" : strerror(e),
+                 e == EPIPE || e == ECONNRESET ? " (the server closed the connection)" : "");
         return -1;
     }
-    return client_read_response(fd, max_content, resp, err, errlen);
+    return client_read_response(fd, max_content, deadline, resp, err, errlen);
 }
 
 void client_response_free(struct client_response *resp)

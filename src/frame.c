@@ -50,6 +50,9 @@ static enum frame_status classify_json_error(struct frame_decoder *d, const json
         return fail(d, FRAME_ERR_HEADER_UTF8, "header is not valid UTF-8 (%.160s)", e->text);
     case json_error_duplicate_key:
         return fail(d, FRAME_ERR_HEADER_KEY, "header repeats a key (%.160s)", e->text);
+    case json_error_out_of_memory:
+        /* Not the client's fault: a valid header must not read as bad JSON. */
+        return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
     default:
         snprintf(d->error, sizeof d->error, "header is not valid JSON (%.160s at byte %d)", e->text,
                  e->position);
@@ -212,6 +215,7 @@ const char *frame_status_code(enum frame_status st)
     case FRAME_ERR_HEADER_NOT_OBJECT:
     case FRAME_ERR_HEADER_KEY: return "bad-header";
     case FRAME_ERR_TOO_LARGE: return "too-large";
+    case FRAME_ERR_NO_MEMORY: return "no-memory";
     }
     return "unknown";
 }

@@ -2,10 +2,12 @@
  * log.c - stderr logging with a verbosity level set once at start-up.
  */
 #include "log.h"
+#include "escape.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 static atomic_int verbosity;
 
@@ -19,21 +21,21 @@ int log_verbosity(void)
     return atomic_load(&verbosity);
 }
 
+/* Messages quote what peers sent (a header, a parser's error text), so
+ * each line goes out escaped: a client cannot write terminal control
+ * sequences into the server's log, or forge a line with a newline. */
 static void emit(const char *prefix, const char *fmt, va_list ap)
 {
-    char line[1024];
-    int n = snprintf(line, sizeof line, "%s", prefix);
-    if (n < 0)
-        return;
-    int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    char raw[1024], line[1024 + 2];
+    int m = vsnprintf(raw, sizeof raw, fmt, ap);
     if (m < 0)
         return;
-    size_t len = (size_t)n + (size_t)m;
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    line[len++] = '\n';
+    size_t n = strlen(prefix);
+    memcpy(line, prefix, n);
+    n += escape_text(line + n, sizeof line - n - 1, raw, strlen(raw));
+    line[n++] = '\n';
     /* One fwrite per line: stdio locks the stream for the whole call. */
-    fwrite(line, 1, len, stderr);
+    fwrite(line, 1, n, stderr);
 }
 
 void log_info(const char *fmt, ...)

@@ -76,12 +76,19 @@ static void receive_some(struct mc_conn *c, int id)
     }
 }
 
-static int open_all(struct mc_conn *conns, int n, const struct net_endpoint *ep, int timeout_ms)
+static int open_all(struct mc_conn *conns, int n, const struct net_endpoint *ep,
+                    long long deadline)
 {
     for (int i = 0; i < n; i++) {
         char err[512];
         log_verbose("Starting connection %d", i + 1);
-        conns[i].fd = net_connect_endpoint(ep, timeout_ms, err, sizeof err);
+        long long left = deadline ? deadline - net_now_ms() : 0;
+        if (deadline && left <= 0) {
+            snprintf(err, sizeof err, "timed out before connecting");
+            conns[i].fd = -1;
+        } else {
+            conns[i].fd = net_connect_endpoint(ep, (int)left, err, sizeof err);
+        }
         if (conns[i].fd < 0) {
             fprintf(stderr, "enchufe-cli: connection %d: %s\n", i + 1, err);
             while (i-- > 0)
@@ -114,17 +121,16 @@ static int poll_round(struct mc_conn *conns, struct pollfd *pfds, int n, int wai
     return open;
 }
 
-int multiconn_run(const struct net_endpoint *ep, int n, int timeout_ms)
+int multiconn_run(const struct net_endpoint *ep, int n, long long deadline)
 {
     struct mc_conn *conns = calloc((size_t)n, sizeof *conns);
     struct pollfd *pfds = calloc((size_t)n, sizeof *pfds);
     int rc = -1;
-    if (!conns || !pfds || open_all(conns, n, ep, timeout_ms) < 0)
+    if (!conns || !pfds || open_all(conns, n, ep, deadline) < 0)
         goto out;
-    long long deadline = net_now_ms() + (timeout_ms > 0 ? timeout_ms : 86400000);
     int open = n;
-    while (open > 0 && net_now_ms() < deadline)
-        open = poll_round(conns, pfds, n, (int)(deadline - net_now_ms()));
+    while (open > 0 && (!deadline || net_now_ms() < deadline))
+        open = poll_round(conns, pfds, n, deadline ? (int)(deadline - net_now_ms()) : -1);
     for (int i = 0; i < n; i++)
         if (!finished(&conns[i]))
             finish(&conns[i], i + 1, "timed out");

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/resource.h>
@@ -46,7 +47,7 @@ static void format_sockaddr(const struct sockaddr *sa, socklen_t salen, char *ou
 }
 
 /* Turns the errno values people meet most into a hint about the cause. */
-static const char *errno_hint(int err)
+const char *net_errno_hint(int err)
 {
     switch (err) {
     case ECONNREFUSED: return " (is the server running on that port?)";
@@ -125,7 +126,7 @@ int net_listen(const char *host, const char *port, int backlog, char *err, size_
             char addr[NI_MAXHOST + NI_MAXSERV + 4];
             format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
             snprintf(err, errlen, "cannot listen on %s: %s%s", addr, strerror(saved),
-                     errno_hint(saved));
+                     net_errno_hint(saved));
             errno = saved;
         }
     }
@@ -196,7 +197,7 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
         /* Every address tried is reported, so a user sees why each failed. */
         if (used < errlen) {
             int n = snprintf(err + used, errlen - used, "%scannot connect to %s: %s%s",
-                             used ? "; " : "", addr, strerror(saved), errno_hint(saved));
+                             used ? "; " : "", addr, strerror(saved), net_errno_hint(saved));
             used += n > 0 ? (size_t)n : 0;
         }
         errno = saved;
@@ -213,7 +214,7 @@ static void append_err(char *err, size_t errlen, const char *fmt, const char *a,
         return;
     snprintf(err + used, errlen - used, "%s", used ? "; " : "");
     used = strlen(err);
-    snprintf(err + used, errlen - used, fmt, a, strerror(e), errno_hint(e));
+    snprintf(err + used, errlen - used, fmt, a, strerror(e), net_errno_hint(e));
 }
 
 static int set_port(struct sockaddr *sa, int port)
@@ -296,22 +297,56 @@ static int clear_stale_socket(const char *path, const struct sockaddr_un *un, ch
     return -1;
 }
 
-static int listen_unix(const char *path, int backlog, char *err, size_t errlen)
+/* The file's permissions are set between bind and listen: before listen
+ * a connect is refused, so no one gets in under the umask's mode. */
+static int listen_unix(const char *path, mode_t mode, int backlog, char *err, size_t errlen)
 {
     struct sockaddr_un un;
     if (unix_address(path, &un, err, errlen) < 0 || clear_stale_socket(path, &un, err, errlen) < 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (const struct sockaddr *)&un, sizeof un) < 0 || listen(fd, backlog) < 0) {
+    if (fd < 0 || bind(fd, (const struct sockaddr *)&un, sizeof un) < 0) {
         int saved = errno;
         snprintf(err, errlen, "cannot listen on unix:%s: %s%s", path, strerror(saved),
-                 errno_hint(saved));
+                 net_errno_hint(saved));
         if (fd >= 0)
             close(fd);
         errno = saved;
         return -1;
     }
+    const char *step = "setting its mode";
+    int rc = mode ? chmod(path, mode) : 0;
+    if (rc == 0) {
+        step = "listen";
+        rc = listen(fd, backlog);
+    }
+    if (rc < 0) {
+        int saved = errno;
+        snprintf(err, errlen, "cannot listen on unix:%s: %s: %s", path, step, strerror(saved));
+        close(fd);
+        unlink(path); /* we made it, a moment ago */
+        errno = saved;
+        return -1;
+    }
     return fd;
+}
+
+int net_unix_identify(const char *path, struct net_unix_id *id)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return -1;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    return 0;
+}
+
+bool net_unix_unlink_if_ours(const char *path, const struct net_unix_id *id)
+{
+    struct net_unix_id now;
+    if (net_unix_identify(path, &now) < 0 || now.dev != id->dev || now.ino != id->ino)
+        return false;
+    return unlink(path) == 0;
 }
 
 int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, int max,
@@ -319,7 +354,7 @@ int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, in
 {
     if (!ep->unix_path)
         return listen_inet(ep, backlog, fds, max, err, errlen);
-    int fd = listen_unix(ep->unix_path, backlog, err, errlen);
+    int fd = listen_unix(ep->unix_path, ep->unix_mode, backlog, err, errlen);
     if (fd < 0)
         return -1;
     fds[0] = fd;
@@ -335,15 +370,21 @@ int net_connect_endpoint(const struct net_endpoint *ep, int timeout_ms, char *er
     if (unix_address(ep->unix_path, &un, err, errlen) < 0)
         return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* A Unix connect waits while the server's backlog is full, bounded by
+     * the socket's send timeout (unix(7)); it is put back afterwards. */
+    if (fd >= 0 && timeout_ms > 0)
+        net_set_send_timeout(fd, timeout_ms);
     if (fd < 0 || connect(fd, (const struct sockaddr *)&un, sizeof un) < 0) {
-        int saved = errno;
+        int saved = errno == EAGAIN ? ETIMEDOUT : errno;
         snprintf(err, errlen, "cannot connect to unix:%s: %s%s", ep->unix_path,
-                 strerror(saved), errno_hint(saved));
+                 strerror(saved), net_errno_hint(saved));
         if (fd >= 0)
             close(fd);
         errno = saved;
         return -1;
     }
+    if (timeout_ms > 0)
+        net_set_send_timeout(fd, 0);
     return fd;
 }
 
@@ -444,15 +485,35 @@ enum net_read net_read_full(int fd, void *buf, size_t n)
     return NET_READ_OK;
 }
 
+enum net_read net_read_full_until(int fd, void *buf, size_t n, long long deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = net_recv_until(fd, (char *)buf + got, n - got, deadline);
+        if (r < 0)
+            return NET_READ_ERR;
+        if (r == 0) {
+            if (got == 0)
+                return NET_READ_EOF;
+            errno = EPIPE;
+            return NET_READ_ERR;
+        }
+        got += (size_t)r;
+    }
+    return NET_READ_OK;
+}
+
 int net_write_full(int fd, const void *buf, size_t n)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
     return net_writev_full(fd, &iov, 1);
 }
 
+static int send_all(int fd, struct iovec *iov, int iovcnt, bool blocking, long long deadline);
+
 int net_writev_full(int fd, struct iovec *iov, int iovcnt)
 {
-    return net_writev_until(fd, iov, iovcnt, 0);
+    return send_all(fd, iov, iovcnt, true, 0);
 }
 
 long long net_now_ms(void)
@@ -467,13 +528,14 @@ long long net_deadline(int timeout_ms)
     return timeout_ms > 0 ? net_now_ms() + timeout_ms : 0;
 }
 
-/* Waits until fd is ready for events or the deadline passes (ETIMEDOUT). */
+/* Waits until fd is ready for events or the deadline passes (ETIMEDOUT);
+ * deadline 0 waits for as long as it takes. */
 static int wait_ready(int fd, short events, long long deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
-        long long left = deadline - net_now_ms();
-        if (left <= 0) {
+        long long left = deadline ? deadline - net_now_ms() : -1;
+        if (deadline && left <= 0) {
             errno = ETIMEDOUT;
             return -1;
         }
@@ -487,8 +549,9 @@ static int wait_ready(int fd, short events, long long deadline)
 
 ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline)
 {
-    if (deadline == 0)
-        return net_recv(fd, buf, len);
+    /* Never a blocking recv: what a blocking call does depends on socket
+     * options (SO_RCVTIMEO) that another module may have set, while
+     * poll's wait is this call's own. */
     for (;;) {
         /* Try first: the bytes are usually already here, and then the
          * read costs one system call, not two. */
@@ -514,11 +577,14 @@ static void advance(struct msghdr *msg, size_t n)
     }
 }
 
-int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline)
+/* Sends every iovec: blocking (bounded only by the socket's own send
+ * timeout), or without blocking and waiting in poll until the deadline
+ * (0 = none). */
+static int send_all(int fd, struct iovec *iov, int iovcnt, bool blocking, long long deadline)
 {
     /* sendmsg rather than writev: only send* takes MSG_NOSIGNAL. */
     struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-    int flags = MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0);
+    int flags = MSG_NOSIGNAL | (blocking ? 0 : MSG_DONTWAIT);
     advance(&msg, 0);
     while (msg.msg_iovlen > 0) {
         ssize_t n = sendmsg(fd, &msg, flags);
@@ -528,10 +594,16 @@ int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline)
         }
         if (errno == EINTR)
             continue;
-        if (!deadline || (errno != EAGAIN && errno != EWOULDBLOCK))
+        if (blocking || (errno != EAGAIN && errno != EWOULDBLOCK))
             return -1;
         if (wait_ready(fd, POLLOUT, deadline) < 0)
             return -1;
     }
     return 0;
+}
+
+int net_writev_until(int fd, struct iovec *iov, int iovcnt, long long deadline)
+{
+    /* Never a blocking send, for the same reason as in net_recv_until. */
+    return send_all(fd, iov, iovcnt, false, deadline);
 }

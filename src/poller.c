@@ -42,7 +42,7 @@ struct poller {
     int head, tail; /* oldest and newest parked */
     size_t holding;
     bool stopping;
-    atomic_uint_least64_t parked, woken, idle_closed, peer_closed;
+    atomic_uint_least64_t parked, woken, idle_closed, peer_closed, dropped;
 };
 
 /* --- the park-order list (call with p->lock held) ---------------------------- */
@@ -177,7 +177,8 @@ static void requeue(struct poller *p, const int *ready, int k)
     atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
     int done = queue_push_many(p->queue, ready, k);
     for (int i = done; i < k; i++)
-        close(ready[i]); /* the queue closed: the server is past stopping */
+        close(ready[i]); /* the queue closed: a stop ran out of time */
+    atomic_fetch_add_explicit(&p->dropped, (uint64_t)(k - done), memory_order_relaxed);
 }
 
 /* Closes what has been idle too long (all of it when stopping). */
@@ -205,6 +206,23 @@ static void close_expired(struct poller *p, bool all)
     }
 }
 
+/* The stop: every parked connection whose client has sent something goes
+ * to the workers, however recently it arrived (a stop answers every
+ * request that had arrived); the others are idle, and are closed. epoll
+ * already knows which are readable, so this costs no system call per
+ * idle connection. */
+static void hand_over_at_stop(struct poller *p, struct epoll_event *ev, int *ready)
+{
+    int n;
+    do {
+        do
+            n = epoll_wait(p->epfd, ev, MAX_EVENTS, 0);
+        while (n < 0 && errno == EINTR);
+        requeue(p, ready, take_ready(p, ev, n > 0 ? n : 0, ready));
+    } while (n == MAX_EVENTS);
+    close_expired(p, true);
+}
+
 static void *poller_main(void *arg)
 {
     struct poller *p = arg;
@@ -216,10 +234,9 @@ static void *poller_main(void *arg)
             log_error("poller: epoll_wait: %m");
             break;
         }
-        /* Requests that began to arrive are served even while stopping.
-         * The stop flag is read after the eventfd was drained, so a stop
-         * whose wake-up that drain swallowed is still seen. */
         requeue(p, ready, take_ready(p, ev, n > 0 ? n : 0, ready));
+        /* Read after the eventfd was drained, so a stop whose wake-up that
+         * drain swallowed is still seen. */
         pthread_mutex_lock(&p->lock);
         bool stopping = p->stopping;
         pthread_mutex_unlock(&p->lock);
@@ -227,7 +244,11 @@ static void *poller_main(void *arg)
             break;
         close_expired(p, false);
     }
-    close_expired(p, true);
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true; /* also when epoll failed: refuse parks from here */
+    pthread_mutex_unlock(&p->lock);
+    hand_over_at_stop(p, ev, ready);
+    queue_producer_done(p->queue);
     return NULL;
 }
 
@@ -250,8 +271,12 @@ struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds
         rc = errno;
     if (!rc)
         rc = pthread_mutex_init(&p->lock, NULL);
-    if (!rc && (rc = pthread_create(&p->thread, NULL, poller_main, p)) != 0)
+    if (!rc)
+        queue_add_producer(q);
+    if (!rc && (rc = pthread_create(&p->thread, NULL, poller_main, p)) != 0) {
+        queue_producer_done(q);
         pthread_mutex_destroy(&p->lock);
+    }
     if (rc) {
         if (p->epfd >= 0)
             close(p->epfd);
@@ -273,6 +298,10 @@ void poller_stop(struct poller *p)
     uint64_t one = 1;
     while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
         ;
+}
+
+void poller_join(struct poller *p)
+{
     pthread_join(p->thread, NULL);
 }
 
@@ -291,6 +320,7 @@ void poller_stats(struct poller *p, struct poller_stats *out)
     out->woken = atomic_load_explicit(&p->woken, memory_order_relaxed);
     out->idle_closed = atomic_load_explicit(&p->idle_closed, memory_order_relaxed);
     out->peer_closed = atomic_load_explicit(&p->peer_closed, memory_order_relaxed);
+    out->dropped = atomic_load_explicit(&p->dropped, memory_order_relaxed);
     pthread_mutex_lock(&p->lock);
     out->holding = p->holding;
     pthread_mutex_unlock(&p->lock);

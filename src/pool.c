@@ -1,20 +1,23 @@
 /*
- * pool.c - worker threads: pop a socket, serve it, close it, repeat.
+ * pool.c - worker threads: pop a socket, serve it, close or park it,
+ * repeat.
  *
  * Concurrency in one paragraph: the queue hands each socket to exactly one
  * worker, and only that worker reads it. A stop is a flag the worker
- * reads at its next receive-timeout tick, so it alone decides, with
- * nothing read yet, whether a request is there to serve. (Waking it by
- * shutting the socket down would race a request whose first bytes it had
- * just read.) A worker's slot fd is written by the worker and read by pool_force()
- * under slot->lock, and cleared before close(), so a forced stop can only
- * shut down a socket the worker still holds. `stopping` and `forced` are
- * atomics; `running` counts live workers under p->lock so that pool_wait
- * can wait for them with a deadline.
+ * reads between requests, so it alone decides, with nothing read yet,
+ * whether a request is there to serve. (Waking it by shutting the socket
+ * down would race a request whose first bytes it had just read.) A
+ * worker's slot fd is written by the worker and read by pool_force() under
+ * slot->lock, and a worker takes a socket only under that lock after
+ * checking `forced`, so a forced stop either sees the socket or makes the
+ * worker close it unserved. `stopping` and `forced` are atomics; `running`
+ * counts live workers under p->lock so that pool_wait can wait for them
+ * with a deadline.
  */
 #include "pool.h"
 #include "buf.h"
 #include "net.h"
+#include "poller.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -28,7 +31,9 @@ struct pool_conn {
     _Alignas(64) pthread_t thread;
     pthread_mutex_t lock;
     struct pool *pool;
-    int fd; /* -1 when the worker holds no connection */
+    int fd;          /* -1 when the worker holds no connection */
+    bool tick_set;   /* the fd has the POOL_TICK_MS receive timeout */
+    bool parked;     /* the fd went to the poller: not ours to close */
     atomic_uint_least64_t counters[STAT_COUNT];
     struct buf buf; /* the worker's receive buffer, lent to each connection */
 };
@@ -64,13 +69,24 @@ int pool_conn_fd(const struct pool_conn *c)
     return c->fd;
 }
 
-ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_timeout_ms,
-                       enum pool_wait *why)
+/* --- waiting for the next request ------------------------------------------ */
+
+/* Without a poller the worker blocks in recv on its own connection, but
+ * never longer than a tick (SO_RCVTIMEO, set here once per connection),
+ * so that it sees a stop. This is the only blocking recv on a worker's
+ * socket: every other read polls with its own deadline (net_recv_until),
+ * so the tick changes nothing anywhere else. */
+static ssize_t wait_in_worker(struct pool_conn *c, void *buf, size_t len, enum pool_wait *why)
 {
-    long long deadline = idle_timeout_ms > 0 ? net_now_ms() + idle_timeout_ms : 0;
+    if (!c->tick_set) {
+        net_set_recv_timeout(c->fd, POOL_TICK_MS);
+        c->tick_set = true;
+    }
+    int idle_ms = c->pool->cfg.idle_timeout_ms;
+    long long deadline = idle_ms > 0 ? net_now_ms() + idle_ms : 0;
     for (;;) {
         bool stopping = atomic_load(&c->pool->stopping);
-        if (stopping && atomic_load(&c->pool->forced)) {
+        if (atomic_load(&c->pool->forced)) {
             *why = POOL_STOPPING;
             return -1;
         }
@@ -97,28 +113,87 @@ ssize_t pool_conn_recv(struct pool_conn *c, void *buf, size_t len, int idle_time
     }
 }
 
-static void set_slot_fd(struct pool_conn *c, int fd)
+/* A read that does not wait: what recv says, with EINTR retried. */
+static ssize_t read_now(int fd, void *buf, size_t len, enum pool_wait *why)
+{
+    ssize_t n;
+    do
+        n = recv(fd, buf, len, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+        *why = POOL_REQUEST;
+    else
+        *why = errno == EAGAIN || errno == EWOULDBLOCK ? POOL_STOPPING : POOL_ERROR;
+    return n;
+}
+
+ssize_t pool_conn_next(struct pool_conn *c, void *buf, size_t len, bool socket_was_empty,
+                       enum pool_wait *why)
+{
+    struct pool *p = c->pool;
+    if (atomic_load(&p->forced)) {
+        *why = POOL_STOPPING;
+        return -1;
+    }
+    if (!p->cfg.poller)
+        return wait_in_worker(c, buf, len, why);
+    if (!socket_was_empty) {
+        ssize_t n = read_now(c->fd, buf, len, why);
+        if (*why != POOL_STOPPING) /* bytes, end of stream or an error */
+            return n;
+    }
+    if (poller_park(p->cfg.poller, c->fd) == 0) {
+        c->parked = true;
+        *why = POOL_PARKED;
+        return -1;
+    }
+    /* Refused: the server is stopping. A request that arrived since the
+     * last read must still be answered, so look once more. */
+    return read_now(c->fd, buf, len, why);
+}
+
+/* --- the workers ------------------------------------------------------------ */
+
+/* Takes fd as the worker's connection, unless a forced stop came first. */
+static bool claim(struct pool_conn *c, int fd)
 {
     pthread_mutex_lock(&c->lock);
-    c->fd = fd;
+    bool ok = !atomic_load(&c->pool->forced);
+    if (ok) {
+        c->fd = fd;
+        c->tick_set = false;
+        c->parked = false;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static void release(struct pool_conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->fd = -1;
     pthread_mutex_unlock(&c->lock);
 }
 
 static void serve_one(struct pool_conn *c, int fd)
 {
     struct pool *p = c->pool;
-    bool handed_on = false;
-    if (!atomic_load(&p->forced)) {
+    if (claim(c, fd)) {
         atomic_fetch_add(&p->busy, 1);
-        set_slot_fd(c, fd);
-        handed_on = p->serve(c, p->ctx);
-        set_slot_fd(c, -1);
+        p->cfg.serve(c, p->cfg.ctx);
+        release(c);
         atomic_fetch_sub(&p->busy, 1);
+        if (c->parked)
+            return;
+    } else {
+        atomic_fetch_add(&p->cut, 1);
     }
-    if (!handed_on) {
-        pool_conn_count(c, STAT_CLOSED, 1);
-        close(fd);
-    }
+    /* Its number, reused by the next accept, must be added to the epoll
+     * set afresh. */
+    if (p->cfg.poller)
+        poller_forget(p->cfg.poller, fd);
+    pool_conn_count(c, STAT_CLOSED, 1);
+    close(fd);
 }
 
 static void *worker_main(void *arg)
@@ -126,7 +201,7 @@ static void *worker_main(void *arg)
     struct pool_conn *c = arg;
     struct pool *p = c->pool;
     int fd;
-    while (queue_pop(p->queue, &fd) == 0)
+    while (queue_pop(p->cfg.queue, &fd) == 0)
         serve_one(c, fd);
     pthread_mutex_lock(&p->lock);
     p->running--;
@@ -152,12 +227,14 @@ static int init_sync(struct pool *p)
     return rc;
 }
 
-int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, void *ctx)
+int pool_start(struct pool *p, const struct pool_config *cfg)
 {
-    *p = (struct pool){.queue = q, .serve = serve, .ctx = ctx, .nworkers = n};
+    size_t n = cfg->workers;
+    *p = (struct pool){.cfg = *cfg};
     atomic_init(&p->stopping, false);
     atomic_init(&p->forced, false);
     atomic_init(&p->busy, 0);
+    atomic_init(&p->cut, 0);
     p->slots = aligned_alloc(64, n * sizeof *p->slots);
     if (p->slots)
         memset(p->slots, 0, n * sizeof *p->slots);
@@ -187,7 +264,7 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
     }
     if (rc) {
         /* Undo: the caller's queue is closed so started workers exit. */
-        queue_close(q);
+        queue_close(cfg->queue);
         pool_join(p);
         errno = rc;
         return -1;
@@ -197,19 +274,21 @@ int pool_start(struct pool *p, size_t n, struct queue *q, pool_serve_fn serve, v
 
 void pool_quiesce(struct pool *p)
 {
-    /* Every waiting worker sees this within POOL_TICK_MS. */
+    /* A worker waiting in recv sees this within POOL_TICK_MS; every other
+     * one at its next request boundary. */
     atomic_store(&p->stopping, true);
 }
 
 void pool_force(struct pool *p)
 {
-    atomic_store(&p->forced, true);
+    if (atomic_exchange(&p->forced, true))
+        return; /* once: the cut count counts each connection once */
     pool_quiesce(p);
     for (size_t i = 0; i < p->started; i++) {
         struct pool_conn *c = &p->slots[i];
         pthread_mutex_lock(&c->lock);
-        if (c->fd >= 0)
-            shutdown(c->fd, SHUT_RDWR);
+        if (c->fd >= 0 && shutdown(c->fd, SHUT_RDWR) == 0)
+            atomic_fetch_add(&p->cut, 1);
         pthread_mutex_unlock(&c->lock);
     }
 }

@@ -18,6 +18,7 @@ int queue_init(struct queue *q, size_t capacity)
     q->capacity = capacity;
     q->head = 0;
     q->count = 0;
+    q->producers = 0;
     q->closed = false;
     int rc = pthread_mutex_init(&q->lock, NULL);
     if (rc == 0 && (rc = pthread_cond_init(&q->not_full, NULL)) != 0)
@@ -45,11 +46,17 @@ void queue_destroy(struct queue *q)
 
 int queue_push(struct queue *q, int fd)
 {
+    return queue_push_unless(q, fd, NULL);
+}
+
+int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel)
+{
     pthread_mutex_lock(&q->lock);
-    while (q->count == q->capacity && !q->closed)
+    while (q->count == q->capacity && !q->closed && !(cancel && atomic_load(cancel)))
         pthread_cond_wait(&q->not_full, &q->lock);
-    if (q->closed) {
+    if (q->closed || q->count == q->capacity) {
         pthread_mutex_unlock(&q->lock);
+        errno = q->closed ? EPIPE : ECANCELED;
         return -1;
     }
     q->items[(q->head + q->count) % q->capacity] = fd;
@@ -57,6 +64,13 @@ int queue_push(struct queue *q, int fd)
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
     return 0;
+}
+
+void queue_wake_pushers(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    pthread_cond_broadcast(&q->not_full);
+    pthread_mutex_unlock(&q->lock);
 }
 
 int queue_push_many(struct queue *q, const int *fds, int n)
@@ -100,13 +114,42 @@ int queue_pop(struct queue *q, int *fd)
     return 0;
 }
 
-void queue_close(struct queue *q)
+/* Call with q->lock held. */
+static void close_locked(struct queue *q)
 {
-    pthread_mutex_lock(&q->lock);
     q->closed = true;
     pthread_cond_broadcast(&q->not_full);
     pthread_cond_broadcast(&q->not_empty);
+}
+
+void queue_close(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    close_locked(q);
     pthread_mutex_unlock(&q->lock);
+}
+
+void queue_add_producer(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->producers++;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void queue_producer_done(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->producers > 0 && --q->producers == 0)
+        close_locked(q);
+    pthread_mutex_unlock(&q->lock);
+}
+
+bool queue_is_closed(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    bool closed = q->closed;
+    pthread_mutex_unlock(&q->lock);
+    return closed;
 }
 
 size_t queue_length(struct queue *q)

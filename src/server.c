@@ -1,6 +1,18 @@
 /*
- * server.c - wires the listener, the acceptor, the queue and the pool, and
- * takes them down in the order that loses no accepted request.
+ * server.c - wires the listener, the acceptor, the queue, the poller and
+ * the pool, and takes them down in the order that loses no request that
+ * has arrived.
+ *
+ * The stop in one paragraph: the workers are told first (between
+ * requests they answer what has arrived and close, rather than wait or
+ * park); then the acceptor (it takes the backlog and closes the
+ * listeners) and the poller (it hands over parked connections with bytes
+ * waiting and closes the idle ones). Each says it is done producing to
+ * the queue, which then closes by itself; the workers drain it and exit.
+ * Waiting for that is the drain, bounded by the drain timeout; past it,
+ * or at a second signal, the queue is closed at once (pushes still
+ * waiting fail, and their sockets are closed) and the pool cuts every
+ * connection it holds.
  */
 #include "server.h"
 #include "app_conn.h"
@@ -30,6 +42,7 @@ void server_config_defaults(struct server_config *cfg)
         .read_timeout_ms = 30000,
         .write_timeout_ms = 30000,
         .drain_timeout_ms = 10000,
+        .unix_mode = 0660,
         .park = true,
     };
 }
@@ -41,7 +54,8 @@ json_t *server_stats(struct server *s)
     if (s->poller)
         poller_stats(s->poller, &ps);
     uint64_t accepted = atomic_load(&s->acceptor.accepted);
-    uint64_t closed = pool_total(p, STAT_CLOSED) + ps.idle_closed + ps.peer_closed;
+    uint64_t closed = pool_total(p, STAT_CLOSED) + ps.idle_closed + ps.peer_closed +
+                      ps.dropped + atomic_load(&s->acceptor.dropped);
     json_t *errors = json_object();
     for (int i = 0; i < STAT_ERRORS; i++)
         json_object_set_new(errors, stats_error_codes[i],
@@ -70,13 +84,10 @@ static json_t *stats_of(void *arg)
     return server_stats(arg);
 }
 
-/* Closes every listener, and removes the Unix socket file we made. */
-static void close_listeners(struct server *s)
+static void close_listeners(const int *fds, int n)
 {
-    for (int i = 0; i < s->nlisten; i++)
-        close(s->listen_fds[i]);
-    if (s->cfg.unix_path)
-        unlink(s->cfg.unix_path);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
 }
 
 /* The poller indexes connections by fd, so it must cover every fd the
@@ -91,41 +102,61 @@ static size_t fd_limit(const struct server_config *cfg)
     return (size_t)rl.rlim_cur;
 }
 
+/* Listens on the configured address; returns how many listeners, or -1. */
+static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
+{
+    const struct server_config *cfg = &s->cfg;
+    struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path,
+                              .unix_mode = cfg->unix_mode};
+    /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
+    int n = net_listen_endpoint(&ep, SOMAXCONN, fds, ACCEPTOR_MAX_LISTENERS, err, errlen);
+    if (n < 0)
+        return -1;
+    if (cfg->unix_path)
+        net_unix_identify(cfg->unix_path, &s->unix_id);
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux), which
+     * saves a system call per connection. Our messages go out whole in one
+     * writev, so Nagle's coalescing would only add latency. (A Unix socket
+     * has no Nagle: the call fails, harmlessly.) It changes when bytes
+     * leave, never what a call returns, so no module can be surprised. */
+    for (int i = 0; i < n; i++)
+        net_set_nodelay(fds[i]);
+    return n;
+}
+
+static void remove_socket_file(struct server *s)
+{
+    if (s->cfg.unix_path)
+        net_unix_unlink_if_ours(s->cfg.unix_path, &s->unix_id);
+}
+
 int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen)
 {
+    int fds[ACCEPTOR_MAX_LISTENERS];
     s->cfg = *cfg;
-    struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path};
-    /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
-    s->nlisten = net_listen_endpoint(&ep, SOMAXCONN, s->listen_fds, NET_MAX_LISTENERS, err, errlen);
+    s->nlisten = open_listeners(s, fds, err, errlen);
     if (s->nlisten < 0)
         return -1;
-    for (int i = 0; i < s->nlisten; i++) {
-        /* Accepted sockets inherit TCP_NODELAY from the listener (Linux),
-         * which saves a system call per connection. Our messages go out
-         * whole in one writev, so Nagle's coalescing would only add
-         * latency. (A Unix socket has no Nagle: the call fails, harmlessly.) */
-        net_set_nodelay(s->listen_fds[i]);
-        /* The workers' wait tick (pool.h), inherited the same way. */
-        net_set_recv_timeout(s->listen_fds[i], POOL_TICK_MS);
-    }
     if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
-        goto close_listener;
+        goto close_listeners;
     }
     s->poller = NULL;
     if (cfg->park && !(s->poller = poller_start(&s->queue, cfg->idle_timeout_ms, fd_limit(cfg)))) {
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
     }
-    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .poller = s->poller,
-                                .stats = stats_of, .stats_arg = s};
+    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .stats = stats_of, .stats_arg = s};
     s->started_ms = net_now_ms();
-    pool_serve_fn serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve;
-    if (pool_start(&s->pool, cfg->workers, &s->queue, serve, &s->ctx) < 0) {
+    struct pool_config pc = {
+        .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
+        .idle_timeout_ms = cfg->idle_timeout_ms, .ctx = &s->ctx,
+        .serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve};
+    if (pool_start(&s->pool, &pc) < 0) {
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
         goto stop_poller;
     }
-    if (acceptor_start(&s->acceptor, s->listen_fds, s->nlisten, &s->queue) < 0) {
+    if (acceptor_start(&s->acceptor, fds, s->nlisten, &s->queue) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
@@ -135,24 +166,28 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
     return 0;
 stop_poller:
     if (s->poller) {
+        queue_close(&s->queue);
         poller_stop(s->poller);
+        poller_join(s->poller);
         poller_free(s->poller);
     }
 destroy_queue:
     queue_destroy(&s->queue);
-close_listener:
-    close_listeners(s);
+close_listeners:
+    close_listeners(fds, s->nlisten);
+    remove_socket_file(s);
     return -1;
 }
 
 int server_address(const struct server *s, int i, char *out, size_t outlen)
 {
-    return i < s->nlisten ? net_local_address(s->listen_fds[i], out, outlen) : -1;
+    int fd = acceptor_listener(&s->acceptor, i);
+    return fd >= 0 ? net_local_address(fd, out, outlen) : -1;
 }
 
 int server_port(const struct server *s)
 {
-    return net_local_port(s->listen_fds[0]);
+    return net_local_port(acceptor_listener(&s->acceptor, 0));
 }
 
 static struct timespec deadline_after(int ms)
@@ -168,31 +203,67 @@ static struct timespec deadline_after(int ms)
     return t;
 }
 
-bool server_stop(struct server *s)
+void server_cut(struct server *s)
 {
-    struct timespec deadline = deadline_after(s->cfg.drain_timeout_ms);
-    /* First free the workers held by idle connections, so that an
-     * acceptor blocked on a full queue can finish its hand-off. */
+    /* Pushes still waiting fail (their sockets are closed unserved); what
+     * is queued is popped and closed unserved; connections in progress
+     * are shut down under their workers. */
+    queue_close(&s->queue);
+    pool_force(&s->pool);
+}
+
+static uint64_t cut_count(struct server *s)
+{
+    uint64_t n = atomic_load(&s->pool.cut) + atomic_load(&s->acceptor.dropped);
+    if (s->poller) {
+        struct poller_stats ps;
+        poller_stats(s->poller, &ps);
+        n += ps.dropped;
+    }
+    return n;
+}
+
+bool server_drain(struct server *s, struct server_summary *out)
+{
+    int drain_ms = s->cfg.drain_timeout_ms;
+    struct timespec deadline = deadline_after(drain_ms);
     pool_quiesce(&s->pool);
     acceptor_stop(&s->acceptor);
-    /* From here the kernel refuses new connections. */
-    close_listeners(s);
-    /* Parked connections are idle by definition: close them. The poller
-     * must stop before the queue closes, since it pushes into it. */
     if (s->poller)
         poller_stop(s->poller);
-    queue_close(&s->queue);
-    bool drained = pool_wait(&s->pool, &deadline);
+    bool drained = pool_wait(&s->pool, drain_ms > 0 ? &deadline : NULL);
     if (!drained) {
-        log_error("drain timeout (%d ms) passed: closing %zu connections still in progress",
-                  s->cfg.drain_timeout_ms, atomic_load(&s->pool.busy));
-        pool_force(&s->pool);
+        log_error("drain timeout (%g s) passed: cutting the connections still in progress",
+                  drain_ms / 1000.0);
+        server_cut(s);
         pool_wait(&s->pool, NULL);
     }
-    s->requests_served = pool_requests(&s->pool);
+    acceptor_join(&s->acceptor);
+    if (s->poller)
+        poller_join(s->poller);
+    remove_socket_file(s);
+    struct server_summary sum = {
+        .requests = pool_requests(&s->pool),
+        .connections = atomic_load(&s->acceptor.accepted),
+        .cut = cut_count(s),
+    };
+    sum.drained = sum.cut == 0;
+    if (out)
+        *out = sum;
+    return sum.drained;
+}
+
+void server_free(struct server *s)
+{
     pool_join(&s->pool);
     if (s->poller)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
+}
+
+bool server_stop(struct server *s)
+{
+    bool drained = server_drain(s, NULL);
+    server_free(s);
     return drained;
 }

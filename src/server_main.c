@@ -1,9 +1,14 @@
 /*
  * server_main.c - enchufe-server: options, signals, start, wait, stop.
  *
- * Signals are handled in one place: SIGINT and SIGTERM are blocked before
- * any thread starts (threads inherit the mask), and the main thread waits
- * for them with sigwait(). No worker is ever interrupted by a handler.
+ * Signals are handled in one place: SIGINT, SIGTERM and SIGHUP are blocked
+ * before any thread starts (threads inherit the mask), and the main
+ * thread waits for them with sigwait(). No worker is ever interrupted by
+ * a handler. The first SIGINT or SIGTERM starts the drain; while it runs,
+ * a second one (a user pressing Ctrl-C again) cuts it short. SIGHUP, which
+ * daemons often take as "reload", is logged and ignored: there is no
+ * configuration file to reload, and a terminal hanging up must not kill a
+ * server without a drain.
  */
 #include "log.h"
 #include "net.h"
@@ -13,8 +18,10 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +37,8 @@ static void usage(FILE *out)
             "                       with several addresses is listened on at each; IPv6\n"
             "                       literals may be bracketed: [::1]\n"
             "  --unix PATH          listen on a Unix domain socket instead of TCP\n"
+            "  --unix-mode MODE     that socket's permissions, in octal (default 0660:\n"
+            "                       owner and group may connect)\n"
             "  --port PORT          TCP port, 0 for any free one (default 65432)\n"
             "  --mode app|echo      protocol to serve (default app)\n"
             "  --workers N          worker threads (default 16)\n"
@@ -38,7 +47,8 @@ static void usage(FILE *out)
             "  --idle-timeout SEC   close a connection idle this long between requests (default 30)\n"
             "  --read-timeout SEC   close a client silent this long within a request (default 30)\n"
             "  --write-timeout SEC  close a client not reading its response this long (default 30)\n"
-            "  --drain-timeout SEC  on SIGINT/SIGTERM, wait this long for requests in progress (default 10)\n"
+            "  --drain-timeout SEC  on SIGINT/SIGTERM, wait this long for requests in progress\n"
+            "                       (default 10); a second signal cuts the wait short\n"
             "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
             "                       of handing it to the poller between requests\n"
             "  -v, --verbose        log every connection and request; twice (-v -v): also\n"
@@ -50,12 +60,13 @@ static void usage(FILE *out)
             "1 if the server could not start, 2 for a usage error.\n");
 }
 
-enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
+enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
        OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
     {"unix", required_argument, NULL, OPT_UNIX},
+    {"unix-mode", required_argument, NULL, OPT_UNIX_MODE},
     {"port", required_argument, NULL, OPT_PORT},
     {"mode", required_argument, NULL, OPT_MODE},
     {"workers", required_argument, NULL, OPT_WORKERS},
@@ -97,12 +108,25 @@ static bool parse_timeout(const char *opt, const char *arg, int *out_ms)
            bad_value(opt, arg, "seconds from 0 to 86400");
 }
 
+/* An octal file mode such as 0660 or 660. */
+static bool parse_mode(const char *arg, mode_t *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 8);
+    if (errno || end == arg || *end != '\0' || v < 0 || v > 0777)
+        return bad_value("unix-mode", arg, "an octal mode from 0 to 0777, such as 0660");
+    *out = (mode_t)v;
+    return true;
+}
+
 static bool parse_option(int opt, const char *arg, struct server_config *cfg, int *verbosity)
 {
     long port;
     switch (opt) {
     case OPT_HOST: cfg->host = arg; return true;
     case OPT_UNIX: cfg->unix_path = arg; return true;
+    case OPT_UNIX_MODE: return parse_mode(arg, &cfg->unix_mode);
     case OPT_PORT:
         cfg->port = arg;
         return parse_long(arg, 0, 65535, &port) || bad_value("port", arg, "0 to 65535");
@@ -151,6 +175,67 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *ver
     return -1;
 }
 
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
+}
+
+/* Waits for SIGINT or SIGTERM, logging and ignoring SIGHUP meanwhile. */
+static int wait_for_stop_signal(const sigset_t *set)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            return sig;
+        log_info("Received SIGHUP: ignored (there is no configuration to reload; "
+                 "SIGTERM stops the server)");
+    }
+}
+
+struct second_signal {
+    const sigset_t *set;
+    struct server *srv;
+};
+
+/* Runs during the drain: a second SIGINT or SIGTERM cuts it short. The
+ * main thread cancels this thread once the drain is over (sigwait is a
+ * cancellation point); the cut itself runs with cancellation off. */
+static void *cut_on_second_signal(void *arg)
+{
+    const struct second_signal *ss = arg;
+    int sig = wait_for_stop_signal(ss->set);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    log_info("Received %s again: cutting the drain short", signal_name(sig));
+    server_cut(ss->srv);
+    return NULL;
+}
+
+/* The drain, with a second signal able to cut it short. */
+static void drain(struct server *srv, const sigset_t *set, struct server_summary *sum)
+{
+    struct second_signal ss = {.set = set, .srv = srv};
+    pthread_t watcher;
+    bool watching = pthread_create(&watcher, NULL, cut_on_second_signal, &ss) == 0;
+    server_drain(srv, sum);
+    if (watching) {
+        pthread_cancel(watcher);
+        pthread_join(watcher, NULL);
+    }
+}
+
+static void log_stopped(const struct server_summary *sum, int drain_ms)
+{
+    char cut[160] = "";
+    if (sum->cut)
+        snprintf(cut, sizeof cut, "; cut %llu connections still in progress (drain timeout %g s "
+                                  "or a second signal)",
+                 (unsigned long long)sum->cut, drain_ms / 1000.0);
+    log_info("Stopped after %llu requests on %llu connections%s",
+             (unsigned long long)sum->requests, (unsigned long long)sum->connections, cut);
+}
+
 int main(int argc, char **argv)
 {
     struct server_config cfg;
@@ -166,11 +251,12 @@ int main(int argc, char **argv)
     json_object_seed(0);
     /* Every send uses MSG_NOSIGNAL; this covers anything else that writes. */
     signal(SIGPIPE, SIG_IGN);
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
     /* With parking an idle connection costs only a descriptor: take every
      * one the hard limit allows, less a margin for listeners, pipes, epoll
@@ -191,13 +277,11 @@ int main(int argc, char **argv)
     for (int i = 0; server_address(&srv, i, addr, sizeof addr) == 0; i++)
         log_info("Listening on %s", addr);
 
-    int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0)
-        ;
-    log_info("Received %s: finishing requests in progress", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    bool drained = server_stop(&srv);
-    log_info("Stopped after %llu requests on %lu connections%s",
-             (unsigned long long)srv.requests_served, atomic_load(&srv.acceptor.accepted),
-             drained ? "" : " (some connections were cut at the drain timeout)");
+    int sig = wait_for_stop_signal(&signals);
+    log_info("Received %s: finishing requests in progress", signal_name(sig));
+    struct server_summary sum;
+    drain(&srv, &signals, &sum);
+    server_free(&srv);
+    log_stopped(&sum, cfg.drain_timeout_ms);
     return EXIT_SUCCESS;
 }

@@ -27,6 +27,11 @@ long long ts_now_ms(void)
     return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+long long ts_deadline(void)
+{
+    return ts_now_ms() + TEST_IO_TIMEOUT_MS;
+}
+
 int ts_start(struct server *srv, struct server_config *cfg)
 {
     char err[256];
@@ -70,7 +75,7 @@ int ts_search(int fd, const char *value, struct client_response *resp)
     char *content = client_search_content("search", value);
     char err[256];
     int rc = client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content),
-                             FRAME_DEFAULT_MAX_CONTENT, resp, err, sizeof err);
+                             FRAME_DEFAULT_MAX_CONTENT, ts_deadline(), resp, err, sizeof err);
     free(content);
     return rc;
 }
@@ -210,7 +215,7 @@ int ts_read_error_code(int fd, char *code, size_t cap)
     struct client_response resp;
     char err[256];
     code[0] = '\0';
-    if (client_read_response(fd, 1 << 20, &resp, err, sizeof err) < 0)
+    if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
         return -1;
     const char *key = "\"error\": \"";
     const char *at = memmem(resp.content, resp.length, key, strlen(key));
@@ -338,7 +343,7 @@ bool ts_mixed_connection(int port, int n)
         shutdown(fd, SHUT_WR);
         struct client_response resp;
         char err[128];
-        ok = client_read_response(fd, 1 << 20, &resp, err, sizeof err) == 0;
+        ok = client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) == 0;
         client_response_free(&resp);
         break;
     }

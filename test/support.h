@@ -87,4 +87,7 @@ int ts_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(pr
 /* Milliseconds on the monotonic clock. */
 long long ts_now_ms(void);
 
+/* A client exchange's deadline: TEST_IO_TIMEOUT_MS from now. */
+long long ts_deadline(void);
+
 #endif

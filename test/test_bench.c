@@ -158,7 +158,7 @@ static void *wrong_conn(void *arg)
     net_set_recv_timeout(fd, 5000);
     struct client_response req;
     char err[128];
-    for (int i = 0; i < 1000 && client_read_response(fd, 1 << 20, &req, err, sizeof err) == 0;
+    for (int i = 0; i < 1000 && client_read_response(fd, 1 << 20, ts_deadline(), &req, err, sizeof err) == 0;
          i++) {
         client_response_free(&req);
         const char *right = "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}";

@@ -214,7 +214,7 @@ static void expect_search_answer(int fd, const char *value)
 {
     struct client_response resp;
     char err[256], expected[256];
-    cr_assert_eq(client_read_response(fd, 1 << 20, &resp, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err), 0, "%s", err);
     ts_expected_search(value, expected, sizeof expected);
     cr_assert(ts_content_is(&resp, expected));
     client_response_free(&resp);

@@ -134,7 +134,7 @@ Test(park, pipelined_requests_are_served_without_the_poller)
     for (int i = 0; i < N; i++) {
         struct client_response resp;
         char err[128];
-        cr_assert_eq(client_read_response(fd, 1 << 20, &resp, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err), 0, "%s", err);
         client_response_free(&resp);
     }
     cr_assert(holding_at_least(1));
@@ -205,7 +205,7 @@ Test(no_park, keeps_a_worker_per_idle_connection, .init = start_no_park, .fini =
     close(a);
     struct client_response resp;
     char err[128];
-    cr_assert_eq(client_read_response(c, 1 << 20, &resp, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(client_read_response(c, 1 << 20, ts_deadline(), &resp, err, sizeof err), 0, "%s", err);
     client_response_free(&resp);
     close(b);
     close(c);
