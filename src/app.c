@@ -142,7 +142,7 @@ static int answer_json(const struct frame *req, struct app_response *resp)
     json_error_t e;
     json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
                                  JSON_DECODE_ANY, &e);
-    if (!req_obj && json_error_code(&e) == json_error_out_of_memory)
+    if (!req_obj && frame_json_out_of_memory(&e))
         return -1; /* the caller answers no-memory: the request was fine */
     if (!req_obj) {
         char msg[256];

@@ -43,16 +43,24 @@ static enum frame_status fail(struct frame_decoder *d, enum frame_status st, con
     return st;
 }
 
+bool frame_json_out_of_memory(const json_error_t *e)
+{
+    /* jansson says so with its own code once parsing has begun; when it
+     * cannot even set up its reader (its only allocation before the first
+     * byte), it returns with the error text still empty. */
+    return json_error_code(e) == json_error_out_of_memory || e->text[0] == '\0';
+}
+
 static enum frame_status classify_json_error(struct frame_decoder *d, const json_error_t *e)
 {
+    if (frame_json_out_of_memory(e))
+        /* Not the client's fault: a valid header must not read as bad JSON. */
+        return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
     switch (json_error_code(e)) {
     case json_error_invalid_utf8:
         return fail(d, FRAME_ERR_HEADER_UTF8, "header is not valid UTF-8 (%.160s)", e->text);
     case json_error_duplicate_key:
         return fail(d, FRAME_ERR_HEADER_KEY, "header repeats a key (%.160s)", e->text);
-    case json_error_out_of_memory:
-        /* Not the client's fault: a valid header must not read as bad JSON. */
-        return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
     default:
         snprintf(d->error, sizeof d->error, "header is not valid JSON (%.160s at byte %d)", e->text,
                  e->position);

@@ -30,12 +30,13 @@ static void emit(const char *prefix, const char *fmt, va_list ap)
     int m = vsnprintf(raw, sizeof raw, fmt, ap);
     if (m < 0)
         return;
-    size_t n = strlen(prefix);
-    memcpy(line, prefix, n);
-    n += escape_text(line + n, sizeof line - n - 1, raw, strlen(raw));
+    int n = snprintf(line, sizeof line, "%s", prefix);
+    if (n < 0 || (size_t)n >= sizeof line / 2)
+        return;
+    n += (int)escape_text(line + n, sizeof line - (size_t)n - 1, raw, strlen(raw));
     line[n++] = '\n';
     /* One fwrite per line: stdio locks the stream for the whole call. */
-    fwrite(line, 1, n, stderr);
+    fwrite(line, 1, (size_t)n, stderr);
 }
 
 void log_info(const char *fmt, ...)

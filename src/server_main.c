@@ -229,9 +229,9 @@ static void log_stopped(const struct server_summary *sum, int drain_ms)
 {
     char cut[160] = "";
     if (sum->cut)
-        snprintf(cut, sizeof cut, "; cut %llu connections still in progress (drain timeout %g s "
-                                  "or a second signal)",
-                 (unsigned long long)sum->cut, drain_ms / 1000.0);
+        snprintf(cut, sizeof cut, "; cut %llu connection%s still in progress (drain timeout "
+                                  "%g s, or a second signal)",
+                 (unsigned long long)sum->cut, sum->cut == 1 ? "" : "s", drain_ms / 1000.0);
     log_info("Stopped after %llu requests on %llu connections%s",
              (unsigned long long)sum->requests, (unsigned long long)sum->connections, cut);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -138,6 +139,8 @@ static int read_listening_port(int fd)
     char line[512];
     if (!find_line(fd, "Listening on ", TEST_IO_TIMEOUT_MS, line, sizeof line))
         return -1;
+    if (strstr(line, "Listening on unix:"))
+        return 0; /* a Unix socket: no port */
     const char *colon = strrchr(line, ':');
     return colon ? atoi(colon + 1) : -1;
 }
@@ -162,6 +165,10 @@ pid_t ts_spawn_server_limited(const char *bin_dir, const char *const extra[], in
     argv[argc] = NULL;
     pid_t pid = fork();
     if (pid == 0) {
+        /* If the test dies (a failed assertion ends its process), the
+         * server dies with it instead of living on, holding the runner's
+         * pipes open. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(pipefd[1], STDERR_FILENO);
         struct rlimit rl = {limit, limit};
         if (resource >= 0 && setrlimit(resource, &rl) < 0)
@@ -170,7 +177,7 @@ pid_t ts_spawn_server_limited(const char *bin_dir, const char *const extra[], in
         _exit(127);
     }
     close(pipefd[1]);
-    if (pid < 0 || (*port = read_listening_port(pipefd[0])) <= 0) {
+    if (pid < 0 || (*port = read_listening_port(pipefd[0])) < 0) {
         if (pid > 0)
             ts_wait_exit(pid, 0);
         close(pipefd[0]);

@@ -38,7 +38,8 @@ void ts_expected_search(const char *value, char *out, size_t cap);
 
 /* Starts bin_dir/enchufe-server with extra args (NULL-terminated) and
  * reads its stderr until "Listening on". Returns the pid and sets *port
- * and *err_fd (the read end of its stderr), or returns -1. */
+ * (0 for a Unix socket) and *err_fd (the read end of its stderr), or
+ * returns -1. The server is killed if the test process dies. */
 pid_t ts_spawn_server(const char *bin_dir, const char *const extra[], int *port, int *err_fd);
 
 /* The same, with one resource limit (setrlimit) lowered in the child

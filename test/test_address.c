@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,6 +136,63 @@ Test(address, a_file_that_is_not_a_socket_is_left_alone, .timeout = 30)
     cr_assert(strstr(out, "not a socket"), "%s", out);
     cr_assert_eq(access(path, F_OK), 0, "the file is still there");
     unlink(path);
+}
+
+/* Under umask 000 a bare bind makes the file 0777: any local user could
+ * connect. The mode is set before the socket accepts anything. */
+Test(address, unix_socket_is_owner_and_group_only_whatever_the_umask, .timeout = 30)
+{
+    char path[108];
+    socket_path(path, sizeof path);
+    umask(0);
+    start_at("127.0.0.1", path);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0660, "default mode 0660, got %03o", st.st_mode & 0777);
+    server_stop(&srv);
+}
+
+Test(address, unix_mode_option_sets_the_socket_permissions, .timeout = 30)
+{
+    char path[108], mode[16];
+    socket_path(path, sizeof path);
+    int port, err_fd;
+    umask(0);
+    const char *args[] = {"--unix", path, "--unix-mode", "0600", NULL};
+    /* ts_spawn_server passes --port 0 too; --unix takes precedence. */
+    pid_t pid = ts_spawn_server(ts_bin_dir(), args, &port, &err_fd);
+    cr_assert_gt(pid, 0);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    snprintf(mode, sizeof mode, "%03o", st.st_mode & 0777);
+    cr_assert_str_eq(mode, "600");
+    search_over(&(struct net_endpoint){.unix_path = path}); /* the owner still gets in */
+    kill(pid, SIGTERM);
+    cr_assert_eq(ts_wait_exit(pid, 10000), 0);
+    close(err_fd);
+    char out[512];
+    cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --unix %s --unix-mode 999",
+                        ts_bin_dir(), path), 2, "a bad mode is a usage error: %s", out);
+    cr_assert(strstr(out, "octal"), "%s", out);
+}
+
+/* Server A's socket file was removed and server B made a new one at the
+ * same path: stopping A must leave B's in place. */
+Test(address, a_stop_removes_only_the_socket_file_it_made, .timeout = 30)
+{
+    char path[108];
+    socket_path(path, sizeof path);
+    start_at("127.0.0.1", path);
+    cr_assert_eq(unlink(path), 0);
+    struct server b;
+    struct server_config bcfg = cfg;
+    char err[512];
+    cr_assert_eq(server_start(&b, &bcfg, err, sizeof err), 0, "%s", err);
+    server_stop(&srv);
+    cr_assert_eq(access(path, F_OK), 0, "B's socket file is still there");
+    search_over(&(struct net_endpoint){.unix_path = path});
+    server_stop(&b);
+    cr_assert_neq(access(path, F_OK), 0, "B removes its own at its stop");
 }
 
 Test(address, cli_over_unix_socket_and_multiconn, .timeout = 30)

@@ -5,6 +5,8 @@
 #include "app.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -210,4 +212,38 @@ Test(app, answers_are_tagged_with_their_kind)
     app_handle_request(&bad, &r);
     cr_assert_eq(r.kind, STAT_ERR_REQUEST);
     app_response_free(&r);
+}
+
+static void *no_memory(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+/* A request the server has no memory to parse is the server's problem:
+ * the handler says so (-1, answered no-memory by the caller), and never
+ * calls it bad content. */
+Test(app, a_request_parsed_without_memory_is_not_bad_content)
+{
+    struct frame req = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
+    struct app_response resp;
+    json_set_alloc_funcs(no_memory, free);
+    int rc = app_handle_request(&req, &resp);
+    json_set_alloc_funcs(malloc, free);
+    cr_assert_eq(rc, -1, "no memory is reported as such (kind %d, error %s)", resp.kind,
+                 resp.error ? resp.error : "none");
+    app_response_free(&resp);
+}
+
+Test(app, the_no_memory_answer_needs_no_memory)
+{
+    struct app_response resp;
+    json_set_alloc_funcs(no_memory, free);
+    int rc = app_error_response("no-memory", "out of memory", &resp);
+    json_set_alloc_funcs(malloc, free);
+    cr_assert_eq(rc, 0);
+    cr_assert_str_eq(resp.error, "no-memory");
+    cr_assert(strstr(resp.content, "\"error\": \"no-memory\""), "%.*s", (int)resp.length,
+              resp.content);
+    app_response_free(&resp);
 }

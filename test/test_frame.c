@@ -7,6 +7,7 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,4 +312,30 @@ Test(frame, refuses_to_encode_invalid_utf8_or_oversized_strings)
     big[sizeof big - 1] = '\0';
     cr_assert_eq(frame_encode_header(out, "bad\xff", "utf-8", 1), -1);
     cr_assert_eq(frame_encode_header(out, big, "utf-8", 1), -1);
+}
+
+/* jansson reports running out of memory like any parse error; a valid
+ * header the server had no memory to parse must not read as bad JSON. */
+static void *no_memory(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+Test(frame, a_header_parsed_without_memory_is_no_memory_not_bad_json)
+{
+    static const char header[] = "{\"byteorder\": \"little\", \"content-type\": \"text/json\", "
+                                 "\"content-encoding\": \"utf-8\", \"content-length\": 0}";
+    uint8_t buf[256];
+    size_t n = ts_frame(buf, sizeof buf, header, NULL, 0);
+    struct frame_decoder d;
+    struct frame f;
+    frame_decoder_init(&d, 1000);
+    json_set_alloc_funcs(no_memory, free);
+    enum frame_status st = frame_decode(&d, buf, n, &f);
+    json_set_alloc_funcs(malloc, free);
+    cr_assert_eq(st, FRAME_ERR_NO_MEMORY, "got %s: %s", frame_status_code(st), d.error);
+    cr_assert_str_eq(frame_status_code(st), "no-memory");
+    frame_decoder_init(&d, 1000);
+    cr_assert_eq(frame_decode(&d, buf, n, &f), FRAME_COMPLETE, "with memory it decodes");
 }

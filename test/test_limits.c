@@ -1,0 +1,168 @@
+/*
+ * test_limits.c - limits that mean what they say: a timeout of 0 is no
+ * limit (even with pauses longer than the workers' 100 ms tick), in both
+ * modes.
+ */
+#include "app.h"
+#include "client.h"
+#include "frame.h"
+#include "net.h"
+#include "server.h"
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PAUSE_US (500 * 1000) /* five of the workers' 100 ms ticks */
+
+static struct server srv;
+static int port;
+
+/* A server with every timeout at 0 (no limit), parking or not. */
+static void start_unlimited(bool park)
+{
+    struct server_config cfg;
+    json_object_seed(0);
+    server_config_defaults(&cfg);
+    cfg.workers = 2;
+    cfg.park = park;
+    cfg.idle_timeout_ms = 0;
+    cfg.read_timeout_ms = 0;
+    cfg.write_timeout_ms = 0;
+    port = ts_start(&srv, &cfg);
+    cr_assert_gt(port, 0);
+}
+
+static size_t search_bytes(const char *value, uint8_t *buf, size_t cap)
+{
+    char *content = client_search_content("search", value);
+    size_t len = strlen(content);
+    int n = frame_encode_header(buf, APP_TEXT_JSON, APP_UTF8, len);
+    cr_assert(n > 0 && (size_t)n + len <= cap);
+    memcpy(buf + n, content, len);
+    free(content);
+    return (size_t)n + len;
+}
+
+static void expect_answer(int fd, const char *value)
+{
+    struct client_response resp;
+    char err[256], expected[256];
+    cr_assert_eq(client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err), 0,
+                 "answered: %s", err);
+    ts_expected_search(value, expected, sizeof expected);
+    cr_assert(ts_content_is(&resp, expected));
+    client_response_free(&resp);
+}
+
+/* --read-timeout 0: a request that pauses half-way is waited for. */
+static void request_paused_midway_is_answered(bool park)
+{
+    start_unlimited(park);
+    uint8_t req[512];
+    size_t n = search_bytes("ring", req, sizeof req);
+    int fd = ts_connect(port);
+    cr_assert_eq(net_write_full(fd, req, n / 2), 0);
+    usleep(PAUSE_US);
+    cr_assert_eq(net_write_full(fd, req + n / 2, n - n / 2), 0);
+    expect_answer(fd, "ring");
+    close(fd);
+    server_stop(&srv);
+}
+
+Test(timeout_zero, read_timeout_0_waits_for_a_paused_request_parking, .timeout = 30)
+{
+    request_paused_midway_is_answered(true);
+}
+
+Test(timeout_zero, read_timeout_0_waits_for_a_paused_request_no_park, .timeout = 30)
+{
+    request_paused_midway_is_answered(false);
+}
+
+/* --idle-timeout 0: a connection idle between requests is kept. */
+static void idle_connection_is_kept(bool park)
+{
+    start_unlimited(park);
+    uint8_t req[512];
+    size_t n = search_bytes("morpheus", req, sizeof req);
+    int fd = ts_connect(port);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(net_write_full(fd, req, n), 0);
+        expect_answer(fd, "morpheus");
+        usleep(PAUSE_US);
+    }
+    close(fd);
+    server_stop(&srv);
+}
+
+Test(timeout_zero, idle_timeout_0_keeps_an_idle_connection_parking, .timeout = 30)
+{
+    idle_connection_is_kept(true);
+}
+
+Test(timeout_zero, idle_timeout_0_keeps_an_idle_connection_no_park, .timeout = 30)
+{
+    idle_connection_is_kept(false);
+}
+
+struct writer {
+    int fd;
+    const uint8_t *data;
+    size_t len;
+    int rc;
+};
+
+static void *write_all(void *arg)
+{
+    struct writer *w = arg;
+    w->rc = net_write_full(w->fd, w->data, w->len);
+    return NULL;
+}
+
+/* --write-timeout 0: a client that stops reading for a while gets the
+ * whole answer once it reads again (echo, so the answer is large). */
+static void slow_reader_gets_everything(bool park)
+{
+    struct server_config cfg;
+    json_object_seed(0);
+    server_config_defaults(&cfg);
+    cfg.mode = SERVER_MODE_ECHO;
+    cfg.park = park;
+    cfg.write_timeout_ms = 0;
+    cfg.idle_timeout_ms = 0;
+    port = ts_start(&srv, &cfg);
+    cr_assert_gt(port, 0);
+    enum { LEN = 8 << 20 }; /* far more than both sockets' buffers */
+    uint8_t *data = malloc(LEN), *back = malloc(LEN);
+    for (size_t i = 0; i < LEN; i++)
+        data[i] = (uint8_t)(i * 7);
+    int fd = ts_connect(port);
+    struct writer w = {.fd = fd, .data = data, .len = LEN};
+    pthread_t t;
+    pthread_create(&t, NULL, write_all, &w);
+    usleep(PAUSE_US); /* the server's send is stuck meanwhile */
+    cr_assert_eq(net_read_full_until(fd, back, LEN, ts_deadline() + 10000), NET_READ_OK);
+    pthread_join(t, NULL);
+    cr_assert_eq(w.rc, 0);
+    cr_assert(memcmp(data, back, LEN) == 0, "every byte came back");
+    free(data);
+    free(back);
+    close(fd);
+    server_stop(&srv);
+}
+
+Test(timeout_zero, write_timeout_0_waits_for_a_slow_reader_parking, .timeout = 60)
+{
+    slow_reader_gets_everything(true);
+}
+
+Test(timeout_zero, write_timeout_0_waits_for_a_slow_reader_no_park, .timeout = 60)
+{
+    slow_reader_gets_everything(false);
+}
