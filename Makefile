@@ -121,7 +121,10 @@ build/tsan/%.o: src/%.c | deps
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -MMD -MP -c $< -o $@
 
+# Made afresh, so that the object of a source file removed since is not
+# left in it.
 build/libenchufe.a: $(OBJ)
+	rm -f $@
 	$(AR) rcs $@ $^
 
 bin/enchufe-server: build/obj/server_main.o build/libenchufe.a
@@ -190,7 +193,8 @@ bench: all deps-bench
 
 FUZZ_TARGETS := fuzz_frame fuzz_request
 FUZZ_SECONDS ?= 30
-FUZZ_SRC := src/frame.c src/app.c src/net.c src/stats.c
+# The codec and the handlers alone: no socket code is linked in.
+FUZZ_SRC := src/frame.c src/app.c src/protocol.c
 FUZZ_CFLAGS = $(CSTD) -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell pkg-config --cflags jansson)
 
@@ -226,7 +230,9 @@ TIDY_CHECKS := -*,clang-analyzer-*,bugprone-*,cert-err34-c,-bugprone-easily-swap
 -bugprone-reserved-identifier,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,\
 -bugprone-narrowing-conversions,-bugprone-assignment-in-if-condition
 
+# The module graph must have no cycle (tools/module_graph.py prints it).
 lint: deps-lint
+	python3 tools/module_graph.py >/dev/null
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Iinclude -Ibench src bench
 	clang-tidy --quiet --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' src/*.c bench/*.c -- \

@@ -3,7 +3,7 @@
  */
 #include "loadgen.h"
 #include "net.h"
-#include "options.h"
+#include "parse.h"
 #include "report.h"
 #include "version.h"
 

@@ -10,6 +10,7 @@
  */
 #include "loadgen.h"
 #include "frame.h"
+#include "monotime.h"
 #include "net.h"
 
 #include <errno.h>
@@ -70,13 +71,6 @@ struct worker {
     struct bench_result res;
     atomic_uint_least64_t progress; /* completed, for the progress line */
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
-}
 
 const char *bench_error_name(enum bench_error e)
 {
@@ -158,7 +152,7 @@ static void open_slot(struct worker *w, struct slot *s)
     int one = 1;
     if (w->addr->ss_family != AF_UNIX)
         setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    s->connect_start = now_ns();
+    s->connect_start = monotime_ns();
     s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
     if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
         connect_failed(w, s, errno);
@@ -205,7 +199,7 @@ static void start_request(struct worker *w, struct slot *s, uint64_t origin)
     s->len = 0;
     frame_decoder_init(&s->dec, s->cap);
     s->origin = origin;
-    s->deadline = now_ns() + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
+    s->deadline = monotime_ns() + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
     s->state = S_SENDING;
     send_some(w, s);
 }
@@ -226,7 +220,7 @@ static void next_request(struct worker *w, struct slot *s)
         return;
     w->issued++;
     s->has_request = true;
-    s->origin = now_ns();
+    s->origin = monotime_ns();
     if (s->state == S_CLOSED)
         open_slot(w, s); /* per-conn: the request starts once connected */
     else
@@ -285,7 +279,7 @@ static void read_answer(struct worker *w, struct slot *s)
         if (n > 0) {
             w->res.bytes_read += (size_t)n;
             s->len += (size_t)n;
-            uint64_t now = now_ns();
+            uint64_t now = monotime_ns();
             if (s->req->framed)
                 check_frame(w, s, now);
             else
@@ -317,7 +311,7 @@ static void connected(struct worker *w, struct slot *s)
         return;
     }
     w->res.ever_connected = true;
-    uint64_t now = now_ns();
+    uint64_t now = monotime_ns();
     hist_record(&w->res.connect, now - s->connect_start);
     w->res.connections_opened++;
     set_interest(w, s, false);
@@ -483,7 +477,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct epoll_event events[MAX_EVENTS];
-    uint64_t now = now_ns(), next_sweep = now + SWEEP_NS;
+    uint64_t now = monotime_ns(), next_sweep = now + SWEEP_NS;
     w->next_due = w->start;
     w->idle_head = -1;
     w->warmed = w->warm <= now;
@@ -498,7 +492,7 @@ static void *worker_main(void *arg)
         int n = wait_events(w, events, wait_ns(w, now, next_sweep));
         for (int i = 0; i < n; i++)
             on_event(w, events[i].data.ptr, events[i].events);
-        now = now_ns();
+        now = monotime_ns();
         if (now >= next_sweep) {
             sweep(w, now);
             next_sweep = now + SWEEP_NS;
@@ -595,11 +589,11 @@ static void merge(struct bench_result *dst, const struct bench_result *src)
 
 static void report_progress(struct worker *ws, int n, uint64_t start, uint64_t end)
 {
-    uint64_t last = 0, last_t = now_ns();
+    uint64_t last = 0, last_t = monotime_ns();
     while (last_t + 1000000000ULL < end) {
         struct timespec one_s = {1, 0};
         nanosleep(&one_s, NULL);
-        uint64_t total = 0, t = now_ns();
+        uint64_t total = 0, t = monotime_ns();
         for (int i = 0; i < n; i++)
             total += atomic_load_explicit(&ws[i].progress, memory_order_relaxed);
         if (total < last) /* the warmup ended and counters restarted */
@@ -652,7 +646,7 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
             free_workers(ws, cfg->threads);
         return -1;
     }
-    uint64_t start = now_ns(), warm = start + (uint64_t)(cfg->warmup_s * 1e9);
+    uint64_t start = monotime_ns(), warm = start + (uint64_t)(cfg->warmup_s * 1e9);
     /* -n runs have no deadline but a generous bound, so none can hang. */
     double run_s = cfg->requests ? 86400.0 : cfg->duration_s;
     uint64_t end = warm + (uint64_t)(run_s * 1e9);
@@ -666,7 +660,7 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
         report_progress(ws, cfg->threads, start, end);
     for (int i = 0; i < cfg->threads; i++)
         pthread_join(ws[i].thread, NULL);
-    uint64_t stop = now_ns();
+    uint64_t stop = monotime_ns();
     for (int i = 0; i < cfg->threads; i++)
         merge(res, &ws[i].res);
     res->elapsed_s = (double)(stop - (warm > start ? warm : start)) / 1e9;

@@ -5,9 +5,9 @@
  * from the server's code, so a server that drifts from the protocol is
  * caught rather than agreed with.
  */
-#include "app.h"
+#include "request.h"
 #include "frame.h"
-#include "loadgen.h"
+#include "protocol.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +43,8 @@ static int set_frame(struct bench_request *r, const char *ctype, const char *cen
 
 static int expect_json(struct bench_request *r, const char *content)
 {
-    strcpy(r->content_type, APP_TEXT_JSON);
-    strcpy(r->content_encoding, APP_UTF8);
+    strcpy(r->content_type, PROTO_TEXT_JSON);
+    strcpy(r->content_encoding, PROTO_UTF8);
     r->expect_len = strlen(content);
     r->expect = malloc(r->expect_len);
     if (!r->expect)
@@ -59,7 +59,7 @@ static int prepare_search(struct bench_request *r, const char *value, const char
     char content[128];
     size_t n = (size_t)snprintf(content, sizeof content,
                                 "{\"action\": \"search\", \"value\": \"%s\"}", value);
-    if (set_frame(r, APP_TEXT_JSON, APP_UTF8, content, n) < 0)
+    if (set_frame(r, PROTO_TEXT_JSON, PROTO_UTF8, content, n) < 0)
         return -1;
     return expect_json(r, answer);
 }
@@ -67,14 +67,14 @@ static int prepare_search(struct bench_request *r, const char *value, const char
 static int prepare_binary(struct bench_request *r, size_t size)
 {
     uint8_t *content = pattern(size);
-    size_t prefix = strlen(APP_BINARY_PREFIX), head = size < 10 ? size : 10;
-    int rc = content ? set_frame(r, APP_CLIENT_BINARY_TYPE, APP_BINARY, content, size) : -1;
-    strcpy(r->content_type, APP_SERVER_BINARY_TYPE);
-    strcpy(r->content_encoding, APP_BINARY);
+    size_t prefix = strlen(PROTO_BINARY_PREFIX), head = size < 10 ? size : 10;
+    int rc = content ? set_frame(r, PROTO_CLIENT_BINARY_TYPE, PROTO_BINARY, content, size) : -1;
+    strcpy(r->content_type, PROTO_SERVER_BINARY_TYPE);
+    strcpy(r->content_encoding, PROTO_BINARY);
     r->expect_len = prefix + head;
     r->expect = malloc(r->expect_len);
     if (rc == 0 && r->expect) {
-        memcpy(r->expect, APP_BINARY_PREFIX, prefix);
+        memcpy(r->expect, PROTO_BINARY_PREFIX, prefix);
         memcpy(r->expect + prefix, content, head);
         r->check_bytes = true;
     }

@@ -143,103 +143,135 @@ plot '{data}' using 1:2 with linespoints title 'requests/s' axes x1y1, \\
     return True
 
 
-def main():
-    ap = argparse.ArgumentParser(description="enchufe benchmark matrix")
-    ap.add_argument("--seconds", type=float, default=5, help="per row (default 5)")
-    ap.add_argument("--bin", default="bin")
-    args = ap.parse_args()
-    global BIN
-    BIN = args.bin
-    s = args.seconds
-    rows = []
-    checks = []
-    extra = {}
+class Run:
+    """What one `make bench` run gathers: table rows, honesty checks, and
+    the other figures (RSS, idle starvation)."""
 
+    def __init__(self, seconds):
+        self.s = seconds
+        self.rows = []
+        self.checks = []
+        self.extra = {}
+
+    def add(self, name, result, server):
+        self.rows.append(row(name, result, server))
+
+    def rps(self, name, conns=None):
+        for r in self.rows:
+            if r["name"] == name and (conns is None or r["connections"] == conns):
+                return r["requests_per_s"]
+        return None
+
+
+def keepalive_rows(run, app, app_port, no_park_port):
+    s = run.s
+    for c in (1, 16, 50, 64, 256):
+        run.add("enchufe keep-alive search", bench(app_port, s, c, "--warmup", "1"), "enchufe")
+    run.add("enchufe keep-alive search, --no-park 64 workers",
+            bench(no_park_port, s, 64, "--warmup", "1"), "enchufe")
+    for c in (16, 64):
+        run.add("enchufe per-conn search", bench(app_port, s, c, "--mode", "per-conn"), "enchufe")
+
+
+def ten_thousand_row(run, app, app_port):
+    """10,000 keep-alive connections on 16 workers, the server's RSS read mid-run."""
+    s = run.s
+    big = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(app_port),
+                            "-d", str(2 * s), "-c", "10000", "-t", "2", "--timeout", "30",
+                            "--json", "-q"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5 * s)
+    with open(f"/proc/{app.pid}/status") as f:
+        run.extra["rss_kib_at_10000"] = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+    out, _ = big.communicate(timeout=2 * s + 120)
+    run.add("enchufe keep-alive search, 10,000 conns", json.loads(out), "enchufe")
+
+
+def payload_rows(run, app_port, echo_port):
+    s = run.s
+    run.add("enchufe keep-alive binary 4 KiB", bench(app_port, s, 16, "-r", "binary:4096"),
+            "enchufe")
+    run.add("enchufe keep-alive binary 64 KiB", bench(app_port, s, 16, "-r", "binary:65536"),
+            "enchufe")
+    run.add("enchufe echo 4 KiB", bench(echo_port, s, 16, "-r", "echo:4096"), "enchufe")
+
+
+PING = ["--raw-request", "PING\\r\\n", "--raw-response", "+PONG\\r\\n"]
+
+
+def redis_benchmark_row(name, mode, rb):
+    return {"name": name, "server": "redis", "connections": 50, "mode": mode, "mix": "ping",
+            "requests_per_s": rb["requests_per_s"],
+            **({"p50_us": rb["p50_ms"] * 1000, "p99_us": rb["p99_ms"] * 1000}
+               if "p99_ms" in rb else {})}
+
+
+def redis_rows(run, redis_port):
+    """Redis PING with both generators, and the generator's count against
+    Redis's own (no warmup to hide behind)."""
+    s = run.s
+    for c in (16, 50):
+        run.add("redis PING keep-alive (enchufe-bench)",
+                bench(redis_port, s, c, *PING, "--warmup", "1"), "redis")
+    before = redis_commands(redis_port)
+    r = bench(redis_port, s, 50, *PING)
+    after = redis_commands(redis_port)
+    run.checks.append(("redis total_commands_processed", after - before - 1,  # INFO is one
+                       r["requests"] + r["in_flight"], r))
+    rb = redis_benchmark(redis_port, 50, int(max(run.rows[-1]["requests_per_s"] * s, 10000)))
+    run.rows.append(redis_benchmark_row("redis PING keep-alive (redis-benchmark)", "keepalive", rb))
+    run.add("redis PING per-conn (enchufe-bench)", bench(redis_port, s, 50, *PING, "--mode",
+                                                         "per-conn"), "redis")
+    rb = redis_benchmark(redis_port, 50, int(max(run.rows[-1]["requests_per_s"] * s, 5000)),
+                         keepalive=False)
+    run.rows.append(redis_benchmark_row("redis PING per-conn (redis-benchmark -k 0)", "per-conn",
+                                        rb))
+
+
+def server_rows(run):
+    """Every row that needs the long-running servers, which it stops after."""
     app, app_port = start_enchufe()  # defaults: 16 workers, idle connections parked
     no_park, no_park_port = start_enchufe("--no-park", "--workers", "64")
     echo, echo_port = start_enchufe("--mode", "echo")
     redis, redis_port = start_redis()
     try:
         print(f"enchufe-server (app and echo with defaults: 16 workers, parking; app --no-park "
-              f"with 64 workers) and redis-server on loopback; {s:g} s per row", file=sys.stderr)
-        for c in (1, 16, 50, 64, 256):
-            rows.append(row(f"enchufe keep-alive search", bench(app_port, s, c, "--warmup", "1"),
-                            "enchufe"))
-        rows.append(row("enchufe keep-alive search, --no-park 64 workers",
-                         bench(no_park_port, s, 64, "--warmup", "1"), "enchufe"))
-        for c in (16, 64):
-            rows.append(row("enchufe per-conn search", bench(app_port, s, c, "--mode", "per-conn"),
-                            "enchufe"))
-        # 10,000 keep-alive connections on 16 workers, RSS read mid-run.
-        big = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(app_port),
-                                "-d", str(2 * s), "-c", "10000", "-t", "2", "--timeout", "30",
-                                "--json", "-q"], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5 * s)
-        with open(f"/proc/{app.pid}/status") as f:
-            extra["rss_kib_at_10000"] = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-        out, _ = big.communicate(timeout=2 * s + 120)
-        rows.append(row("enchufe keep-alive search, 10,000 conns", json.loads(out), "enchufe"))
-        rows.append(row("enchufe keep-alive binary 4 KiB",
-                        bench(app_port, s, 16, "-r", "binary:4096"), "enchufe"))
-        rows.append(row("enchufe keep-alive binary 64 KiB",
-                        bench(app_port, s, 16, "-r", "binary:65536"), "enchufe"))
-        rows.append(row("enchufe echo 4 KiB", bench(echo_port, s, 16, "-r", "echo:4096"),
-                        "enchufe"))
-        ping = ["--raw-request", "PING\\r\\n", "--raw-response", "+PONG\\r\\n"]
-        for c in (16, 50):
-            rows.append(row("redis PING keep-alive (enchufe-bench)",
-                            bench(redis_port, s, c, *ping, "--warmup", "1"), "redis"))
-        # The generator's count against Redis's own, with no warmup to hide.
-        before = redis_commands(redis_port)
-        r = bench(redis_port, s, 50, *ping)
-        after = redis_commands(redis_port)
-        checks.append(("redis total_commands_processed", after - before - 1,  # INFO is one
-                       r["requests"] + r["in_flight"], r))
-        rb = redis_benchmark(redis_port, 50, int(max(rows[-1]["requests_per_s"] * s, 10000)))
-        rows.append({"name": "redis PING keep-alive (redis-benchmark)", "server": "redis",
-                     "connections": 50, "mode": "keepalive", "mix": "ping",
-                     "requests_per_s": rb["requests_per_s"],
-                     **({"p50_us": rb["p50_ms"] * 1000, "p99_us": rb["p99_ms"] * 1000}
-                        if "p99_ms" in rb else {})})
-        rows.append(row("redis PING per-conn (enchufe-bench)",
-                        bench(redis_port, s, 50, *ping, "--mode", "per-conn"), "redis"))
-        rb = redis_benchmark(redis_port, 50, int(max(rows[-1]["requests_per_s"] * s, 5000)),
-                             keepalive=False)
-        rows.append({"name": "redis PING per-conn (redis-benchmark -k 0)", "server": "redis",
-                     "connections": 50, "mode": "per-conn", "mix": "ping",
-                     "requests_per_s": rb["requests_per_s"],
-                     **({"p50_us": rb["p50_ms"] * 1000, "p99_us": rb["p99_ms"] * 1000}
-                        if "p99_ms" in rb else {})})
-        rows.append(row("enchufe per-conn search", bench(app_port, s, 50, "--mode", "per-conn"),
-                        "enchufe"))
+              f"with 64 workers) and redis-server on loopback; {run.s:g} s per row",
+              file=sys.stderr)
+        keepalive_rows(run, app, app_port, no_park_port)
+        ten_thousand_row(run, app, app_port)
+        payload_rows(run, app_port, echo_port)
+        redis_rows(run, redis_port)
+        run.add("enchufe per-conn search", bench(app_port, run.s, 50, "--mode", "per-conn"),
+                "enchufe")
     finally:
-        stop_enchufe(app)
-        stop_enchufe(no_park)
-        stop_enchufe(echo)
+        for proc in (app, no_park, echo):
+            stop_enchufe(proc)
         redis.send_signal(signal.SIGTERM)
         redis.wait(30)
 
-    # How many idle keep-alive connections stop a new client being served.
+
+def idle_starvation(run):
+    """How many idle keep-alive connections stop a new client being served."""
     for label, opts in (("parking (default, 16 workers)", []),
                         ("--no-park, 16 workers", ["--no-park"])):
         out = subprocess.run([sys.executable, os.path.join(HERE, "idle_starvation.py"),
                               "--bin", BIN, "--max", "5000", "--", "--workers", "16", *opts],
                              capture_output=True, text=True, timeout=600).stdout.strip()
-        extra[f"idle starvation, {label}"] = out.rsplit(":", 1)[-1].strip()
+        run.extra[f"idle starvation, {label}"] = out.rsplit(":", 1)[-1].strip()
 
-    # The generator's count against enchufe-server's own, on a fresh server.
+
+def enchufe_honesty(run):
+    """The generator's count against enchufe-server's own, on a fresh server."""
     app, app_port = start_enchufe()
-    r = bench(app_port, s, 50)
+    r = bench(app_port, run.s, 50)
     served = stop_enchufe(app)
-    checks.append(("enchufe-server requests answered", served, r["requests"] + r["in_flight"], r))
+    run.checks.append(("enchufe-server requests answered", served,
+                       r["requests"] + r["in_flight"], r))
 
-    def rps(name, conns=None):
-        for r in rows:
-            if r["name"] == name and (conns is None or r["connections"] == conns):
-                return r["requests_per_s"]
-        return None
 
-    ratios = [
+def ratios(run):
+    rps = run.rps
+    return [
         ("enchufe-bench / redis-benchmark, Redis PING keep-alive, 50 conns (>= 1.0: the generator is lean)",
          rps("redis PING keep-alive (enchufe-bench)", 50) / rps("redis PING keep-alive (redis-benchmark)")),
         ("enchufe-bench / redis-benchmark -k 0, Redis PING per-conn, 50 conns (within 5%)",
@@ -252,36 +284,57 @@ def main():
          rps("enchufe keep-alive search", 64) / rps("enchufe keep-alive search, --no-park 64 workers")),
     ]
 
+
+def print_report(run, ratio_list):
     print(f"\n  {'run':<44} {'conns':>6} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
           f"{'errors':>7}")
-    for r in rows:
+    for r in run.rows:
         print(fmt_row(r))
     print("\n  ratios")
-    for name, value in ratios:
+    for name, value in ratio_list:
         print(f"    {value:6.2f}  {name}")
     print("\n  scale")
-    big = next(r for r in rows if r["connections"] == 10000)
+    big = next(r for r in run.rows if r["connections"] == 10000)
     print(f"    10,000 connections on 16 workers: {big['raw']['never_answered']} never answered, "
-          f"{big['errors']} errors, server RSS {extra['rss_kib_at_10000'] / 1024:.1f} MiB")
-    for k, v in extra.items():
+          f"{big['errors']} errors, server RSS {run.extra['rss_kib_at_10000'] / 1024:.1f} MiB")
+    for k, v in run.extra.items():
         if k.startswith("idle starvation"):
             print(f"    {k}: {v} idle connections")
     print("\n  honesty: requests the generator counted (+ in flight at the end) vs the server's own count")
-    for name, server_count, bench_count, _ in checks:
+    for name, server_count, bench_count, _ in run.checks:
         diff = (bench_count - server_count) / server_count * 100 if server_count else float("nan")
         print(f"    {name}: server {server_count}, enchufe-bench {bench_count} ({diff:+.2f}%)")
 
+
+def save(run, ratio_list):
+    """The run as JSON, and the plot, under bench/results/."""
     os.makedirs(RESULTS, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = os.path.join(RESULTS, f"bench-{stamp}.json")
     with open(path, "w") as f:
         json.dump({"rows": [{k: v for k, v in r.items() if k != "raw"} | {"raw": r.get("raw")}
-                            for r in rows],
-                   "ratios": {n: v for n, v in ratios}, "extra": extra,
-                   "checks": [{"name": n, "server": a, "bench": b} for n, a, b, _ in checks]},
+                            for r in run.rows],
+                   "ratios": {n: v for n, v in ratio_list}, "extra": run.extra,
+                   "checks": [{"name": n, "server": a, "bench": b} for n, a, b, _ in run.checks]},
                   f, indent=1)
     png = os.path.join(RESULTS, f"bench-{stamp}.png")
-    print(f"\n  written: {path}" + (f"\n           {png}" if plot(rows, png) else ""))
+    print(f"\n  written: {path}" + (f"\n           {png}" if plot(run.rows, png) else ""))
+
+
+def main():
+    ap = argparse.ArgumentParser(description="enchufe benchmark matrix")
+    ap.add_argument("--seconds", type=float, default=5, help="per row (default 5)")
+    ap.add_argument("--bin", default="bin")
+    args = ap.parse_args()
+    global BIN
+    BIN = args.bin
+    run = Run(args.seconds)
+    server_rows(run)
+    idle_starvation(run)
+    enchufe_honesty(run)
+    ratio_list = ratios(run)
+    print_report(run, ratio_list)
+    save(run, ratio_list)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,15 @@
 #ifndef ENCHUFE_ACCEPTOR_H
 #define ENCHUFE_ACCEPTOR_H
 
+#include "net.h"
 #include "queue.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
-#define ACCEPTOR_MAX_LISTENERS 8
-
 struct acceptor {
-    int listen_fds[ACCEPTOR_MAX_LISTENERS]; /* one per address listened on */
+    int listen_fds[NET_MAX_LISTENERS]; /* one per address listened on */
     int nlisten;
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;

@@ -1,28 +1,24 @@
 /*
- * app.h - the application's request handlers: search and binary.
+ * app.h - the application's request handlers: search, binary and stats.
  *
- * Pure functions from a decoded request to a response; no sockets here,
- * so every row of the protocol table can be tested directly.
+ * Functions from a decoded request to a response; no sockets here, so
+ * every row of the protocol table can be tested directly. The server's
+ * counters, which a stats request answers with, come from a source the
+ * caller hands in: the handlers know nothing of the server.
  */
 #ifndef ENCHUFE_APP_H
 #define ENCHUFE_APP_H
 
+#include "counters.h"
 #include "frame.h"
-#include "stats.h"
+#include "protocol.h"
 
 #include <jansson.h>
 
 #include <stddef.h>
 
-#define APP_TEXT_JSON "text/json"
-#define APP_UTF8 "utf-8"
-#define APP_BINARY "binary"
-#define APP_SERVER_BINARY_TYPE "binary/custom-server-binary-type"
-#define APP_CLIENT_BINARY_TYPE "binary/custom-client-binary-type"
-#define APP_BINARY_PREFIX "First 10 bytes of request: "
-
 struct app_response {
-    enum stat_counter kind; /* what was answered, for the counters */
+    enum counter kind; /* what was answered, for the counters */
     const char *content_type;
     const char *content_encoding;
     const char *content;
@@ -31,18 +27,22 @@ struct app_response {
     char *owned;       /* heap copy behind content, if any */
 };
 
-/* Answers one request. Returns 0, or -1 if memory ran out. A `stats`
- * request is only recognised here (kind STAT_STATS, no content): the
- * connection layer, which knows the server, fills the answer in with
- * app_stats_response. */
-int app_handle_request(const struct frame *req, struct app_response *resp);
+/* Where a stats answer's counters come from: fn(arg) returns a new JSON
+ * object (the caller of app_handle_request keeps none), or NULL. */
+struct app_stats_source {
+    json_t *(*fn)(void *arg);
+    void *arg;
+};
+
+/* Answers one request. Returns 0, or -1 if memory ran out (the request
+ * may have been fine: answer no-memory). */
+int app_handle_request(const struct frame *req, const struct app_stats_source *stats,
+                       struct app_response *resp);
 
 /* Builds the framed error answer: {"result": "Error: <message>.",
- * "error": "<code>"}. Returns 0, or -1 if memory ran out. */
-int app_error_response(const char *code, const char *message, struct app_response *resp);
-
-/* The answer to a stats request: {"result": stats}; takes the reference. */
-int app_stats_response(json_t *stats, struct app_response *resp);
+ * "error": "<code>"}. Returns 0, or -1 if memory ran out (except for
+ * PROTO_ERR_NO_MEMORY, whose answer needs none). */
+int app_error_response(enum proto_error e, const char *message, struct app_response *resp);
 
 void app_response_free(struct app_response *resp);
 

@@ -1,15 +1,24 @@
 /*
- * app_conn.h - serves one application-protocol connection: read a frame,
- * answer it, repeat until the client closes, idles out, or errs.
+ * app_conn.h - serves one application-protocol connection in a worker:
+ * read a frame, answer it, repeat until the client closes, idles out, or
+ * errs. Its twin for the echo protocol is echo_conn.h.
  */
 #ifndef ENCHUFE_APP_CONN_H
 #define ENCHUFE_APP_CONN_H
 
-#include "pool.h"
+#include "app.h"
+#include "worker.h"
 
-#include <stdbool.h>
+#include <stddef.h>
 
-/* A pool_serve_fn; ctx is the server's const struct serve_ctx. */
-void app_conn_serve(struct pool_conn *conn, void *ctx);
+struct app_conn_config {
+    size_t max_content;    /* largest request content accepted */
+    int read_timeout_ms;   /* the whole request, first byte to last (0: none) */
+    int write_timeout_ms;  /* the whole response (0: none) */
+    struct app_stats_source stats; /* what a stats request is answered with */
+};
+
+/* A worker_serve_fn; arg is a const struct app_conn_config. */
+void app_conn_serve(struct worker *w, void *arg);
 
 #endif

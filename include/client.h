@@ -18,7 +18,7 @@ struct client_response {
 };
 
 /* Sends one framed request on fd and reads one framed response, all of it
- * by the absolute net_now_ms() deadline (0 = none): a server that
+ * by the absolute monotime_ms() deadline (0 = none): a server that
  * trickles its answer a byte at a time cannot stretch the exchange.
  * Returns 0, or -1 with a message in err naming what went wrong. */
 int client_exchange(int fd, const char *content_type, const char *content_encoding,

@@ -8,6 +8,7 @@
  * frame_decode() whenever more arrive, and gets back "need more", a
  * specific error, or a complete frame whose content points into that
  * buffer. The server, the client, the bench and the fuzzer all drive it.
+ * Nothing here touches a socket (frame_io.h does).
  *
  * Limits are checked on the header, before the caller commits memory to
  * the content: frame_decoder_wanted() says how many bytes the frame needs
@@ -15,6 +16,8 @@
  */
 #ifndef ENCHUFE_FRAME_H
 #define ENCHUFE_FRAME_H
+
+#include "protocol.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,8 +84,9 @@ size_t frame_decoder_wanted(const struct frame_decoder *d);
  * of the bytes. */
 bool frame_json_out_of_memory(const json_error_t *e);
 
-/* The stable machine-readable code of an error status ("bad-header"...). */
-const char *frame_status_code(enum frame_status st);
+/* The protocol error an error status is answered with (several statuses
+ * share bad-header). */
+enum proto_error frame_status_error(enum frame_status st);
 
 /* Room for the largest proto-header + JSON header frame_encode_header writes. */
 #define FRAME_ENCODED_HEADER_MAX (FRAME_PROTO_HEADER_LEN + 2 * FRAME_MAX_CONTENT_TYPE + 256)
@@ -92,11 +96,5 @@ const char *frame_status_code(enum frame_status st);
  * string is too long or not UTF-8. */
 int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *content_type,
                         const char *content_encoding, size_t content_length);
-
-/* Sends one whole message with a single writev, finishing by the
- * absolute net_now_ms() deadline (0 = none). Returns the bytes sent, or
- * -1 (errno). */
-ssize_t frame_send(int fd, const char *content_type, const char *content_encoding,
-               const void *content, size_t length, long long deadline);
 
 #endif

@@ -11,7 +11,7 @@
 #define MULTICONN_MAX 1000
 
 /* Prints one line per connection and a summary on stdout. Everything,
- * connecting included, ends by the absolute net_now_ms() deadline (0 =
+ * connecting included, ends by the absolute monotime_ms() deadline (0 =
  * none). Returns 0 if every connection got all its bytes back, -1
  * otherwise. */
 int multiconn_run(const struct net_endpoint *ep, int n, long long deadline);

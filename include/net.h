@@ -33,8 +33,9 @@ struct net_endpoint {
     mode_t unix_mode;      /* a listener's file permissions (0: as the umask gives) */
 };
 
-/* Binds and listens on host:port (port "0" picks an ephemeral port).
- * Returns the listening fd or -1 with a message in err. */
+/* Binds and listens on the first address of host:port that takes it
+ * (port "0" picks an ephemeral port). Returns the listening fd or -1 with
+ * a message in err. */
 int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen);
 
 #define NET_MAX_LISTENERS 8
@@ -99,29 +100,19 @@ int net_set_send_timeout(int fd, int timeout_ms);
  * waiting to coalesce them only adds latency. */
 int net_set_nodelay(int fd);
 
-/* recv() that retries EINTR: >0 bytes, 0 on EOF, -1 on error. */
-ssize_t net_recv(int fd, void *buf, size_t len);
-
-/* Reads exactly n bytes (see enum net_read). */
-enum net_read net_read_full(int fd, void *buf, size_t n);
-
-/* The same, by the absolute deadline (0 = none; ETIMEDOUT when it passes). */
-enum net_read net_read_full_until(int fd, void *buf, size_t n, long long deadline);
+/* Reads exactly n bytes (see enum net_read) by the absolute monotime_ms()
+ * deadline (0 = none; ETIMEDOUT when it passes). */
+enum net_read net_read_full(int fd, void *buf, size_t n, long long deadline);
 
 /* Writes all n bytes / all iovecs, retrying EINTR and short writes.
  * Returns 0 or -1 (errno set). iov is modified. */
 int net_write_full(int fd, const void *buf, size_t n);
 int net_writev_full(int fd, struct iovec *iov, int iovcnt);
 
-/* Milliseconds on the monotonic clock, and that plus timeout_ms (or 0,
- * meaning no deadline, when timeout_ms is 0). */
-long long net_now_ms(void);
-long long net_deadline(int timeout_ms);
-
-/* Like net_recv, but waits for data no later than the absolute deadline
- * (0 = no deadline); fails with ETIMEDOUT when it passes. It never blocks
- * in recv itself (it waits in poll), so a receive timeout on the socket
- * changes nothing. */
+/* recv() that retries EINTR and waits for data no later than the
+ * absolute deadline (a monotime_ms() point; 0 = none); fails with
+ * ETIMEDOUT when it passes. It never blocks in recv itself (it waits in
+ * poll), so a receive timeout on the socket changes nothing. */
 ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline);
 
 /* Like net_writev_full, but the whole write must finish by the deadline

@@ -13,15 +13,10 @@
 #ifndef ENCHUFE_SERVER_H
 #define ENCHUFE_SERVER_H
 
-#include "acceptor.h"
-#include "net.h"
-#include "poller.h"
-#include "pool.h"
-#include "queue.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -44,29 +39,15 @@ struct server_config {
     size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
 };
 
-/* What the serve functions (app_conn.c, echo.c) are given. */
-struct serve_ctx {
-    const struct server_config *cfg;
-    json_t *(*stats)(void *arg); /* the live counters, for a stats request */
-    void *stats_arg;
-};
-
 void server_config_defaults(struct server_config *cfg);
 
-struct server {
-    struct server_config cfg;
-    int nlisten;
-    struct queue queue;
-    struct pool pool;
-    struct acceptor acceptor; /* owns the listening sockets */
-    struct poller *poller;
-    struct serve_ctx ctx;
-    struct net_unix_id unix_id; /* the socket file we made, if any */
-    long long started_ms;       /* for the uptime */
-};
+/* A running server; what is inside is server.c's business. */
+struct server;
+struct poller;
 
-/* Starts listening and serving. Returns 0, or -1 with a message in err. */
-int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen);
+/* Starts listening and serving. Returns the server, or NULL with a
+ * message in err naming what failed. */
+struct server *server_start(const struct server_config *cfg, char *err, size_t errlen);
 
 /* The i-th address actually bound, as "HOST:PORT" (the real port for port
  * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. Until a stop. */
@@ -75,6 +56,10 @@ int server_port(const struct server *s);
 
 /* The live counters as a JSON object (see docs/protocol.md, "stats"). */
 json_t *server_stats(struct server *s);
+
+/* The poller holding idle connections, for its counters; NULL with park
+ * off. */
+struct poller *server_poller(struct server *s);
 
 /* What a stop did. */
 struct server_summary {
@@ -97,7 +82,7 @@ bool server_drain(struct server *s, struct server_summary *out);
  * until server_free. */
 void server_cut(struct server *s);
 
-/* Frees a drained server. */
+/* Frees a drained server (and s itself). */
 void server_free(struct server *s);
 
 /* server_drain, then server_free. Returns true if nothing was cut. */

@@ -27,7 +27,7 @@
  * or a stop is asked (false). */
 static bool wait_listeners(struct acceptor *a, bool *ready)
 {
-    struct pollfd p[ACCEPTOR_MAX_LISTENERS + 1];
+    struct pollfd p[NET_MAX_LISTENERS + 1];
     for (int i = 0; i < a->nlisten; i++)
         p[i] = (struct pollfd){.fd = a->listen_fds[i], .events = POLLIN};
     p[a->nlisten] = (struct pollfd){.fd = a->wake[0], .events = POLLIN};
@@ -171,7 +171,7 @@ static void *acceptor_main(void *arg)
 {
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
-    bool ready[ACCEPTOR_MAX_LISTENERS] = {false};
+    bool ready[NET_MAX_LISTENERS] = {false};
     int held = -1;
     bool running = true;
     while (running && wait_listeners(a, ready))
@@ -184,7 +184,7 @@ static void *acceptor_main(void *arg)
 
 int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q)
 {
-    if (n < 1 || n > ACCEPTOR_MAX_LISTENERS) {
+    if (n < 1 || n > NET_MAX_LISTENERS) {
         errno = EINVAL;
         return -1;
     }

@@ -1,8 +1,8 @@
 /*
  * app.c - what the application server answers (docs/protocol.md).
  *
- * text/json requests are {"action": ..., "value": ...}; the only action is
- * "search". Anything that is not text/json is binary and is answered with
+ * text/json requests are {"action": ..., "value": ...}; the actions are
+ * "search" and "stats". Anything that is not text/json is binary and is answered with
  * its first ten bytes. A request that frames correctly but makes no sense
  * gets an error answer; the connection stays usable because the framing is
  * intact (the connection code closes it only for framing errors).
@@ -94,18 +94,17 @@ static void make_printable(char *s)
 static const char no_memory_answer[] =
     "{\"result\": \"Error: the server ran out of memory.\", \"error\": \"no-memory\"}";
 
-int app_error_response(const char *code, const char *message, struct app_response *resp)
+int app_error_response(enum proto_error e, const char *message, struct app_response *resp)
 {
-    response_init(resp, APP_TEXT_JSON, APP_UTF8);
+    response_init(resp, PROTO_TEXT_JSON, PROTO_UTF8);
     char text[512];
     snprintf(text, sizeof text, "Error: %s.", message);
     make_printable(text);
-    resp->error = code;
-    int idx = stats_error_index(code);
-    resp->kind = idx >= 0 ? (enum stat_counter)idx : STAT_ERR_REQUEST;
-    if (set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", code)) == 0)
+    resp->error = proto_error_code(e);
+    resp->kind = counter_of_error(e);
+    if (set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", resp->error)) == 0)
         return 0;
-    if (strcmp(code, "no-memory") != 0)
+    if (e != PROTO_ERR_NO_MEMORY)
         return -1;
     resp->content = no_memory_answer;
     resp->length = sizeof no_memory_answer - 1;
@@ -116,15 +115,15 @@ static int answer_search(json_t *value, struct app_response *resp)
 {
     const char *query = json_string_value(value);
     if (!query)
-        return app_error_response("bad-request", "search 'value' must be a string", resp);
+        return app_error_response(PROTO_ERR_BAD_REQUEST, "search 'value' must be a string", resp);
     const struct search_entry *e = search_lookup(query);
     if (e) {
-        resp->kind = STAT_SEARCH_HIT;
+        resp->kind = COUNTER_SEARCH_HIT;
         resp->content = e->content;
         resp->length = strlen(e->content);
         return 0;
     }
-    resp->kind = STAT_SEARCH_MISS;
+    resp->kind = COUNTER_SEARCH_MISS;
     return set_result(resp, "No match for '%s'.", query);
 }
 
@@ -133,11 +132,38 @@ static bool is_utf8_name(const char *enc)
     return strcasecmp(enc, "utf-8") == 0 || strcasecmp(enc, "utf8") == 0;
 }
 
-static int answer_json(const struct frame *req, struct app_response *resp)
+/* The server's counters: {"result": {...}}. */
+static int answer_stats(const struct app_stats_source *stats, struct app_response *resp)
 {
-    response_init(resp, APP_TEXT_JSON, APP_UTF8);
+    resp->kind = COUNTER_STATS;
+    json_t *counters = stats && stats->fn ? stats->fn(stats->arg) : NULL;
+    return set_json_content(resp, counters ? json_pack("{s:o}", "result", counters) : NULL);
+}
+
+static int answer_action(json_t *req_obj, const struct app_stats_source *stats,
+                         struct app_response *resp)
+{
+    const char *action = json_string_value(json_object_get(req_obj, "action"));
+    if (!json_is_object(req_obj))
+        return app_error_response(PROTO_ERR_BAD_REQUEST, "request content must be a JSON object",
+                                  resp);
+    if (!action)
+        return app_error_response(PROTO_ERR_BAD_REQUEST, "request 'action' must be a string",
+                                  resp);
+    if (strcmp(action, PROTO_ACTION_SEARCH) == 0)
+        return answer_search(json_object_get(req_obj, "value"), resp);
+    if (strcmp(action, PROTO_ACTION_STATS) == 0)
+        return answer_stats(stats, resp);
+    resp->kind = COUNTER_INVALID_ACTION;
+    return set_result(resp, "Error: invalid action '%s'.", action);
+}
+
+static int answer_json(const struct frame *req, const struct app_stats_source *stats,
+                       struct app_response *resp)
+{
+    response_init(resp, PROTO_TEXT_JSON, PROTO_UTF8);
     if (!is_utf8_name(req->header.content_encoding))
-        return app_error_response("bad-request",
+        return app_error_response(PROTO_ERR_BAD_REQUEST,
                                   "text/json content-encoding must be utf-8", resp);
     json_error_t e;
     json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
@@ -147,54 +173,36 @@ static int answer_json(const struct frame *req, struct app_response *resp)
     if (!req_obj) {
         char msg[256];
         snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
-        return app_error_response("bad-content", msg, resp);
+        return app_error_response(PROTO_ERR_BAD_CONTENT, msg, resp);
     }
-    int rc = 0;
-    const char *action = json_string_value(json_object_get(req_obj, "action"));
-    if (!json_is_object(req_obj)) {
-        rc = app_error_response("bad-request", "request content must be a JSON object", resp);
-    } else if (!action) {
-        rc = app_error_response("bad-request", "request 'action' must be a string", resp);
-    } else if (strcmp(action, "search") == 0) {
-        rc = answer_search(json_object_get(req_obj, "value"), resp);
-    } else if (strcmp(action, "stats") == 0) {
-        resp->kind = STAT_STATS; /* the caller, which knows the server, answers */
-    } else {
-        resp->kind = STAT_INVALID_ACTION;
-        rc = set_result(resp, "Error: invalid action '%s'.", action);
-    }
+    int rc = answer_action(req_obj, stats, resp);
     json_decref(req_obj);
     return rc;
 }
 
 static int answer_binary(const struct frame *req, struct app_response *resp)
 {
-    response_init(resp, APP_SERVER_BINARY_TYPE, APP_BINARY);
-    resp->kind = STAT_BINARY;
-    size_t prefix = strlen(APP_BINARY_PREFIX);
-    size_t n = req->header.content_length < 10 ? req->header.content_length : 10;
+    response_init(resp, PROTO_SERVER_BINARY_TYPE, PROTO_BINARY);
+    resp->kind = COUNTER_BINARY;
+    size_t prefix = strlen(PROTO_BINARY_PREFIX);
+    size_t n = req->header.content_length < PROTO_BINARY_ECHOED ? req->header.content_length
+                                                                : PROTO_BINARY_ECHOED;
     resp->owned = malloc(prefix + n);
     if (!resp->owned)
         return -1;
-    memcpy(resp->owned, APP_BINARY_PREFIX, prefix);
+    memcpy(resp->owned, PROTO_BINARY_PREFIX, prefix);
     memcpy(resp->owned + prefix, req->content, n);
     resp->content = resp->owned;
     resp->length = prefix + n;
     return 0;
 }
 
-int app_handle_request(const struct frame *req, struct app_response *resp)
+int app_handle_request(const struct frame *req, const struct app_stats_source *stats,
+                       struct app_response *resp)
 {
-    if (strcmp(req->header.content_type, APP_TEXT_JSON) == 0)
-        return answer_json(req, resp);
+    if (strcmp(req->header.content_type, PROTO_TEXT_JSON) == 0)
+        return answer_json(req, stats, resp);
     return answer_binary(req, resp);
-}
-
-int app_stats_response(json_t *stats, struct app_response *resp)
-{
-    response_init(resp, APP_TEXT_JSON, APP_UTF8);
-    resp->kind = STAT_STATS;
-    return set_json_content(resp, stats ? json_pack("{s:o}", "result", stats) : NULL);
 }
 
 void app_response_free(struct app_response *resp)

@@ -16,9 +16,10 @@
 #include "app.h"
 #include "buf.h"
 #include "frame.h"
+#include "frame_io.h"
 #include "log.h"
+#include "monotime.h"
 #include "net.h"
-#include "server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,15 +33,14 @@
 #define LINGER_MS 1000
 
 struct app_conn {
-    struct pool_conn *pool_conn;
-    const struct serve_ctx *sc;
-    const struct server_config *cfg;
+    struct worker *worker;
+    const struct app_conn_config *cfg;
     int fd;
     long long request_deadline; /* when the current request must be in */
     bool answered;       /* a request was answered in this turn */
     bool last_read_full; /* the last recv filled the buffer: more may wait */
     struct frame_decoder decoder;
-    struct buf *in;      /* the worker's buffer (pool_conn_buf) */
+    struct buf *in;      /* the worker's buffer (worker_buf) */
     char peer[128]; /* filled at the start in verbose mode, else on first error */
 };
 
@@ -60,11 +60,11 @@ static bool send_response(struct app_conn *c, const struct app_response *resp)
 {
     trace("sending to", c, resp->content_type, resp->content_encoding, resp->content,
           resp->length);
-    ssize_t n = frame_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
-                           resp->length, net_deadline(c->cfg->write_timeout_ms));
+    ssize_t n = frame_io_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
+                              resp->length, monotime_deadline(c->cfg->write_timeout_ms));
     if (n > 0) {
-        pool_conn_count(c->pool_conn, resp->kind, 1);
-        pool_conn_count(c->pool_conn, STAT_BYTES_OUT, (uint64_t)n);
+        worker_count(c->worker, resp->kind, 1);
+        worker_count(c->worker, COUNTER_BYTES_OUT, (uint64_t)n);
         return true;
     }
     log_verbose("%s: send: %s", c->peer, strerror(errno));
@@ -78,7 +78,7 @@ static void linger_close(struct app_conn *c)
 {
     char sink[4096];
     size_t dropped = 0;
-    long long deadline = net_deadline(LINGER_MS);
+    long long deadline = monotime_deadline(LINGER_MS);
     shutdown(c->fd, SHUT_WR);
     while (dropped < LINGER_BYTES) {
         ssize_t n = net_recv_until(c->fd, sink, sizeof sink, deadline);
@@ -89,11 +89,11 @@ static void linger_close(struct app_conn *c)
 }
 
 /* The stream can no longer be trusted: say why, then close. */
-static void answer_error(struct app_conn *c, const char *code, const char *message)
+static void answer_error(struct app_conn *c, enum proto_error e, const char *message)
 {
     struct app_response resp;
-    log_verbose("%s: %s: %s", c->peer, code, message);
-    if (app_error_response(code, message, &resp) == 0 && send_response(c, &resp))
+    log_verbose("%s: %s: %s", c->peer, proto_error_code(e), message);
+    if (app_error_response(e, message, &resp) == 0 && send_response(c, &resp))
         linger_close(c);
     app_response_free(&resp);
 }
@@ -106,7 +106,7 @@ static void answer_read_failure(struct app_conn *c, ssize_t n)
     } else if (errno == ETIMEDOUT) {
         snprintf(msg, sizeof msg, "the request did not arrive within %g s",
                  c->cfg->read_timeout_ms / 1000.0);
-        answer_error(c, "timeout", msg);
+        answer_error(c, PROTO_ERR_TIMEOUT, msg);
     } else {
         log_verbose("%s: recv: %s", c->peer, strerror(errno));
     }
@@ -121,11 +121,11 @@ static bool read_more(struct app_conn *c)
         char msg[96];
         snprintf(msg, sizeof msg, "the server has no memory for a %zu-byte request now", want);
         log_error("%s: out of memory for a %zu-byte request", peer(c), want);
-        answer_error(c, "no-memory", msg);
+        answer_error(c, PROTO_ERR_NO_MEMORY, msg);
         return false;
     }
     if (c->request_deadline == 0)
-        c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
+        c->request_deadline = monotime_deadline(c->cfg->read_timeout_ms);
     size_t room = c->in->cap - c->in->len;
     ssize_t n = net_recv_until(c->fd, c->in->data + c->in->len, room, c->request_deadline);
     if (n <= 0) {
@@ -134,7 +134,7 @@ static bool read_more(struct app_conn *c)
     }
     c->in->len += (size_t)n;
     c->last_read_full = (size_t)n == room;
-    pool_conn_count(c->pool_conn, STAT_BYTES_IN, (uint64_t)n);
+    worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
     return true;
 }
 
@@ -159,15 +159,11 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
                           req->header.content_length);
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
                 req->header.content_length);
-    int rc = app_handle_request(req, &resp);
-    if (rc == 0 && resp.kind == STAT_STATS) { /* app.c leaves this one to us */
-        app_response_free(&resp);
-        rc = app_stats_response(c->sc->stats ? c->sc->stats(c->sc->stats_arg) : NULL, &resp);
-    }
+    int rc = app_handle_request(req, &c->cfg->stats, &resp);
     if (rc < 0) {
         app_response_free(&resp);
         log_error("%s: out of memory answering a request", peer(c));
-        answer_error(c, "no-memory", "the server ran out of memory answering");
+        answer_error(c, PROTO_ERR_NO_MEMORY, "the server ran out of memory answering");
         return false;
     }
     bool sent = send_response(c, &resp);
@@ -188,7 +184,7 @@ static bool serve_next(struct app_conn *c)
         if (!read_more(c))
             return false;
     if (st != FRAME_COMPLETE) {
-        answer_error(c, frame_status_code(st), c->decoder.error);
+        answer_error(c, frame_status_error(st), c->decoder.error);
         return false;
     }
     bool ok = answer_request(c, &req);
@@ -211,29 +207,27 @@ static enum boundary at_boundary(struct app_conn *c)
         return NEXT_REQUEST; /* pipelined: already here, no trip to the poller */
     if (!buf_reserve(c->in, FRAME_PROTO_HEADER_LEN))
         return CLOSE;
-    enum pool_wait why;
-    ssize_t n = pool_conn_next(c->pool_conn, c->in->data, c->in->cap,
-                               c->answered && !c->last_read_full, &why);
-    if (why == POOL_PARKED)
+    enum worker_wait why;
+    ssize_t n = worker_next(c->worker, c->in->data, c->in->cap,
+                            c->answered && !c->last_read_full, &why);
+    if (why == WORKER_PARKED)
         return PARKED;
-    if (why == POOL_IDLE_TIMEOUT)
+    if (why == WORKER_IDLE_TIMEOUT)
         log_verbose("%s: idle timeout", c->peer);
-    else if (why == POOL_ERROR)
+    else if (why == WORKER_ERROR)
         log_verbose("%s: recv: %s", c->peer, strerror(errno));
     if (n <= 0)
         return CLOSE;
     c->in->len = (size_t)n;
     c->last_read_full = (size_t)n == c->in->cap;
-    pool_conn_count(c->pool_conn, STAT_BYTES_IN, (uint64_t)n);
-    c->request_deadline = net_deadline(c->cfg->read_timeout_ms);
+    worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
+    c->request_deadline = monotime_deadline(c->cfg->read_timeout_ms);
     return NEXT_REQUEST;
 }
 
-void app_conn_serve(struct pool_conn *conn, void *ctx)
+void app_conn_serve(struct worker *w, void *arg)
 {
-    const struct serve_ctx *sc = ctx;
-    struct app_conn c = {.pool_conn = conn, .sc = sc, .cfg = sc->cfg, .fd = pool_conn_fd(conn),
-                         .in = pool_conn_buf(conn)};
+    struct app_conn c = {.worker = w, .cfg = arg, .fd = worker_fd(w), .in = worker_buf(w)};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&c);

@@ -2,13 +2,14 @@
  * cli_main.c - enchufe-cli: the client side of the tutorial's three
  * programs (app client, echo client, multi-connection client).
  */
-#include "app.h"
 #include "client.h"
 #include "escape.h"
 #include "log.h"
+#include "monotime.h"
 #include "multiconn.h"
 #include "net.h"
-#include "options.h"
+#include "parse.h"
+#include "protocol.h"
 #include "version.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ static int remaining_ms(const struct cli *cli)
 {
     if (!cli->deadline)
         return 0;
-    long long left = cli->deadline - net_now_ms();
+    long long left = cli->deadline - monotime_ms();
     return left > 0 ? (int)left : 1;
 }
 
@@ -158,7 +159,7 @@ static int print_json_result(const struct client_response *resp)
 
 static int print_response(const struct client_response *resp)
 {
-    if (strcmp(resp->header.content_type, APP_TEXT_JSON) == 0)
+    if (strcmp(resp->header.content_type, PROTO_TEXT_JSON) == 0)
         return print_json_result(resp);
     printf("Got response: ");
     print_bytes_repr(stdout, resp->content, resp->length);
@@ -194,9 +195,9 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     }
     struct client_response resp;
     char err[512];
-    log_verbose("Sending %zu bytes of %s", length, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE);
-    int rc = client_exchange(fd, search ? APP_TEXT_JSON : APP_CLIENT_BINARY_TYPE,
-                             search ? APP_UTF8 : APP_BINARY, content, length, cli->max_content,
+    log_verbose("Sending %zu bytes of %s", length, search ? PROTO_TEXT_JSON : PROTO_CLIENT_BINARY_TYPE);
+    int rc = client_exchange(fd, search ? PROTO_TEXT_JSON : PROTO_CLIENT_BINARY_TYPE,
+                             search ? PROTO_UTF8 : PROTO_BINARY, content, length, cli->max_content,
                              cli->deadline, &resp, err, sizeof err);
     if (rc < 0) {
         complain("%s", err);
@@ -226,7 +227,7 @@ static int run_echo(const struct cli *cli, const char *text)
     if (net_writev_until(fd, &iov, 1, cli->deadline) < 0) {
         complain("sending: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
     } else {
-        enum net_read r = net_read_full_until(fd, back, n, cli->deadline);
+        enum net_read r = net_read_full(fd, back, n, cli->deadline);
         if (r == NET_READ_OK) {
             printf("Received ");
             print_bytes_repr(stdout, back, n);
@@ -289,7 +290,7 @@ static int run_stats(const struct cli *cli)
     struct client_response resp;
     char err[512];
     int rc = EXIT_FAILURE;
-    if (client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content),
+    if (client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
                         cli->max_content, cli->deadline, &resp, err, sizeof err) < 0) {
         complain("%s", err);
     } else {
@@ -378,7 +379,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
-    cli.deadline = net_deadline(cli.timeout_ms);
+    cli.deadline = monotime_deadline(cli.timeout_ms);
     const char *command = argv[optind], *arg = argv[optind + 1];
     if (strcmp(command, "stats") == 0)
         return run_stats(&cli);

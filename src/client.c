@@ -6,6 +6,7 @@
  * frame and never wait for end of stream.
  */
 #include "client.h"
+#include "frame_io.h"
 #include "log.h"
 #include "net.h"
 
@@ -47,7 +48,7 @@ static int read_frame(int fd, size_t max_content, long long deadline,
         return -1;
     }
     if (st != FRAME_COMPLETE) {
-        snprintf(err, errlen, "bad response (%s): %s", frame_status_code(st), dec.error);
+        snprintf(err, errlen, "bad response (%s): %s", proto_error_code(frame_status_error(st)), dec.error);
         return -1;
     }
     resp->header = f.header;
@@ -79,7 +80,7 @@ int client_exchange(int fd, const char *content_type, const char *content_encodi
         if (n > 0)
             log_trace_message("sending to", "server", head, (size_t)n, content, length);
     }
-    if (frame_send(fd, content_type, content_encoding, content, length, deadline) < 0) {
+    if (frame_io_send(fd, content_type, content_encoding, content, length, deadline) < 0) {
         int e = errno;
         snprintf(err, errlen, "sending the request: %s%s", e == ETIMEDOUT ? "timed out" : strerror(e),
                  e == EPIPE || e == ECONNRESET ? " (the server closed the connection)" : "");

@@ -1,5 +1,6 @@
 /*
- * frame.c - the frame codec: incremental decoder and whole-message encoder.
+ * frame.c - the frame codec: incremental decoder and header encoder. It
+ * only turns bytes into frames and back; frame_io.c puts them on sockets.
  *
  * The JSON header is parsed with jansson, which also rejects invalid UTF-8,
  * NUL characters and absurd nesting; we only decide what the parsed value
@@ -7,9 +8,7 @@
  * content arriving in many pieces costs one JSON parse, not one per piece.
  */
 #include "frame.h"
-#include "net.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,20 +211,20 @@ size_t frame_decoder_wanted(const struct frame_decoder *d)
     return FRAME_PROTO_HEADER_LEN + d->header_len + d->header.content_length;
 }
 
-const char *frame_status_code(enum frame_status st)
+enum proto_error frame_status_error(enum frame_status st)
 {
     switch (st) {
-    case FRAME_COMPLETE: return "ok";
-    case FRAME_NEED_MORE: return "need-more";
-    case FRAME_ERR_PROTO_HEADER: return "bad-proto-header";
-    case FRAME_ERR_HEADER_JSON: return "bad-json";
-    case FRAME_ERR_HEADER_UTF8: return "bad-utf8";
+    case FRAME_ERR_PROTO_HEADER: return PROTO_ERR_BAD_PROTO_HEADER;
+    case FRAME_ERR_HEADER_JSON: return PROTO_ERR_BAD_JSON;
+    case FRAME_ERR_HEADER_UTF8: return PROTO_ERR_BAD_UTF8;
+    case FRAME_ERR_TOO_LARGE: return PROTO_ERR_TOO_LARGE;
+    case FRAME_ERR_NO_MEMORY: return PROTO_ERR_NO_MEMORY;
+    case FRAME_COMPLETE:
+    case FRAME_NEED_MORE:
     case FRAME_ERR_HEADER_NOT_OBJECT:
-    case FRAME_ERR_HEADER_KEY: return "bad-header";
-    case FRAME_ERR_TOO_LARGE: return "too-large";
-    case FRAME_ERR_NO_MEMORY: return "no-memory";
+    case FRAME_ERR_HEADER_KEY: break;
     }
-    return "unknown";
+    return PROTO_ERR_BAD_HEADER;
 }
 
 /* True if s can be written inside JSON quotes as it is: printable ASCII
@@ -303,20 +302,4 @@ int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *conte
     out[0] = (uint8_t)(n >> 8);
     out[1] = (uint8_t)n;
     return n + FRAME_PROTO_HEADER_LEN;
-}
-
-ssize_t frame_send(int fd, const char *content_type, const char *content_encoding,
-               const void *content, size_t length, long long deadline)
-{
-    uint8_t head[FRAME_ENCODED_HEADER_MAX];
-    int n = frame_encode_header(head, content_type, content_encoding, length);
-    if (n < 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)n},
-                           {.iov_base = (void *)content, .iov_len = length}};
-    if (net_writev_until(fd, iov, 2, deadline) < 0)
-        return -1;
-    return (ssize_t)((size_t)n + length);
 }

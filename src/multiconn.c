@@ -7,6 +7,7 @@
  * does, in C.
  */
 #include "multiconn.h"
+#include "monotime.h"
 #include "log.h"
 #include "net.h"
 
@@ -82,7 +83,7 @@ static int open_all(struct mc_conn *conns, int n, const struct net_endpoint *ep,
     for (int i = 0; i < n; i++) {
         char err[512];
         log_verbose("Starting connection %d", i + 1);
-        long long left = deadline ? deadline - net_now_ms() : 0;
+        long long left = deadline ? deadline - monotime_ms() : 0;
         if (deadline && left <= 0) {
             snprintf(err, sizeof err, "timed out before connecting");
             conns[i].fd = -1;
@@ -129,8 +130,8 @@ int multiconn_run(const struct net_endpoint *ep, int n, long long deadline)
     if (!conns || !pfds || open_all(conns, n, ep, deadline) < 0)
         goto out;
     int open = n;
-    while (open > 0 && (!deadline || net_now_ms() < deadline))
-        open = poll_round(conns, pfds, n, deadline ? (int)(deadline - net_now_ms()) : -1);
+    while (open > 0 && (!deadline || monotime_ms() < deadline))
+        open = poll_round(conns, pfds, n, deadline ? (int)(deadline - monotime_ms()) : -1);
     for (int i = 0; i < n; i++)
         if (!finished(&conns[i]))
             finish(&conns[i], i + 1, "timed out");

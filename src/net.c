@@ -5,6 +5,7 @@
  * AF_UNSPEC, so no caller ever sees a sockaddr_in.
  */
 #include "net.h"
+#include "monotime.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,25 +114,19 @@ static int listen_on(const struct addrinfo *ai, int backlog)
     return fd;
 }
 
-int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen)
+/* Appends "; " and "<verb> <address>: <cause><hint>" to err (which may
+ * already hold messages): every address tried is reported, so a user sees
+ * why each failed. Leaves errno as it was. */
+static void report_address(char *err, size_t errlen, const char *verb,
+                           const struct addrinfo *ai, int e)
 {
-    struct addrinfo *res = resolve(host, port, 1, err, errlen);
-    if (!res)
-        return -1;
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = listen_on(ai, backlog);
-        if (fd < 0) {
-            int saved = errno;
-            char addr[NI_MAXHOST + NI_MAXSERV + 4];
-            format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
-            snprintf(err, errlen, "cannot listen on %s: %s%s", addr, strerror(saved),
-                     net_errno_hint(saved));
-            errno = saved;
-        }
-    }
-    freeaddrinfo(res);
-    return fd;
+    char addr[NI_MAXHOST + NI_MAXSERV + 4];
+    format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
+    size_t used = strlen(err);
+    if (used < errlen)
+        snprintf(err + used, errlen - used, "%s%s %s: %s%s", used ? "; " : "", verb, addr,
+                 strerror(e), net_errno_hint(e));
+    errno = e;
 }
 
 /* Waits for a non-blocking connect to finish; returns 0 or -1 (errno). */
@@ -185,36 +180,12 @@ int net_connect(const char *host, const char *port, int timeout_ms, char *err, s
     if (!res)
         return -1;
     int fd = -1;
-    size_t used = 0;
     err[0] = '\0';
-    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
-        fd = connect_to(ai, timeout_ms);
-        if (fd >= 0)
-            break;
-        int saved = errno;
-        char addr[NI_MAXHOST + NI_MAXSERV + 4];
-        format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
-        /* Every address tried is reported, so a user sees why each failed. */
-        if (used < errlen) {
-            int n = snprintf(err + used, errlen - used, "%scannot connect to %s: %s%s",
-                             used ? "; " : "", addr, strerror(saved), net_errno_hint(saved));
-            used += n > 0 ? (size_t)n : 0;
-        }
-        errno = saved;
-    }
+    for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next)
+        if ((fd = connect_to(ai, timeout_ms)) < 0)
+            report_address(err, errlen, "cannot connect to", ai, errno);
     freeaddrinfo(res);
     return fd;
-}
-
-/* Appends "; " and a message to err (which may already hold some). */
-static void append_err(char *err, size_t errlen, const char *fmt, const char *a, int e)
-{
-    size_t used = strlen(err);
-    if (used >= errlen)
-        return;
-    snprintf(err + used, errlen - used, "%s", used ? "; " : "");
-    used = strlen(err);
-    snprintf(err + used, errlen - used, fmt, a, strerror(e), net_errno_hint(e));
 }
 
 static int set_port(struct sockaddr *sa, int port)
@@ -238,10 +209,8 @@ static int listen_inet(const struct net_endpoint *ep, int backlog, int *fds, int
         if (port > 0) /* port 0: every address on the port the first one got */
             set_port(ai->ai_addr, port);
         int fd = listen_on(ai, backlog);
-        char addr[NI_MAXHOST + NI_MAXSERV + 4];
-        format_sockaddr(ai->ai_addr, ai->ai_addrlen, addr, sizeof addr);
         if (fd < 0) {
-            append_err(err, errlen, "cannot listen on %s: %s%s", addr, errno);
+            report_address(err, errlen, "cannot listen on", ai, errno);
             continue;
         }
         fds[n++] = fd;
@@ -347,6 +316,13 @@ bool net_unix_unlink_if_ours(const char *path, const struct net_unix_id *id)
     if (net_unix_identify(path, &now) < 0 || now.dev != id->dev || now.ino != id->ino)
         return false;
     return unlink(path) == 0;
+}
+
+int net_listen(const char *host, const char *port, int backlog, char *err, size_t errlen)
+{
+    struct net_endpoint ep = {.host = host, .port = port};
+    int fd;
+    return net_listen_endpoint(&ep, backlog, &fd, 1, err, errlen) == 1 ? fd : -1;
 }
 
 int net_listen_endpoint(const struct net_endpoint *ep, int backlog, int *fds, int max,
@@ -458,34 +434,7 @@ int net_set_nodelay(int fd)
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-ssize_t net_recv(int fd, void *buf, size_t len)
-{
-    ssize_t n;
-    do
-        n = recv(fd, buf, len, 0);
-    while (n < 0 && errno == EINTR);
-    return n;
-}
-
-enum net_read net_read_full(int fd, void *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = net_recv(fd, (char *)buf + got, n - got);
-        if (r < 0)
-            return NET_READ_ERR;
-        if (r == 0) {
-            if (got == 0)
-                return NET_READ_EOF;
-            errno = EPIPE;
-            return NET_READ_ERR;
-        }
-        got += (size_t)r;
-    }
-    return NET_READ_OK;
-}
-
-enum net_read net_read_full_until(int fd, void *buf, size_t n, long long deadline)
+enum net_read net_read_full(int fd, void *buf, size_t n, long long deadline)
 {
     size_t got = 0;
     while (got < n) {
@@ -516,25 +465,13 @@ int net_writev_full(int fd, struct iovec *iov, int iovcnt)
     return send_all(fd, iov, iovcnt, true, 0);
 }
 
-long long net_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-long long net_deadline(int timeout_ms)
-{
-    return timeout_ms > 0 ? net_now_ms() + timeout_ms : 0;
-}
-
 /* Waits until fd is ready for events or the deadline passes (ETIMEDOUT);
  * deadline 0 waits for as long as it takes. */
 static int wait_ready(int fd, short events, long long deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
-        long long left = deadline ? deadline - net_now_ms() : -1;
+        long long left = deadline ? deadline - monotime_ms() : -1;
         if (deadline && left <= 0) {
             errno = ETIMEDOUT;
             return -1;

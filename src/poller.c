@@ -8,6 +8,7 @@
  * down but never deadlock it against a worker that is parking.
  */
 #include "poller.h"
+#include "monotime.h"
 #include "log.h"
 #include "net.h"
 
@@ -52,7 +53,7 @@ static void link_tail(struct poller *p, int fd)
     struct entry *e = &p->entries[fd];
     e->prev = p->tail;
     e->next = -1;
-    e->since = net_now_ms();
+    e->since = monotime_ms();
     e->parked = true;
     if (p->tail >= 0)
         p->entries[p->tail].next = fd;
@@ -134,7 +135,7 @@ static int next_expiry(struct poller *p)
     pthread_mutex_lock(&p->lock);
     long long wait = p->idle_timeout_ms;
     if (p->head >= 0) {
-        wait = p->entries[p->head].since + p->idle_timeout_ms - net_now_ms();
+        wait = p->entries[p->head].since + p->idle_timeout_ms - monotime_ms();
         if (wait < 0)
             wait = 0;
     }
@@ -187,7 +188,7 @@ static void close_expired(struct poller *p, bool all)
     int doomed[MAX_EVENTS];
     for (;;) {
         int k = 0;
-        long long now = net_now_ms();
+        long long now = monotime_ms();
         pthread_mutex_lock(&p->lock);
         while (p->head >= 0 && k < MAX_EVENTS &&
                (all || (p->idle_timeout_ms > 0 &&

@@ -15,19 +15,38 @@
  * connection it holds.
  */
 #include "server.h"
+#include "acceptor.h"
 #include "app_conn.h"
-#include "echo.h"
+#include "echo_conn.h"
 #include "frame.h"
 #include "log.h"
+#include "monotime.h"
 #include "net.h"
+#include "poller.h"
+#include "pool.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+struct server {
+    struct server_config cfg;
+    int nlisten;
+    struct queue queue;
+    struct pool pool;
+    struct acceptor acceptor; /* owns the listening sockets */
+    struct poller *poller;    /* NULL with --no-park */
+    struct app_conn_config app;   /* what the serve functions are given */
+    struct echo_conn_config echo;
+    struct net_unix_id unix_id;   /* the socket file we made, if any */
+    long long started_ms;         /* for the uptime */
+};
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -54,29 +73,29 @@ json_t *server_stats(struct server *s)
     if (s->poller)
         poller_stats(s->poller, &ps);
     uint64_t accepted = atomic_load(&s->acceptor.accepted);
-    uint64_t closed = pool_total(p, STAT_CLOSED) + ps.idle_closed + ps.peer_closed +
+    uint64_t closed = pool_total(p, COUNTER_CLOSED) + ps.idle_closed + ps.peer_closed +
                       ps.dropped + atomic_load(&s->acceptor.dropped);
     json_t *errors = json_object();
-    for (int i = 0; i < STAT_ERRORS; i++)
-        json_object_set_new(errors, stats_error_codes[i],
-                            json_integer((json_int_t)pool_total(p, STAT_FIRST_ERROR + i)));
+    for (int e = 0; e < PROTO_ERR_COUNT; e++)
+        json_object_set_new(errors, proto_error_code((enum proto_error)e),
+                            json_integer((json_int_t)pool_total(p, counter_of_error(e))));
     return json_pack(
         "{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:o, "
         "s:{s:I, s:I}}",
-        "uptime_s", (double)(net_now_ms() - s->started_ms) / 1000.0,
+        "uptime_s", (double)(monotime_ms() - s->started_ms) / 1000.0,
         "connections", "accepted", (json_int_t)accepted, "active",
         (json_int_t)(accepted > closed ? accepted - closed : 0), "queued",
         (json_int_t)queue_length(&s->queue), "parked", (json_int_t)ps.holding,
         "workers", "total", (json_int_t)s->cfg.workers, "busy",
-        (json_int_t)atomic_load(&p->busy),
+        (json_int_t)pool_busy(p),
         "requests", "total", (json_int_t)pool_requests(p), "search_hit",
-        (json_int_t)pool_total(p, STAT_SEARCH_HIT), "search_miss",
-        (json_int_t)pool_total(p, STAT_SEARCH_MISS), "invalid_action",
-        (json_int_t)pool_total(p, STAT_INVALID_ACTION), "binary",
-        (json_int_t)pool_total(p, STAT_BINARY), "stats", (json_int_t)pool_total(p, STAT_STATS),
+        (json_int_t)pool_total(p, COUNTER_SEARCH_HIT), "search_miss",
+        (json_int_t)pool_total(p, COUNTER_SEARCH_MISS), "invalid_action",
+        (json_int_t)pool_total(p, COUNTER_INVALID_ACTION), "binary",
+        (json_int_t)pool_total(p, COUNTER_BINARY), "stats", (json_int_t)pool_total(p, COUNTER_STATS),
         "errors", errors,
-        "bytes", "in", (json_int_t)pool_total(p, STAT_BYTES_IN), "out",
-        (json_int_t)pool_total(p, STAT_BYTES_OUT));
+        "bytes", "in", (json_int_t)pool_total(p, COUNTER_BYTES_IN), "out",
+        (json_int_t)pool_total(p, COUNTER_BYTES_OUT));
 }
 
 static json_t *stats_of(void *arg)
@@ -109,7 +128,7 @@ static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
     struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path,
                               .unix_mode = cfg->unix_mode};
     /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
-    int n = net_listen_endpoint(&ep, SOMAXCONN, fds, ACCEPTOR_MAX_LISTENERS, err, errlen);
+    int n = net_listen_endpoint(&ep, SOMAXCONN, fds, NET_MAX_LISTENERS, err, errlen);
     if (n < 0)
         return -1;
     if (cfg->unix_path)
@@ -130,13 +149,29 @@ static void remove_socket_file(struct server *s)
         net_unix_unlink_if_ours(s->cfg.unix_path, &s->unix_id);
 }
 
-int server_start(struct server *s, const struct server_config *cfg, char *err, size_t errlen)
+/* Starts everything but the listeners; on failure, undoes what it did. */
+static int start_threads(struct server *s, int *fds, char *err, size_t errlen);
+
+struct server *server_start(const struct server_config *cfg, char *err, size_t errlen)
 {
-    int fds[ACCEPTOR_MAX_LISTENERS];
+    struct server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int fds[NET_MAX_LISTENERS];
     s->cfg = *cfg;
     s->nlisten = open_listeners(s, fds, err, errlen);
-    if (s->nlisten < 0)
-        return -1;
+    if (s->nlisten < 0 || start_threads(s, fds, err, errlen) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
+{
+    const struct server_config *cfg = &s->cfg;
     if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
         goto close_listeners;
@@ -146,12 +181,19 @@ int server_start(struct server *s, const struct server_config *cfg, char *err, s
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
     }
-    s->ctx = (struct serve_ctx){.cfg = &s->cfg, .stats = stats_of, .stats_arg = s};
-    s->started_ms = net_now_ms();
+    s->started_ms = monotime_ms();
+    /* What the serve functions are given: only what each needs. */
+    s->app = (struct app_conn_config){.max_content = cfg->max_content,
+                                      .read_timeout_ms = cfg->read_timeout_ms,
+                                      .write_timeout_ms = cfg->write_timeout_ms,
+                                      .stats = {.fn = stats_of, .arg = s}};
+    s->echo = (struct echo_conn_config){.write_timeout_ms = cfg->write_timeout_ms};
+    bool echo = cfg->mode == SERVER_MODE_ECHO;
     struct pool_config pc = {
         .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
-        .idle_timeout_ms = cfg->idle_timeout_ms, .ctx = &s->ctx,
-        .serve = cfg->mode == SERVER_MODE_ECHO ? echo_conn_serve : app_conn_serve};
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .serve = echo ? echo_conn_serve : app_conn_serve,
+        .serve_arg = echo ? (void *)&s->echo : (void *)&s->app};
     if (pool_start(&s->pool, &pc) < 0) {
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
         goto stop_poller;
@@ -190,19 +232,6 @@ int server_port(const struct server *s)
     return net_local_port(acceptor_listener(&s->acceptor, 0));
 }
 
-static struct timespec deadline_after(int ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 void server_cut(struct server *s)
 {
     /* Pushes still waiting fail (their sockets are closed unserved); what
@@ -214,7 +243,7 @@ void server_cut(struct server *s)
 
 static uint64_t cut_count(struct server *s)
 {
-    uint64_t n = atomic_load(&s->pool.cut) + atomic_load(&s->acceptor.dropped);
+    uint64_t n = pool_cut(&s->pool) + atomic_load(&s->acceptor.dropped);
     if (s->poller) {
         struct poller_stats ps;
         poller_stats(s->poller, &ps);
@@ -226,7 +255,7 @@ static uint64_t cut_count(struct server *s)
 bool server_drain(struct server *s, struct server_summary *out)
 {
     int drain_ms = s->cfg.drain_timeout_ms;
-    struct timespec deadline = deadline_after(drain_ms);
+    struct timespec deadline = monotime_timespec_after(drain_ms);
     pool_quiesce(&s->pool);
     acceptor_stop(&s->acceptor);
     if (s->poller)
@@ -259,6 +288,12 @@ void server_free(struct server *s)
     if (s->poller)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
+    free(s);
+}
+
+struct poller *server_poller(struct server *s)
+{
+    return s->poller;
 }
 
 bool server_stop(struct server *s)

@@ -12,7 +12,7 @@
  */
 #include "log.h"
 #include "net.h"
-#include "options.h"
+#include "parse.h"
 #include "server.h"
 #include "version.h"
 
@@ -20,8 +20,8 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,9 +262,9 @@ int main(int argc, char **argv)
      * one the hard limit allows, less a margin for listeners, pipes, epoll
      * and stdio. */
     long capacity = net_raise_fd_limit() - 16;
-    struct server srv;
     char err[512];
-    if (server_start(&srv, &cfg, err, sizeof err) < 0) {
+    struct server *srv = server_start(&cfg, err, sizeof err);
+    if (!srv) {
         fprintf(stderr, "enchufe-server: %s\n", err);
         return EXIT_FAILURE;
     }
@@ -274,14 +274,14 @@ int main(int argc, char **argv)
              cfg.park ? "idle connections parked in the poller"
                       : "idle connections held by their workers (--no-park)",
              cfg.park ? capacity : (long)cfg.workers);
-    for (int i = 0; server_address(&srv, i, addr, sizeof addr) == 0; i++)
+    for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++)
         log_info("Listening on %s", addr);
 
     int sig = wait_for_stop_signal(&signals);
     log_info("Received %s: finishing requests in progress", signal_name(sig));
     struct server_summary sum;
-    drain(&srv, &signals, &sum);
-    server_free(&srv);
+    drain(srv, &signals, &sum);
+    server_free(srv);
     log_stopped(&sum, cfg.drain_timeout_ms);
     return EXIT_SUCCESS;
 }

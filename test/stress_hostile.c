@@ -32,7 +32,7 @@ static void *client(void *arg)
 
 static void run(bool stop_midway)
 {
-    struct server srv;
+    struct server *srv;
     struct server_config cfg;
     server_config_defaults(&cfg);
     cfg.workers = 4;
@@ -51,12 +51,12 @@ static void run(bool stop_midway)
         while (atomic_load(&done) < THREADS * CONNECTIONS / 3 && ts_now_ms() < deadline)
             usleep(1000);
         atomic_store(&stopping, true);
-        server_stop(&srv);
+        server_stop(srv);
     }
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
     if (!stop_midway)
-        server_stop(&srv);
+        server_stop(srv);
     CHECK(atomic_load(&wrong) == 0, "%d normal requests got a wrong or no answer",
           atomic_load(&wrong));
     printf("stress_hostile: %s: %d mixed connections, every normal one answered right\n",

@@ -64,7 +64,7 @@ static void *client(void *arg)
 
 static void run_round(bool stop_midway, bool park)
 {
-    struct server srv;
+    struct server *srv;
     struct server_config cfg;
     server_config_defaults(&cfg);
     cfg.park = park;
@@ -85,14 +85,14 @@ static void run_round(bool stop_midway, bool park)
         while (atomic_load(&answered) < CLIENTS * REQUESTS / 4 && ts_now_ms() < deadline)
             usleep(1000);
         atomic_store(&stop_clients, true);
-        CHECK(server_stop(&srv), "the stop should drain within the timeout");
+        CHECK(server_stop(srv), "the stop should drain within the timeout");
     }
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(t[i], NULL);
     if (!stop_midway) {
         CHECK(atomic_load(&answered) == CLIENTS * REQUESTS, "answered %d of %d",
               atomic_load(&answered), CLIENTS * REQUESTS);
-        CHECK(server_stop(&srv), "an idle server stops at once");
+        CHECK(server_stop(srv), "an idle server stops at once");
     }
     printf("stress_server: %s, %s: %d answers, %d clients refused or closed at the stop\n",
            park ? "parking" : "no parking", stop_midway ? "stop under load" : "full run",

@@ -4,6 +4,7 @@
 #include "support.h"
 #include "app.h"
 #include "frame.h"
+#include "frame_io.h"
 #include "net.h"
 
 #include <errno.h>
@@ -33,16 +34,16 @@ long long ts_deadline(void)
     return ts_now_ms() + TEST_IO_TIMEOUT_MS;
 }
 
-int ts_start(struct server *srv, struct server_config *cfg)
+int ts_start(struct server **srv, struct server_config *cfg)
 {
     char err[256];
     cfg->host = "127.0.0.1";
     cfg->port = "0";
-    if (server_start(srv, cfg, err, sizeof err) < 0) {
+    if (!(*srv = server_start(cfg, err, sizeof err))) {
         fprintf(stderr, "ts_start: %s\n", err);
         return -1;
     }
-    return server_port(srv);
+    return server_port(*srv);
 }
 
 int ts_connect(int port)
@@ -75,7 +76,7 @@ int ts_search(int fd, const char *value, struct client_response *resp)
 {
     char *content = client_search_content("search", value);
     char err[256];
-    int rc = client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content),
+    int rc = client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
                              FRAME_DEFAULT_MAX_CONTENT, ts_deadline(), resp, err, sizeof err);
     free(content);
     return rc;
@@ -83,7 +84,7 @@ int ts_search(int fd, const char *value, struct client_response *resp)
 
 bool ts_content_is(const struct client_response *resp, const char *content)
 {
-    return strcmp(resp->header.content_type, APP_TEXT_JSON) == 0 &&
+    return strcmp(resp->header.content_type, PROTO_TEXT_JSON) == 0 &&
            resp->length == strlen(content) && memcmp(resp->content, content, resp->length) == 0;
 }
 
@@ -345,7 +346,7 @@ bool ts_mixed_connection(int port, int n)
         break;
     case 5: {
         char *content = client_search_content("search", "x");
-        frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0);
+        frame_io_send(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content), 0);
         free(content);
         shutdown(fd, SHUT_WR);
         struct client_response resp;

@@ -17,8 +17,9 @@
 /* Every socket a test opens gives up after this long. */
 #define TEST_IO_TIMEOUT_MS 5000
 
-/* Starts an in-process server on 127.0.0.1, port 0. Returns its port or -1. */
-int ts_start(struct server *srv, struct server_config *cfg);
+/* Starts an in-process server on 127.0.0.1, port 0, into *srv. Returns
+ * its port or -1. */
+int ts_start(struct server **srv, struct server_config *cfg);
 
 /* A blocking loopback connection with TEST_IO_TIMEOUT_MS timeouts, or -1. */
 int ts_connect(int port);

@@ -35,7 +35,7 @@ static void search_over(const struct net_endpoint *ep)
     close(fd);
 }
 
-static struct server srv;
+static struct server *srv;
 static struct server_config cfg;
 
 static void start_at(const char *host, const char *unix_path)
@@ -46,21 +46,21 @@ static void start_at(const char *host, const char *unix_path)
     cfg.port = "0";
     cfg.unix_path = unix_path;
     char err[512];
-    cr_assert_eq(server_start(&srv, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq((srv = server_start(&cfg, err, sizeof err)) != NULL, 1, "%s", err);
 }
 
 Test(address, ipv6_loopback_bare_and_bracketed, .timeout = 30)
 {
     start_at("::1", NULL);
     char addr[128], port[16];
-    cr_assert_eq(server_address(&srv, 0, addr, sizeof addr), 0);
-    snprintf(port, sizeof port, "%d", server_port(&srv));
+    cr_assert_eq(server_address(srv, 0, addr, sizeof addr), 0);
+    snprintf(port, sizeof port, "%d", server_port(srv));
     char want[64];
     snprintf(want, sizeof want, "[::1]:%s", port);
     cr_assert_str_eq(addr, want, "IPv6 addresses are shown in brackets");
     search_over(&(struct net_endpoint){.host = "::1", .port = port});
     search_over(&(struct net_endpoint){.host = "[::1]", .port = port});
-    server_stop(&srv);
+    server_stop(srv);
 }
 
 Test(address, ipv6_from_the_cli, .timeout = 30)
@@ -91,10 +91,10 @@ Test(address, unix_socket_serves_and_is_removed_at_stop, .timeout = 30)
     socket_path(path, sizeof path);
     start_at("127.0.0.1", path);
     char addr[160];
-    server_address(&srv, 0, addr, sizeof addr);
+    server_address(srv, 0, addr, sizeof addr);
     cr_assert(strstr(addr, "unix:") == addr, "shown as unix:PATH, got %s", addr);
     search_over(&(struct net_endpoint){.unix_path = path});
-    server_stop(&srv);
+    server_stop(srv);
     cr_assert_neq(access(path, F_OK), 0, "the socket file is removed at the stop");
 }
 
@@ -111,7 +111,7 @@ Test(address, stale_unix_socket_file_is_replaced, .timeout = 30)
     cr_assert_eq(access(path, F_OK), 0);
     start_at("127.0.0.1", path);
     search_over(&(struct net_endpoint){.unix_path = path});
-    server_stop(&srv);
+    server_stop(srv);
 }
 
 Test(address, live_unix_socket_is_not_clobbered, .timeout = 30)
@@ -122,7 +122,7 @@ Test(address, live_unix_socket_is_not_clobbered, .timeout = 30)
     cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-server --unix %s", ts_bin_dir(), path), 1);
     cr_assert(strstr(out, "a server is already listening there"), "%s", out);
     search_over(&(struct net_endpoint){.unix_path = path}); /* the first still serves */
-    server_stop(&srv);
+    server_stop(srv);
 }
 
 Test(address, a_file_that_is_not_a_socket_is_left_alone, .timeout = 30)
@@ -149,7 +149,7 @@ Test(address, unix_socket_is_owner_and_group_only_whatever_the_umask, .timeout =
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0660, "default mode 0660, got %03o", st.st_mode & 0777);
-    server_stop(&srv);
+    server_stop(srv);
 }
 
 Test(address, unix_mode_option_sets_the_socket_permissions, .timeout = 30)
@@ -184,14 +184,14 @@ Test(address, a_stop_removes_only_the_socket_file_it_made, .timeout = 30)
     socket_path(path, sizeof path);
     start_at("127.0.0.1", path);
     cr_assert_eq(unlink(path), 0);
-    struct server b;
+    struct server *b;
     struct server_config bcfg = cfg;
     char err[512];
-    cr_assert_eq(server_start(&b, &bcfg, err, sizeof err), 0, "%s", err);
-    server_stop(&srv);
+    cr_assert_eq((b = server_start(&bcfg, err, sizeof err)) != NULL, 1, "%s", err);
+    server_stop(srv);
     cr_assert_eq(access(path, F_OK), 0, "B's socket file is still there");
     search_over(&(struct net_endpoint){.unix_path = path});
-    server_stop(&b);
+    server_stop(b);
     cr_assert_neq(access(path, F_OK), 0, "B removes its own at its stop");
 }
 
@@ -204,11 +204,11 @@ Test(address, cli_over_unix_socket_and_multiconn, .timeout = 30)
     cfg.unix_path = path;
     cfg.mode = SERVER_MODE_ECHO;
     char err[256];
-    cr_assert_eq(server_start(&srv, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq((srv = server_start(&cfg, err, sizeof err)) != NULL, 1, "%s", err);
     cr_assert_eq(ts_run(out, sizeof out, "%s/enchufe-cli --unix %s multiconn 3", ts_bin_dir(), path),
                  0, "%s", out);
     cr_assert(strstr(out, "3 of 3 connections got every byte back"), "%s", out);
-    server_stop(&srv);
+    server_stop(srv);
 }
 
 Test(address, errors_name_the_address_and_the_likely_cause, .timeout = 30)

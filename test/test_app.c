@@ -24,7 +24,7 @@ static void expect_answer(const char *content, const char *expected)
 {
     struct frame req = json_request(content);
     struct app_response resp;
-    cr_assert_eq(app_handle_request(&req, &resp), 0);
+    cr_assert_eq(app_handle_request(&req, NULL, &resp), 0);
     cr_assert_str_eq(resp.content_type, "text/json");
     cr_assert_str_eq(resp.content_encoding, "utf-8");
     cr_assert_eq(resp.length, strlen(expected), "for %s expected %s, got %.*s", content,
@@ -90,7 +90,7 @@ static struct app_response binary_answer(const char *content, size_t len)
     f.header.content_length = len;
     f.content = (const uint8_t *)content;
     struct app_response resp;
-    cr_assert_eq(app_handle_request(&f, &resp), 0);
+    cr_assert_eq(app_handle_request(&f, NULL, &resp), 0);
     cr_assert_str_eq(resp.content_type, "binary/custom-server-binary-type");
     cr_assert_str_eq(resp.content_encoding, "binary");
     return resp;
@@ -121,7 +121,7 @@ Test(app, any_non_json_content_type_is_binary)
     struct frame f = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
     strcpy(f.header.content_type, "text/plain");
     struct app_response r;
-    app_handle_request(&f, &r);
+    app_handle_request(&f, NULL, &r);
     cr_assert_str_eq(r.content_type, "binary/custom-server-binary-type");
     cr_assert(memcmp(r.content, "First 10 bytes of request: {\"action\":", 37) == 0);
     app_response_free(&r);
@@ -131,7 +131,7 @@ static void expect_error(const char *content, const char *code, const char *word
 {
     struct frame req = json_request(content);
     struct app_response resp;
-    cr_assert_eq(app_handle_request(&req, &resp), 0);
+    cr_assert_eq(app_handle_request(&req, NULL, &resp), 0);
     cr_assert_str_eq(resp.error, code, "for %s", content);
     char text[512];
     snprintf(text, sizeof text, "%.*s", (int)resp.length, resp.content);
@@ -159,11 +159,11 @@ Test(app, text_json_in_another_encoding_is_refused)
     struct frame f = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
     strcpy(f.header.content_encoding, "latin-1");
     struct app_response r;
-    app_handle_request(&f, &r);
+    app_handle_request(&f, NULL, &r);
     cr_assert_str_eq(r.error, "bad-request");
     app_response_free(&r);
     strcpy(f.header.content_encoding, "UTF-8");
-    app_handle_request(&f, &r);
+    app_handle_request(&f, NULL, &r);
     cr_assert_null(r.error, "the encoding name is case-insensitive");
     app_response_free(&r);
 }
@@ -171,7 +171,7 @@ Test(app, text_json_in_another_encoding_is_refused)
 Test(app, error_response_is_valid_json_whatever_the_message)
 {
     struct app_response r;
-    cr_assert_eq(app_error_response("bad-json", "quoted \"\xff\x01\" bytes", &r), 0);
+    cr_assert_eq(app_error_response(PROTO_ERR_BAD_JSON, "quoted \"\xff\x01\" bytes", &r), 0);
     cr_assert_str_eq(r.content_type, "text/json");
     cr_assert(strstr(r.content, "\"error\": \"bad-json\""));
     cr_assert_null(memchr(r.content, 0xff, r.length), "raw invalid bytes must not leak out");
@@ -184,16 +184,21 @@ Test(app, search_table_is_exact)
     cr_assert_null(app_search("morpheus "));
 }
 
-Test(app, stats_is_recognised_and_left_to_the_server)
+static json_t *three_seconds_up(void *arg)
+{
+    (void)arg;
+    return json_pack("{s:i}", "uptime_s", 3);
+}
+
+Test(app, stats_answers_with_what_the_source_gives)
 {
     struct frame req = json_request("{\"action\": \"stats\"}");
+    struct app_stats_source source = {.fn = three_seconds_up};
     struct app_response resp;
-    cr_assert_eq(app_handle_request(&req, &resp), 0);
-    cr_assert_eq(resp.kind, STAT_STATS);
-    cr_assert_null(resp.content, "the connection layer fills it in");
-    json_t *stats = json_pack("{s:i}", "uptime_s", 3);
-    cr_assert_eq(app_stats_response(stats, &resp), 0);
-    cr_assert_str_eq(resp.content, "{\"result\": {\"uptime_s\": 3}}");
+    cr_assert_eq(app_handle_request(&req, &source, &resp), 0);
+    cr_assert_eq(resp.kind, COUNTER_STATS);
+    cr_assert_eq(resp.length, strlen("{\"result\": {\"uptime_s\": 3}}"));
+    cr_assert(memcmp(resp.content, "{\"result\": {\"uptime_s\": 3}}", resp.length) == 0);
     app_response_free(&resp);
 }
 
@@ -203,14 +208,14 @@ Test(app, answers_are_tagged_with_their_kind)
     struct frame miss = json_request("{\"action\": \"search\", \"value\": \"x\"}");
     struct frame bad = json_request("{\"action\": 1}");
     struct app_response r;
-    app_handle_request(&hit, &r);
-    cr_assert_eq(r.kind, STAT_SEARCH_HIT);
+    app_handle_request(&hit, NULL, &r);
+    cr_assert_eq(r.kind, COUNTER_SEARCH_HIT);
     app_response_free(&r);
-    app_handle_request(&miss, &r);
-    cr_assert_eq(r.kind, STAT_SEARCH_MISS);
+    app_handle_request(&miss, NULL, &r);
+    cr_assert_eq(r.kind, COUNTER_SEARCH_MISS);
     app_response_free(&r);
-    app_handle_request(&bad, &r);
-    cr_assert_eq(r.kind, STAT_ERR_REQUEST);
+    app_handle_request(&bad, NULL, &r);
+    cr_assert_eq(r.kind, counter_of_error(PROTO_ERR_BAD_REQUEST));
     app_response_free(&r);
 }
 
@@ -228,7 +233,7 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
     struct frame req = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
     struct app_response resp;
     json_set_alloc_funcs(no_memory, free);
-    int rc = app_handle_request(&req, &resp);
+    int rc = app_handle_request(&req, NULL, &resp);
     json_set_alloc_funcs(malloc, free);
     cr_assert_eq(rc, -1, "no memory is reported as such (kind %d, error %s)", resp.kind,
                  resp.error ? resp.error : "none");
@@ -239,7 +244,7 @@ Test(app, the_no_memory_answer_needs_no_memory)
 {
     struct app_response resp;
     json_set_alloc_funcs(no_memory, free);
-    int rc = app_error_response("no-memory", "out of memory", &resp);
+    int rc = app_error_response(PROTO_ERR_NO_MEMORY, "out of memory", &resp);
     json_set_alloc_funcs(malloc, free);
     cr_assert_eq(rc, 0);
     cr_assert_str_eq(resp.error, "no-memory");

@@ -6,6 +6,7 @@
  */
 #include "app.h"
 #include "client.h"
+#include "frame_io.h"
 #include "histogram.h"
 #include "loadgen.h"
 #include "net.h"
@@ -13,6 +14,7 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -69,7 +71,7 @@ Test(histogram, merging_equals_recording_together)
 
 /* --- against our server ------------------------------------------------------ */
 
-static struct server srv;
+static struct server *srv;
 static struct server_config cfg;
 static int port;
 static char port_s[16];
@@ -83,7 +85,7 @@ static void start(void)
     snprintf(port_s, sizeof port_s, "%d", port);
 }
 
-static void stop(void) { server_stop(&srv); }
+static void stop(void) { server_stop(srv); }
 
 static struct bench_request mix[2];
 static struct bench_result res;
@@ -165,18 +167,18 @@ static void *wrong_conn(void *arg)
         int rc = 0;
         switch (how) {
         case WRONG_CONTENT:
-            rc = frame_send(fd, APP_TEXT_JSON, APP_UTF8, "{\"result\": \"Follow the black rabbit\"}",
+            rc = frame_io_send(fd, PROTO_TEXT_JSON, PROTO_UTF8, "{\"result\": \"Follow the black rabbit\"}",
                             37, 0);
             break;
         case WRONG_TYPE:
-            rc = frame_send(fd, "text/plain", APP_UTF8, right, strlen(right), 0);
+            rc = frame_io_send(fd, "text/plain", PROTO_UTF8, right, strlen(right), 0);
             break;
         case WRONG_FRAMING:
             rc = net_write_full(fd, "\x00\x05hello", 7);
             break;
         case WRONG_EXTRA: { /* a right answer and one byte more, in one write */
             uint8_t buf[FRAME_ENCODED_HEADER_MAX + 64];
-            int n = frame_encode_header(buf, APP_TEXT_JSON, APP_UTF8, strlen(right));
+            int n = frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, strlen(right));
             memcpy(buf + n, right, strlen(right));
             buf[(size_t)n + strlen(right)] = '!';
             rc = net_write_full(fd, buf, (size_t)n + strlen(right) + 1);

@@ -228,7 +228,7 @@ Test(frame, rejects_a_proto_header_too_short_for_json)
     cr_assert_eq(frame_decode(&d, zero, 2, &f), FRAME_ERR_PROTO_HEADER);
     frame_decoder_init(&d, MAX);
     cr_assert_eq(frame_decode(&d, one, 3, &f), FRAME_ERR_PROTO_HEADER);
-    cr_assert_str_eq(frame_status_code(FRAME_ERR_PROTO_HEADER), "bad-proto-header");
+    cr_assert_str_eq(proto_error_code(frame_status_error(FRAME_ERR_PROTO_HEADER)), "bad-proto-header");
 }
 
 Test(frame, rejects_too_large_before_any_content_arrives)
@@ -240,7 +240,7 @@ Test(frame, rejects_too_large_before_any_content_arrives)
     frame_decoder_init(&d, 1048576);
     /* Only the header: the decoder must not wait for a mebibyte first. */
     cr_assert_eq(frame_decode(&d, buf, n, &f), FRAME_ERR_TOO_LARGE);
-    cr_assert_str_eq(frame_status_code(FRAME_ERR_TOO_LARGE), "too-large");
+    cr_assert_str_eq(proto_error_code(frame_status_error(FRAME_ERR_TOO_LARGE)), "too-large");
 }
 
 Test(frame, accepts_content_exactly_at_the_limit)
@@ -334,8 +334,8 @@ Test(frame, a_header_parsed_without_memory_is_no_memory_not_bad_json)
     json_set_alloc_funcs(no_memory, free);
     enum frame_status st = frame_decode(&d, buf, n, &f);
     json_set_alloc_funcs(malloc, free);
-    cr_assert_eq(st, FRAME_ERR_NO_MEMORY, "got %s: %s", frame_status_code(st), d.error);
-    cr_assert_str_eq(frame_status_code(st), "no-memory");
+    cr_assert_eq(st, FRAME_ERR_NO_MEMORY, "got %s: %s", proto_error_code(frame_status_error(st)), d.error);
+    cr_assert_str_eq(proto_error_code(frame_status_error(st)), "no-memory");
     frame_decoder_init(&d, 1000);
     cr_assert_eq(frame_decode(&d, buf, n, &f), FRAME_COMPLETE, "with memory it decodes");
 }

@@ -8,11 +8,13 @@
  */
 #include "app.h"
 #include "client.h"
+#include "frame_io.h"
 #include "net.h"
 #include "server.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
@@ -25,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct server srv;
+static struct server *srv;
 static struct server_config cfg;
 static int port;
 
@@ -43,7 +45,7 @@ static void start_strict(void)
     cr_assert_gt(port, 0);
 }
 
-static void stop(void) { server_stop(&srv); }
+static void stop(void) { server_stop(srv); }
 
 TestSuite(hostile, .init = start_strict, .fini = stop, .timeout = 60);
 
@@ -104,7 +106,7 @@ Test(hostile, client_that_never_reads_is_cut_at_the_write_timeout)
     char *content = client_search_content("search", value);
     size_t len = strlen(content);
     uint8_t head[FRAME_ENCODED_HEADER_MAX];
-    int hn = frame_encode_header(head, APP_TEXT_JSON, APP_UTF8, len);
+    int hn = frame_encode_header(head, PROTO_TEXT_JSON, PROTO_UTF8, len);
     int fd = ts_connect(port);
     int bufsize = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
@@ -205,7 +207,7 @@ static int send_search(int p, const char *value)
 {
     int fd = ts_connect(p);
     char *content = client_search_content("search", value);
-    frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0);
+    frame_io_send(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content), 0);
     free(content);
     return fd;
 }

@@ -3,6 +3,7 @@
  */
 #include "app.h"
 #include "client.h"
+#include "frame_io.h"
 #include "net.h"
 #include "poller.h"
 #include "server.h"
@@ -15,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct server srv;
+static struct server *srv;
 static struct server_config cfg;
 static int port;
 
@@ -31,12 +32,12 @@ static void start_with(int workers, int idle_ms)
 
 static void start(void) { start_with(2, 10000); }
 static void start_short_idle(void) { start_with(2, 300); }
-static void stop(void) { server_stop(&srv); }
+static void stop(void) { server_stop(srv); }
 
 static struct poller_stats stats(void)
 {
     struct poller_stats st;
-    poller_stats(srv.poller, &st);
+    poller_stats(server_poller(srv), &st);
     return st;
 }
 
@@ -121,7 +122,7 @@ Test(park, pipelined_requests_are_served_without_the_poller)
     size_t len = 0;
     for (int i = 0; i < N; i++) {
         char *content = client_search_content("search", "ring");
-        len += (size_t)frame_encode_header(burst + len, APP_TEXT_JSON, APP_UTF8, strlen(content));
+        len += (size_t)frame_encode_header(burst + len, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
         memcpy(burst + len, content, strlen(content));
         len += strlen(content);
         free(content);
@@ -170,7 +171,7 @@ Test(park, stopping_closes_parked_connections_cleanly)
     }
     cr_assert(holding_at_least(20));
     long long t0 = ts_now_ms();
-    cr_assert(server_stop(&srv), "nothing was in progress, so the stop drains at once");
+    cr_assert(server_stop(srv), "nothing was in progress, so the stop drains at once");
     cr_assert_lt(ts_now_ms() - t0, 2000);
     for (int i = 0; i < 20; i++) {
         cr_assert(ts_closed_within(fds[i], 1000), "parked connection %d closed at the stop", i);
@@ -193,13 +194,13 @@ Test(no_park, keeps_a_worker_per_idle_connection, .init = start_no_park, .fini =
 {
     /* The old behaviour, for comparison: with --no-park two idle
      * connections take both workers and a third client waits. */
-    cr_assert_null(srv.poller);
+    cr_assert_null(server_poller(srv));
     int a = ts_connect(port), b = ts_connect(port);
     expect_search(a, "ring");
     expect_search(b, "ring");
     int c = ts_connect(port);
     char *content = client_search_content("search", "x");
-    frame_send(c, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0);
+    frame_io_send(c, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content), 0);
     free(content);
     cr_assert_not(ts_closed_within(c, 300) , "no close, no answer: it waits");
     close(a);

@@ -76,7 +76,7 @@ static void fake_stop(struct fake *f)
 /* A whole framed answer with this JSON content. */
 static size_t frame_of(const char *content, uint8_t *out, size_t cap)
 {
-    int n = frame_encode_header(out, APP_TEXT_JSON, APP_UTF8, strlen(content));
+    int n = frame_encode_header(out, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
     cr_assert(n > 0 && (size_t)n + strlen(content) <= cap);
     memcpy(out + n, content, strlen(content));
     return (size_t)n + strlen(content);

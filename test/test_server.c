@@ -5,12 +5,14 @@
  */
 #include "app.h"
 #include "client.h"
+#include "frame_io.h"
 #include "multiconn.h"
 #include "net.h"
 #include "server.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -23,7 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static struct server srv;
+static struct server *srv;
 static struct server_config cfg;
 static int port;
 
@@ -41,7 +43,7 @@ static void start(enum server_mode mode, size_t workers, int idle_ms)
 static void start_app(void) { start(SERVER_MODE_APP, 4, 5000); }
 static void start_app_short_idle(void) { start(SERVER_MODE_APP, 2, 200); }
 static void start_echo(void) { start(SERVER_MODE_ECHO, 4, 5000); }
-static void stop(void) { server_stop(&srv); }
+static void stop(void) { server_stop(srv); }
 
 TestSuite(server, .init = start_app, .fini = stop, .timeout = 60);
 
@@ -78,10 +80,10 @@ Test(server, answers_binary_requests)
     int fd = ts_connect(port);
     struct client_response resp;
     char err[256];
-    cr_assert_eq(client_exchange(fd, APP_CLIENT_BINARY_TYPE, APP_BINARY, "getsomething", 12,
+    cr_assert_eq(client_exchange(fd, PROTO_CLIENT_BINARY_TYPE, PROTO_BINARY, "getsomething", 12,
                                  1 << 20, ts_deadline(), &resp, err, sizeof err),
                  0, "%s", err);
-    cr_assert_str_eq(resp.header.content_type, APP_SERVER_BINARY_TYPE);
+    cr_assert_str_eq(resp.header.content_type, PROTO_SERVER_BINARY_TYPE);
     cr_assert_eq(resp.length, 37);
     cr_assert(memcmp(resp.content, "First 10 bytes of request: getsomethi", 37) == 0);
     client_response_free(&resp);
@@ -154,7 +156,7 @@ Test(server, answers_pipelined_requests_in_order)
         char value[16], *content;
         snprintf(value, sizeof value, "v%d", i);
         content = client_search_content("search", value);
-        len += (size_t)frame_encode_header(burst + len, APP_TEXT_JSON, APP_UTF8, strlen(content));
+        len += (size_t)frame_encode_header(burst + len, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
         memcpy(burst + len, content, strlen(content));
         len += strlen(content);
         free(content);
@@ -238,7 +240,7 @@ Test(server, answers_bad_content_and_keeps_the_connection)
     int fd = ts_connect(port);
     struct client_response resp;
     char err[256];
-    cr_assert_eq(client_exchange(fd, APP_TEXT_JSON, APP_UTF8, "{oops", 5, 1 << 20, ts_deadline(), &resp, err,
+    cr_assert_eq(client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, "{oops", 5, 1 << 20, ts_deadline(), &resp, err,
                                  sizeof err),
                  0, "%s", err);
     cr_assert(memmem(resp.content, resp.length, "\"error\": \"bad-content\"", 22));
@@ -251,7 +253,7 @@ Test(server, accepts_a_request_dribbled_one_byte_at_a_time)
 {
     uint8_t buf[FRAME_ENCODED_HEADER_MAX + 256];
     char *content = client_search_content("search", "morpheus");
-    size_t n = (size_t)frame_encode_header(buf, APP_TEXT_JSON, APP_UTF8, strlen(content));
+    size_t n = (size_t)frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
     memcpy(buf + n, content, strlen(content));
     n += strlen(content);
     free(content);
@@ -272,7 +274,7 @@ Test(server, answers_after_the_client_half_closes)
 {
     int fd = ts_connect(port);
     char *content = client_search_content("search", "ring");
-    cr_assert_gt(frame_send(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 0), 0);
+    cr_assert_gt(frame_io_send(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content), 0), 0);
     free(content);
     shutdown(fd, SHUT_WR);
     struct client_response resp;
@@ -341,7 +343,7 @@ Test(echo, sends_back_a_mebibyte_unchanged)
     struct writer w = {fd, out, len, -1};
     pthread_t t;
     pthread_create(&t, NULL, write_all, &w);
-    enum net_read r = net_read_full(fd, in, len);
+    enum net_read r = net_read_full(fd, in, len, ts_deadline());
     pthread_join(t, NULL);
     cr_assert_eq(w.rc, 0);
     cr_assert_eq(r, NET_READ_OK);
@@ -455,7 +457,7 @@ static int start_request(int p, const char *value, uint8_t *rest, size_t *rest_l
 {
     uint8_t buf[FRAME_ENCODED_HEADER_MAX + 256];
     char *content = client_search_content("search", value);
-    size_t n = (size_t)frame_encode_header(buf, APP_TEXT_JSON, APP_UTF8, strlen(content));
+    size_t n = (size_t)frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
     memcpy(buf + n, content, strlen(content));
     n += strlen(content);
     free(content);
@@ -545,7 +547,7 @@ Test(server_binary, ignores_sigpipe_from_a_vanished_client, .timeout = 60)
     cr_assert_geq(fd, 0, "the server is still alive");
     cr_assert_eq(net_write_full(fd, "ping", 4), 0);
     char back[4];
-    cr_assert_eq(net_read_full(fd, back, 4), NET_READ_OK);
+    cr_assert_eq(net_read_full(fd, back, 4, ts_deadline()), NET_READ_OK);
     close(fd);
     kill(pid, SIGINT);
     cr_assert_eq(ts_wait_exit(pid, 15000), 0);
@@ -559,7 +561,7 @@ static json_t *fetch_stats(int fd)
     const char *content = "{\"action\": \"stats\"}";
     struct client_response resp;
     char err[256];
-    cr_assert_eq(client_exchange(fd, APP_TEXT_JSON, APP_UTF8, content, strlen(content), 1 << 20,
+    cr_assert_eq(client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content), 1 << 20,
                                  ts_deadline(), &resp, err, sizeof err),
                  0, "%s", err);
     json_t *obj = json_loadb((const char *)resp.content, resp.length, 0, NULL);
@@ -584,10 +586,10 @@ Test(server, stats_counters_move_by_exactly_what_was_sent)
         expect_search(fd, values[i]);
     struct client_response resp;
     char err[256];
-    cr_assert_eq(client_exchange(fd, APP_CLIENT_BINARY_TYPE, APP_BINARY, "xyz", 3, 1 << 20, ts_deadline(), &resp,
+    cr_assert_eq(client_exchange(fd, PROTO_CLIENT_BINARY_TYPE, PROTO_BINARY, "xyz", 3, 1 << 20, ts_deadline(), &resp,
                                  err, sizeof err), 0);
     client_response_free(&resp);
-    cr_assert_eq(client_exchange(fd, APP_TEXT_JSON, APP_UTF8, "{oops", 5, 1 << 20, ts_deadline(), &resp, err,
+    cr_assert_eq(client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, "{oops", 5, 1 << 20, ts_deadline(), &resp, err,
                                  sizeof err), 0);
     client_response_free(&resp);
     json_t *after = fetch_stats(fd);

@@ -52,7 +52,7 @@ static size_t request_bytes(const char *value, uint8_t *buf, size_t cap)
 {
     char *content = client_search_content("search", value);
     size_t len = strlen(content);
-    int n = frame_encode_header(buf, APP_TEXT_JSON, APP_UTF8, len);
+    int n = frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, len);
     cr_assert(n > 0 && (size_t)n + len <= cap);
     memcpy(buf + n, content, len);
     free(content);

@@ -53,6 +53,7 @@ if [ "$what" = dissector ]; then
   command -v python3 >/dev/null || missing+=(python3)
 fi
 if [ "$what" = lint ]; then
+  command -v python3 >/dev/null || missing+=(python3)
   command -v cppcheck >/dev/null || missing+=(cppcheck)
   command -v clang-tidy >/dev/null || missing+=(clang-tidy)
 fi

@@ -1,7 +1,7 @@
 /*
- * options.c - numeric option parsing (see options.h).
+ * parse.c - numeric option parsing (see parse.h).
  */
-#include "options.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <math.h>

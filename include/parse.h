@@ -1,9 +1,9 @@
 /*
- * options.h - strict parsing of numeric command-line values, shared by the
+ * parse.h - strict parsing of numeric command-line values, shared by the
  * three programs so that "--port 80x" is an error everywhere, not 80.
  */
-#ifndef ENCHUFE_OPTIONS_H
-#define ENCHUFE_OPTIONS_H
+#ifndef ENCHUFE_PARSE_H
+#define ENCHUFE_PARSE_H
 
 #include <stdbool.h>
 

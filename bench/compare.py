@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Two builds of enchufe-server side by side, same generator, same run.
+
+    python3 bench/compare.py --old /tmp/old/bin --new bin [--seconds 5] [--rounds 3]
+
+For a before/after figure: each row runs against the old server and the
+new one in turn, `rounds` times, alternating so that the machine's noise
+falls on both alike, and prints the median requests/s and p99 of each and
+their ratio. The generator is the new build's enchufe-bench. Every server
+it starts is stopped by its PID.
+"""
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+
+# name, server options, bench options
+ROWS = [
+    ("keep-alive, 16 workers, c=16", ["--workers", "16"], ["-c", "16"]),
+    ("keep-alive, 16 workers, c=50", ["--workers", "16"], ["-c", "50"]),
+    ("keep-alive, 64 workers, c=50", ["--workers", "64"], ["-c", "50"]),
+    ("keep-alive, --no-park 16 workers, c=16", ["--workers", "16", "--no-park"], ["-c", "16"]),
+    ("keep-alive, --no-park 64 workers, c=50", ["--workers", "64", "--no-park"], ["-c", "50"]),
+    ("per-conn, 16 workers, c=50", ["--workers", "16"], ["-c", "50", "--mode", "per-conn"]),
+]
+
+
+def start(bin_dir, opts):
+    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0", *opts],
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(10):
+        line = proc.stderr.readline()
+        if "Listening on" in line:
+            return proc, int(line.strip().rsplit(":", 1)[1])
+    proc.kill()
+    raise SystemExit(f"{bin_dir}/enchufe-server did not start")
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    proc.wait(30)
+
+
+def measure(gen, bin_dir, server_opts, bench_opts, seconds):
+    proc, port = start(bin_dir, server_opts)
+    try:
+        cmd = [gen, "--port", str(port), "-d", str(seconds), "-t", "2", "--warmup", "1",
+               "--json", "-q", *bench_opts]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+        r = json.loads(out)
+        if sum(r["errors"].values()):
+            print(f"  note: {sum(r['errors'].values())} errors in {bench_opts}", file=sys.stderr)
+        return r["requests_per_s"], r["latency_us"]["p99"] / 1000
+    finally:
+        stop(proc)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--old", required=True, help="directory of the old build's binaries")
+    ap.add_argument("--new", default="bin", help="directory of the new build's binaries")
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", help="run only the rows whose name contains this")
+    args = ap.parse_args()
+    gen = os.path.join(args.new, "enchufe-bench")
+    print(f"  {'row':<40} {'old req/s':>10} {'new req/s':>10} {'new/old':>8} "
+          f"{'old p99':>8} {'new p99':>8}")
+    for name, server_opts, bench_opts in ROWS:
+        if args.only and args.only not in name:
+            continue
+        old, new = [], []
+        for _ in range(args.rounds):
+            old.append(measure(gen, args.old, server_opts, bench_opts, args.seconds))
+            new.append(measure(gen, args.new, server_opts, bench_opts, args.seconds))
+        o = statistics.median(r for r, _ in old)
+        n = statistics.median(r for r, _ in new)
+        op = statistics.median(p for _, p in old)
+        np_ = statistics.median(p for _, p in new)
+        print(f"  {name:<40} {o:>10,.0f} {n:>10,.0f} {n / o:>8.2f} {op:>7.2f}ms {np_:>7.2f}ms",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

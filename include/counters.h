@@ -1,0 +1,35 @@
+/*
+ * counters.h - what the server counts, for the `stats` request.
+ *
+ * Each worker keeps its own counters (see worker.h), bumped without locks
+ * or contention and summed only when someone asks. Error answers are
+ * counted by their protocol error, in the order of protocol.h's table.
+ */
+#ifndef ENCHUFE_COUNTERS_H
+#define ENCHUFE_COUNTERS_H
+
+#include "protocol.h"
+
+enum counter {
+    COUNTER_SEARCH_HIT, /* answers, by kind */
+    COUNTER_SEARCH_MISS,
+    COUNTER_INVALID_ACTION,
+    COUNTER_BINARY,
+    COUNTER_STATS,
+    COUNTER_FIRST_ERROR, /* error answers, one per enum proto_error */
+    COUNTER_BYTES_IN = COUNTER_FIRST_ERROR + PROTO_ERR_COUNT,
+    COUNTER_BYTES_OUT,
+    COUNTER_CLOSED, /* connections a worker closed */
+    COUNTER_COUNT
+};
+
+/* The counter of error answers with this error. */
+static inline enum counter counter_of_error(enum proto_error e)
+{
+    return (enum counter)(COUNTER_FIRST_ERROR + (int)e);
+}
+
+/* The answers of every kind, errors included: the requests answered. */
+#define COUNTER_ANSWERS_END COUNTER_BYTES_IN
+
+#endif
