@@ -32,6 +32,9 @@ static void usage(FILE *out)
             "  -d, --duration SEC     how long to measure (default 10)\n"
             "  -n, --requests N       send exactly N requests instead of a duration\n"
             "      --warmup SEC       run this long first, without counting (default 0)\n"
+            "  -P, --pipeline N       send N requests at once on each connection, then read\n"
+            "                         the N answers, each checked; latency counts from the\n"
+            "                         batch's send (default 1; not with --rate)\n"
             "  -R, --rate N           fixed rate of N requests/s in all (open loop); latency\n"
             "                         then counts from each request's intended send time\n"
             "      --mode MODE        keepalive (default): many requests per connection;\n"
@@ -131,6 +134,7 @@ static const struct option long_options[] = {
     {"requests", required_argument, NULL, 'n'},
     {"warmup", required_argument, NULL, OPT_WARMUP},
     {"rate", required_argument, NULL, 'R'},
+    {"pipeline", required_argument, NULL, 'P'},
     {"mode", required_argument, NULL, OPT_MODE},
     {"request", required_argument, NULL, 'r'},
     {"raw-request", required_argument, NULL, OPT_RAW_REQ},
@@ -175,6 +179,9 @@ static bool parse_one(struct args *a, int opt, char *arg)
     case 'R':
         return parse_long(arg, 1, 100000000, &v) ? (c->rate = (double)v, true)
                                                  : bad("--rate", arg, "requests per second");
+    case 'P':
+        return parse_long(arg, 1, BENCH_MAX_PIPELINE, &v) ? (c->pipeline = (int)v, true)
+                                                          : bad("--pipeline", arg, "1 to 1024");
     case OPT_MODE:
         if (strcmp(arg, "keepalive") == 0 || strcmp(arg, "per-conn") == 0) {
             c->mode = arg[0] == 'k' ? BENCH_KEEPALIVE : BENCH_PER_CONN;
@@ -225,7 +232,7 @@ static bool finish_mix(struct args *a)
 static int parse_args(int argc, char **argv, struct args *a)
 {
     int opt;
-    while ((opt = getopt_long(argc, argv, "t:c:d:n:R:r:qhV", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "t:c:d:n:R:P:r:qhV", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return EXIT_SUCCESS;
@@ -245,6 +252,11 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (a->cfg.connections < a->cfg.threads)
         a->cfg.threads = a->cfg.connections;
+    if (a->cfg.pipeline > 1 && a->cfg.rate > 0) {
+        fprintf(stderr, "enchufe-bench: --pipeline and --rate do not go together: a fixed rate "
+                        "sends each request when it is due\n");
+        return EXIT_USAGE;
+    }
     return finish_mix(a) ? -1 : EXIT_USAGE;
 }
 
@@ -252,7 +264,7 @@ int main(int argc, char **argv)
 {
     static struct args a = {
         .cfg = {.host = "127.0.0.1", .port = "65432", .threads = 2, .connections = 50,
-                .duration_s = 10, .timeout_ms = 5000, .progress = true},
+                .duration_s = 10, .timeout_ms = 5000, .pipeline = 1, .progress = true},
     };
     a.cfg.mix = a.mix;
     int rc = parse_args(argc, argv, &a);

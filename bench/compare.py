@@ -24,7 +24,11 @@ ROWS = [
     ("keep-alive, 64 workers, c=50", ["--workers", "64"], ["-c", "50"]),
     ("keep-alive, --no-park 16 workers, c=16", ["--workers", "16", "--no-park"], ["-c", "16"]),
     ("keep-alive, --no-park 64 workers, c=50", ["--workers", "64", "--no-park"], ["-c", "50"]),
+    ("keep-alive, 16 workers, c=256", ["--workers", "16"], ["-c", "256"]),
     ("per-conn, 16 workers, c=50", ["--workers", "16"], ["-c", "50", "--mode", "per-conn"]),
+    ("pipelined 4 deep, 16 workers, c=16", ["--workers", "16"], ["-c", "16", "-P", "4"]),
+    ("pipelined 16 deep, 16 workers, c=16", ["--workers", "16"], ["-c", "16", "-P", "16"]),
+    ("pipelined 64 deep, 16 workers, c=16", ["--workers", "16"], ["-c", "16", "-P", "64"]),
 ]
 
 

@@ -39,8 +39,13 @@ struct slot {
     enum slot_state state;
     bool has_request; /* a request is assigned (possibly waiting to connect) */
     bool want_out;    /* EPOLLOUT is in the interest set */
-    const struct bench_request *req;
-    unsigned next;    /* position in the mix */
+    unsigned next;    /* position in the mix of the next request to send */
+    unsigned first;   /* ... of the first request of the batch in flight */
+    unsigned depth;   /* requests in the batch (the pipeline depth) */
+    unsigned done;    /* of those, answered */
+    const uint8_t *out; /* the batch's bytes: one request's, or sendbuf */
+    size_t out_len;
+    uint8_t *sendbuf; /* the requests of a batch, back to back (pipelining) */
     size_t sent;
     uint8_t *buf;
     size_t len, cap;
@@ -164,11 +169,11 @@ static void open_slot(struct worker *w, struct slot *s)
     s->state = S_CONNECTING;
 }
 
-/* Sends what is left of the request; moves on to reading when done. */
+/* Sends what is left of the batch; moves on to reading when done. */
 static void send_some(struct worker *w, struct slot *s)
 {
-    while (s->sent < s->req->len) {
-        ssize_t n = send(s->fd, s->req->bytes + s->sent, s->req->len - s->sent,
+    while (s->sent < s->out_len) {
+        ssize_t n = send(s->fd, s->out + s->sent, s->out_len - s->sent,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
@@ -186,15 +191,46 @@ static void send_some(struct worker *w, struct slot *s)
     s->state = S_READING;
 }
 
+/* The k-th request of the slot's batch. */
+static const struct bench_request *request_at(const struct worker *w, const struct slot *s,
+                                              unsigned k)
+{
+    return &w->cfg->mix[(s->first + k) % w->cfg->mix_len];
+}
+
 static bool may_issue(struct worker *w)
 {
     return w->issued < w->quota;
 }
 
+/* Takes the next batch's requests from the quota: the pipeline depth, or
+ * what -n leaves. */
+static unsigned take_batch(struct worker *w)
+{
+    uint64_t left = w->quota - w->issued, depth = (uint64_t)w->cfg->pipeline;
+    unsigned n = (unsigned)(left < depth ? left : depth);
+    w->issued += n;
+    return n;
+}
+
 /* Starts a request on a connected, idle slot. */
 static void start_request(struct worker *w, struct slot *s, uint64_t origin)
 {
-    s->req = &w->cfg->mix[s->next++ % w->cfg->mix_len];
+    s->first = s->next;
+    s->next += s->depth;
+    s->done = 0;
+    if (s->depth == 1) {
+        s->out = request_at(w, s, 0)->bytes;
+        s->out_len = request_at(w, s, 0)->len;
+    } else {
+        s->out_len = 0;
+        for (unsigned k = 0; k < s->depth; k++) {
+            const struct bench_request *r = request_at(w, s, k);
+            memcpy(s->sendbuf + s->out_len, r->bytes, r->len);
+            s->out_len += r->len;
+        }
+        s->out = s->sendbuf;
+    }
     s->sent = 0;
     s->len = 0;
     frame_decoder_init(&s->dec, s->cap);
@@ -218,7 +254,8 @@ static void next_request(struct worker *w, struct slot *s)
     }
     if (!may_issue(w))
         return;
-    w->issued++;
+    s->depth = take_batch(w);
+    s->done = 0;
     s->has_request = true;
     s->origin = monotime_ns();
     if (s->state == S_CLOSED)
@@ -229,23 +266,36 @@ static void next_request(struct worker *w, struct slot *s)
 
 /* --- answers ---------------------------------------------------------------- */
 
-static void record_success(struct worker *w, struct slot *s, uint64_t now)
+/* An answer checked and right: count it, and drop its bytes. Returns true
+ * if more answers of the batch are due. */
+static bool record_success(struct worker *w, struct slot *s, uint64_t now, size_t size)
 {
     s->answered++;
     w->res.completed++;
-    hist_record(&w->res.latency, now - s->origin);
+    hist_record(&w->res.latency, now - s->origin); /* from the batch's send */
     atomic_store_explicit(&w->progress, w->res.completed, memory_order_relaxed);
+    s->len -= size;
+    memmove(s->buf, s->buf + size, s->len);
+    frame_decoder_init(&s->dec, s->cap);
+    if (++s->done < s->depth)
+        return true;
     next_request(w, s);
+    return false;
 }
 
-static void check_frame(struct worker *w, struct slot *s, uint64_t now)
+/* Checks the answer at the front of the buffer. Returns true if there
+ * was a whole right one and more are due; false when more bytes are
+ * needed, the batch is done, or the answer was wrong (counted). Bytes
+ * after the batch's last answer are a framing error. */
+static bool check_frame(struct worker *w, struct slot *s, uint64_t now)
 {
     struct frame f;
     enum frame_status st = frame_decode(&s->dec, s->buf, s->len, &f);
     if (st == FRAME_NEED_MORE)
-        return;
-    const struct bench_request *r = s->req;
-    if (st != FRAME_COMPLETE || f.size != s->len)
+        return false;
+    const struct bench_request *r = request_at(w, s, s->done);
+    bool last = s->done + 1 == s->depth;
+    if (st != FRAME_COMPLETE || (last && f.size != s->len))
         fail(w, s, BENCH_ERR_FRAMING);
     else if (strcmp(f.header.content_type, r->content_type) != 0 ||
              strcmp(f.header.content_encoding, r->content_encoding) != 0)
@@ -254,25 +304,30 @@ static void check_frame(struct worker *w, struct slot *s, uint64_t now)
              memcmp(f.content, r->expect, r->expect_len) != 0)
         fail(w, s, BENCH_ERR_CONTENT);
     else
-        record_success(w, s, now);
+        return record_success(w, s, now, f.size);
+    return false;
 }
 
-static void check_raw(struct worker *w, struct slot *s, uint64_t now)
+static bool check_raw(struct worker *w, struct slot *s, uint64_t now)
 {
-    const struct bench_request *r = s->req;
+    const struct bench_request *r = request_at(w, s, s->done);
+    bool last = s->done + 1 == s->depth;
     if (s->len < r->expect_len)
-        return;
-    if (s->len > r->expect_len || (r->check_bytes && memcmp(s->buf, r->expect, s->len) != 0))
+        return false;
+    if ((last && s->len > r->expect_len) ||
+        (r->check_bytes && memcmp(s->buf, r->expect, r->expect_len) != 0)) {
         fail(w, s, BENCH_ERR_CONTENT);
-    else
-        record_success(w, s, now);
+        return false;
+    }
+    return record_success(w, s, now, r->expect_len);
 }
 
 static void read_answer(struct worker *w, struct slot *s)
 {
     for (;;) {
         if (s->len == s->cap) { /* more than any right answer: stop reading */
-            fail(w, s, s->req->framed ? BENCH_ERR_FRAMING : BENCH_ERR_CONTENT);
+            fail(w, s, request_at(w, s, s->done)->framed ? BENCH_ERR_FRAMING
+                                                          : BENCH_ERR_CONTENT);
             return;
         }
         ssize_t n = recv(s->fd, s->buf + s->len, s->cap - s->len, MSG_DONTWAIT);
@@ -280,11 +335,10 @@ static void read_answer(struct worker *w, struct slot *s)
             w->res.bytes_read += (size_t)n;
             s->len += (size_t)n;
             uint64_t now = monotime_ns();
-            if (s->req->framed)
-                check_frame(w, s, now);
-            else
-                check_raw(w, s, now);
-            /* Done with this answer, or the socket had no more for now:
+            while (request_at(w, s, s->done)->framed ? check_frame(w, s, now)
+                                                      : check_raw(w, s, now))
+                ;
+            /* Done with the batch, or the socket had no more for now:
              * epoll will say when there is, without a recv that fails. */
             if (s->state != S_READING || s->fd < 0 || s->len < s->cap)
                 return;
@@ -378,6 +432,8 @@ static void issue_due(struct worker *w, uint64_t now)
     while (w->next_due <= now && may_issue(w) && w->idle_head >= 0) {
         struct slot *s = pop_idle(w);
         w->issued++;
+        s->depth = 1;
+        s->done = 0;
         s->has_request = true;
         s->origin = w->next_due;
         w->next_due += w->interval;
@@ -396,11 +452,12 @@ static bool slot_busy(const struct slot *s)
            (s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_READING);
 }
 
-static int in_flight(const struct worker *w)
+static uint64_t in_flight(const struct worker *w)
 {
-    int n = 0;
+    uint64_t n = 0;
     for (int i = 0; i < w->nslots; i++)
-        n += slot_busy(&w->slots[i]);
+        if (slot_busy(&w->slots[i]))
+            n += w->slots[i].depth - w->slots[i].done;
     return n;
 }
 
@@ -498,7 +555,7 @@ static void *worker_main(void *arg)
             next_sweep = now + SWEEP_NS;
         }
     }
-    w->res.in_flight = (uint64_t)in_flight(w);
+    w->res.in_flight = in_flight(w);
     for (int i = 0; i < w->nslots; i++)
         w->res.never_answered += w->slots[i].answered == 0;
     return NULL;
@@ -536,16 +593,29 @@ static int resolve(const struct bench_config *cfg, struct sockaddr_storage *ss, 
     return 0;
 }
 
-/* Room for the largest right answer, plus a little to notice extra bytes. */
+/* Room for the largest right answer, plus a little to notice extra bytes;
+ * with pipelining, for several answers at once (up to 64 KiB), so that a
+ * batch's answers are read in few calls. */
 static size_t answer_capacity(const struct bench_config *cfg)
 {
-    size_t cap = 0;
+    size_t one = 0;
     for (size_t i = 0; i < cfg->mix_len; i++) {
         size_t need = cfg->mix[i].expect_len + (cfg->mix[i].framed ? FRAME_ENCODED_HEADER_MAX : 0);
-        if (need > cap)
-            cap = need;
+        if (need > one)
+            one = need;
     }
-    return cap + 64;
+    size_t batch = one * (size_t)cfg->pipeline;
+    size_t cap = batch < ((size_t)64 << 10) ? batch : (size_t)64 << 10;
+    return (cap > one ? cap : one) + 64;
+}
+
+/* The bytes of the largest batch: pipeline times the longest request. */
+static size_t batch_capacity(const struct bench_config *cfg)
+{
+    size_t longest = 0;
+    for (size_t i = 0; i < cfg->mix_len; i++)
+        longest = cfg->mix[i].len > longest ? cfg->mix[i].len : longest;
+    return longest * (size_t)cfg->pipeline;
 }
 
 static int setup_worker(struct worker *w, const struct bench_config *cfg, int index, size_t cap)
@@ -561,6 +631,8 @@ static int setup_worker(struct worker *w, const struct bench_config *cfg, int in
         w->slots[i].cap = cap;
         w->slots[i].buf = malloc(cap);
         if (!w->slots[i].buf)
+            return -1;
+        if (cfg->pipeline > 1 && !(w->slots[i].sendbuf = malloc(batch_capacity(cfg))))
             return -1;
     }
     uint64_t per = cfg->requests / (uint64_t)cfg->threads;
@@ -611,6 +683,7 @@ static void free_workers(struct worker *ws, int n)
         for (int j = 0; ws[i].slots && j < ws[i].nslots; j++) {
             close_slot(&ws[i].slots[j]);
             free(ws[i].slots[j].buf);
+            free(ws[i].slots[j].sendbuf);
         }
         free(ws[i].slots);
         if (ws[i].epfd >= 0)
@@ -624,8 +697,10 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
     struct sockaddr_storage addr;
     socklen_t addrlen;
     memset(res, 0, sizeof *res);
-    if (cfg->threads < 1 || cfg->connections < cfg->threads || cfg->mix_len == 0) {
-        snprintf(err, errlen, "need at least one thread, a connection per thread, a request");
+    if (cfg->threads < 1 || cfg->connections < cfg->threads || cfg->mix_len == 0 ||
+        cfg->pipeline < 1 || (cfg->pipeline > 1 && cfg->rate > 0)) {
+        snprintf(err, errlen, "need at least one thread, a connection per thread, a request, "
+                              "and a pipeline depth of 1 at a fixed rate");
         return -1;
     }
     if (resolve(cfg, &addr, &addrlen, err, errlen) < 0)

@@ -35,6 +35,8 @@ enum bench_error {
     BENCH_ERR_KINDS
 };
 
+#define BENCH_MAX_PIPELINE 1024
+
 struct bench_config {
     const char *host;
     const char *port;
@@ -46,6 +48,7 @@ struct bench_config {
     uint64_t requests; /* total requests to send, or 0 */
     double warmup_s;
     double rate;       /* requests/s in all, 0 for closed loop */
+    int pipeline;      /* requests sent together per connection, each answer checked */
     int timeout_ms;    /* per request */
     const struct bench_request *mix;
     size_t mix_len;    /* each connection cycles through the mix */

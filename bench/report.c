@@ -57,6 +57,8 @@ void report_text(FILE *out, const struct bench_config *cfg, const struct report_
             cfg->requests ? "a fixed count" : "a timed test", info->target, info->mode, info->mix,
             info->rate > 0 ? ", fixed rate" : "");
     fprintf(out, "  %d threads and %d connections", cfg->threads, cfg->connections);
+    if (cfg->pipeline > 1)
+        fprintf(out, ", %d requests pipelined on each", cfg->pipeline);
     if (info->rate > 0)
         fprintf(out, ", target %.0f requests/s", info->rate);
     fprintf(out, "\n");
@@ -110,9 +112,9 @@ void report_json(FILE *out, const struct bench_config *cfg, const struct report_
 {
     double secs = res->elapsed_s > 0 ? res->elapsed_s : 1;
     fprintf(out, "{\"target\": \"%s\", \"mode\": \"%s\", \"mix\": \"%s\", \"threads\": %d, "
-                 "\"connections\": %d, \"rate\": %.0f, \"elapsed_s\": %.3f, ",
-            info->target, info->mode, info->mix, cfg->threads, cfg->connections, info->rate,
-            res->elapsed_s);
+                 "\"connections\": %d, \"pipeline\": %d, \"rate\": %.0f, \"elapsed_s\": %.3f, ",
+            info->target, info->mode, info->mix, cfg->threads, cfg->connections, cfg->pipeline,
+            info->rate, res->elapsed_s);
     fprintf(out, "\"requests\": %" PRIu64 ", \"requests_per_s\": %.2f, \"bytes_read\": %" PRIu64
                  ", \"in_flight\": %" PRIu64 ", \"connections_opened\": %" PRIu64
                  ", \"never_answered\": %" PRIu64 ", ",

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """make bench: enchufe-server and Redis measured side by side, in one run.
 
-Starts enchufe-server (app and echo) and redis-server on loopback, runs
-the matrix with enchufe-bench, measures Redis PING with both
-redis-benchmark and enchufe-bench's raw mode at the same concurrency,
-checks that the generator's counts agree with both servers' own counters,
-and prints one table with the ratios that matter. The run is written as
-JSON under bench/results/ with a PNG plot of throughput and p99 against
-connections (gnuplot). Every process it starts is stopped by its PID.
+Starts enchufe-server (in the configurations each row names) and
+redis-server on loopback, runs the matrix with enchufe-bench: keep-alive
+series for parking (the default), --no-park and Redis PING; the two modes
+at the same worker counts; pipelining depths against Redis at the same
+depth; per-connection, payload and 10,000-connection rows; fairness under
+a flat-out pipeliner; a new client's first answer while every worker is
+taken; system calls and context switches per request; idle starvation.
+It measures Redis PING with redis-benchmark too, checks that the
+generator's counts agree with both servers' own counters, and prints one
+table with the ratios that matter, each against its target. The run is
+written as JSON under bench/results/ with a PNG plot (gnuplot). Every
+process it starts is stopped by its PID.
 """
 import argparse
 import datetime
@@ -98,9 +103,10 @@ def redis_benchmark(port, conns, requests, keepalive=True):
     raise SystemExit(f"redis-benchmark gave no result:\n{r.stdout}\n{r.stderr}")
 
 
-def row(name, result, server):
+def row(name, result, server, series=None):
     errors = sum(result["errors"].values())
-    return {"name": name, "server": server, "connections": result["connections"],
+    return {"name": name, "server": server, "series": series,
+            "connections": result["connections"], "pipeline": result.get("pipeline", 1),
             "mode": result["mode"], "mix": result["mix"],
             "requests_per_s": result["requests_per_s"],
             "p50_us": result["latency_us"]["p50"], "p99_us": result["latency_us"]["p99"],
@@ -110,34 +116,63 @@ def row(name, result, server):
 def fmt_row(r):
     p99 = f"{r['p99_us'] / 1000:.2f}" if "p99_us" in r else "-"
     p50 = f"{r['p50_us'] / 1000:.2f}" if "p50_us" in r else "-"
-    return (f"  {r['name']:<44} {r['connections']:>6} {r['requests_per_s']:>12,.0f} "
+    return (f"  {r['name']:<52} {r['connections']:>6} {r['requests_per_s']:>12,.0f} "
             f"{p50:>9} {p99:>9} {r.get('errors', 0):>7}")
 
 
+SERIES = ("parking (16 workers)", "--no-park (a worker per connection)", "Redis PING")
+SERIES_CONNS = (1, 16, 50, 64, 256)
+DEPTHS = (1, 4, 16, 64)
+
+
 def plot(rows, png):
-    ka = sorted((r for r in rows if r["server"] == "enchufe" and r["mode"] == "keepalive"
-                 and r["mix"] == "hit"), key=lambda r: r["connections"])
-    if not ka or not shutil.which("gnuplot"):
+    """Left: requests/s and p99 (log scale) against connections, one series
+    per mode and Redis as the reference. Right: requests/s against the
+    pipeline depth, enchufe and Redis."""
+    if not shutil.which("gnuplot"):
         return False
-    data = png[:-4] + ".dat"
-    with open(data, "w") as f:
-        for r in ka:
-            f.write(f"{r['connections']} {r['requests_per_s']} {r['p99_us'] / 1000}\n")
+    base = png[:-4]
+    files = {}
+    for i, name in enumerate(SERIES):
+        pts = sorted((r for r in rows if r.get("series") == name), key=lambda r: r["connections"])
+        files[name] = f"{base}.s{i}.dat"
+        with open(files[name], "w") as f:
+            for r in pts:
+                f.write(f"{r['connections']} {r['requests_per_s']} {r['p99_us'] / 1000}\n")
+    for server in ("enchufe", "redis"):
+        pts = sorted((r for r in rows if r.get("series") == f"pipeline {server}"),
+                     key=lambda r: r["pipeline"])
+        files[server] = f"{base}.p-{server}.dat"
+        with open(files[server], "w") as f:
+            for r in pts:
+                f.write(f"{r['pipeline']} {r['requests_per_s']}\n")
+    lines = ", ".join(f"'{files[n]}' using 1:2 with linespoints title '{n}'" for n in SERIES)
+    p99 = ", ".join(f"'{files[n]}' using 1:3 with linespoints title '{n}'" for n in SERIES)
     script = f"""
-set terminal png size 900,500
+set terminal png size 1400,900
 set output '{png}'
-set title 'enchufe-server, keep-alive search (enchufe-bench)'
-set xlabel 'connections'
-set logscale x 2
-set ylabel 'requests/s'
-set y2label 'p99 latency (ms)'
-set ytics nomirror
-set yrange [0:*]
-set y2range [0:*]
-set y2tics
+set multiplot layout 2,2 title 'make bench: keep-alive search (Redis: PING), enchufe-bench, one run'
 set grid
-plot '{data}' using 1:2 with linespoints title 'requests/s' axes x1y1, \\
-     '{data}' using 1:3 with linespoints title 'p99 (ms)' axes x1y2
+set logscale x 2
+set key top left
+set title 'throughput'
+set xlabel 'connections'
+set ylabel 'requests/s'
+set yrange [0:*]
+plot {lines}
+set title 'p99 latency (log scale)'
+set ylabel 'p99 (ms)'
+set logscale y 10
+set yrange [*:*]
+plot {p99}
+unset logscale y
+set title 'pipelining, 16 connections'
+set xlabel 'requests in flight per connection'
+set ylabel 'requests/s'
+set yrange [0:*]
+plot '{files["enchufe"]}' using 1:2 with linespoints title 'enchufe search', \\
+     '{files["redis"]}' using 1:2 with linespoints title 'Redis PING'
+unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     return True
@@ -145,7 +180,7 @@ plot '{data}' using 1:2 with linespoints title 'requests/s' axes x1y1, \\
 
 class Run:
     """What one `make bench` run gathers: table rows, honesty checks, and
-    the other figures (RSS, idle starvation)."""
+    the other figures (RSS, idle starvation, fairness, system calls)."""
 
     def __init__(self, seconds):
         self.s = seconds
@@ -153,101 +188,174 @@ class Run:
         self.checks = []
         self.extra = {}
 
-    def add(self, name, result, server):
-        self.rows.append(row(name, result, server))
+    def add(self, name, result, server, series=None):
+        self.rows.append(row(name, result, server, series))
 
-    def rps(self, name, conns=None):
+    def get(self, name, conns=None, pipeline=None):
         for r in self.rows:
-            if r["name"] == name and (conns is None or r["connections"] == conns):
-                return r["requests_per_s"]
+            if r["name"] == name and (conns is None or r["connections"] == conns) and \
+                    (pipeline is None or r["pipeline"] == pipeline):
+                return r
         return None
 
-
-def keepalive_rows(run, app, app_port, no_park_port):
-    s = run.s
-    for c in (1, 16, 50, 64, 256):
-        run.add("enchufe keep-alive search", bench(app_port, s, c, "--warmup", "1"), "enchufe")
-    run.add("enchufe keep-alive search, --no-park 64 workers",
-            bench(no_park_port, s, 64, "--warmup", "1"), "enchufe")
-    for c in (16, 64):
-        run.add("enchufe per-conn search", bench(app_port, s, c, "--mode", "per-conn"), "enchufe")
+    def rps(self, name, conns=None, pipeline=None):
+        r = self.get(name, conns, pipeline)
+        return r["requests_per_s"] if r else float("nan")
 
 
-def ten_thousand_row(run, app, app_port):
+class Servers:
+    """enchufe-servers started on demand, one per configuration, and
+    redis-server; all stopped by PID at the end."""
+
+    def __init__(self):
+        self.procs = {}
+        self.redis = None
+
+    def enchufe(self, *opts):
+        if opts not in self.procs:
+            self.procs[opts] = start_enchufe(*opts)
+        return self.procs[opts][1]
+
+    def enchufe_proc(self, *opts):
+        self.enchufe(*opts)
+        return self.procs[opts][0]
+
+    def redis_port(self):
+        if not self.redis:
+            self.redis = start_redis()
+        return self.redis[1]
+
+    def stop(self):
+        for proc, _ in self.procs.values():
+            stop_enchufe(proc)
+        if self.redis:
+            self.redis[0].send_signal(signal.SIGTERM)
+            self.redis[0].wait(30)
+
+
+PARK16 = ("--workers", "16")
+NOPARK_ALL = ("--no-park", "--workers", "256")
+PING = ["--raw-request", "PING\\r\\n", "--raw-response", "+PONG\\r\\n"]
+
+
+def series_rows(run, sv):
+    """Keep-alive search against connections: parking, --no-park with a
+    worker for every connection, and Redis PING as the reference."""
+    for c in SERIES_CONNS:
+        run.add("enchufe keep-alive search, parking", bench(sv.enchufe(*PARK16), run.s, c,
+                "--warmup", "1"), "enchufe", SERIES[0])
+        run.add("enchufe keep-alive search, --no-park 256 workers",
+                bench(sv.enchufe(*NOPARK_ALL), run.s, c, "--warmup", "1"), "enchufe", SERIES[1])
+        run.add("redis PING keep-alive (enchufe-bench)",
+                bench(sv.redis_port(), run.s, c, *PING, "--warmup", "1"), "redis", SERIES[2])
+
+
+def mode_rows(run, sv):
+    """Parking against --no-park at the same worker count."""
+    for workers, c in ((16, 16), (64, 50)):
+        w = str(workers)
+        run.add(f"enchufe keep-alive, parking {w} workers",
+                bench(sv.enchufe("--workers", w), run.s, c, "--warmup", "1"), "enchufe")
+        run.add(f"enchufe keep-alive, --no-park {w} workers",
+                bench(sv.enchufe("--no-park", "--workers", w), run.s, c, "--warmup", "1"),
+                "enchufe")
+
+
+def pipeline_rows(run, sv):
+    for depth in DEPTHS:
+        d = str(depth)
+        run.add(f"enchufe pipelined search, depth {d}",
+                bench(sv.enchufe(*PARK16), run.s, 16, "-P", d, "--warmup", "1"), "enchufe",
+                "pipeline enchufe")
+        run.add(f"redis pipelined PING, depth {d}",
+                bench(sv.redis_port(), run.s, 16, *PING, "-P", d, "--warmup", "1"), "redis",
+                "pipeline redis")
+
+
+def per_conn_rows(run, sv):
+    for c in (16, 50, 64):
+        run.add("enchufe per-conn search", bench(sv.enchufe(*PARK16), run.s, c, "--mode",
+                                                 "per-conn"), "enchufe")
+
+
+def ten_thousand_row(run, sv):
     """10,000 keep-alive connections on 16 workers, the server's RSS read mid-run."""
     s = run.s
-    big = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(app_port),
+    port, pid = sv.enchufe(*PARK16), sv.enchufe_proc(*PARK16).pid
+    big = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(port),
                             "-d", str(2 * s), "-c", "10000", "-t", "2", "--timeout", "30",
                             "--json", "-q"], stdout=subprocess.PIPE, text=True)
     time.sleep(1.5 * s)
-    with open(f"/proc/{app.pid}/status") as f:
+    with open(f"/proc/{pid}/status") as f:
         run.extra["rss_kib_at_10000"] = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
     out, _ = big.communicate(timeout=2 * s + 120)
     run.add("enchufe keep-alive search, 10,000 conns", json.loads(out), "enchufe")
 
 
-def payload_rows(run, app_port, echo_port):
-    s = run.s
-    run.add("enchufe keep-alive binary 4 KiB", bench(app_port, s, 16, "-r", "binary:4096"),
+def payload_rows(run, sv):
+    s, port = run.s, sv.enchufe(*PARK16)
+    run.add("enchufe keep-alive binary 4 KiB", bench(port, s, 16, "-r", "binary:4096"), "enchufe")
+    run.add("enchufe keep-alive binary 64 KiB", bench(port, s, 16, "-r", "binary:65536"),
             "enchufe")
-    run.add("enchufe keep-alive binary 64 KiB", bench(app_port, s, 16, "-r", "binary:65536"),
+    run.add("enchufe echo 4 KiB", bench(sv.enchufe("--mode", "echo"), s, 16, "-r", "echo:4096"),
             "enchufe")
-    run.add("enchufe echo 4 KiB", bench(echo_port, s, 16, "-r", "echo:4096"), "enchufe")
-
-
-PING = ["--raw-request", "PING\\r\\n", "--raw-response", "+PONG\\r\\n"]
 
 
 def redis_benchmark_row(name, mode, rb):
-    return {"name": name, "server": "redis", "connections": 50, "mode": mode, "mix": "ping",
-            "requests_per_s": rb["requests_per_s"],
+    return {"name": name, "server": "redis", "connections": 50, "pipeline": 1, "mode": mode,
+            "mix": "ping", "requests_per_s": rb["requests_per_s"],
             **({"p50_us": rb["p50_ms"] * 1000, "p99_us": rb["p99_ms"] * 1000}
                if "p99_ms" in rb else {})}
 
 
-def redis_rows(run, redis_port):
+def redis_rows(run, sv):
     """Redis PING with both generators, and the generator's count against
     Redis's own (no warmup to hide behind)."""
-    s = run.s
-    for c in (16, 50):
-        run.add("redis PING keep-alive (enchufe-bench)",
-                bench(redis_port, s, c, *PING, "--warmup", "1"), "redis")
-    before = redis_commands(redis_port)
-    r = bench(redis_port, s, 50, *PING)
-    after = redis_commands(redis_port)
+    s, port = run.s, sv.redis_port()
+    before = redis_commands(port)
+    r = bench(port, s, 50, *PING)
+    after = redis_commands(port)
     run.checks.append(("redis total_commands_processed", after - before - 1,  # INFO is one
                        r["requests"] + r["in_flight"], r))
-    rb = redis_benchmark(redis_port, 50, int(max(run.rows[-1]["requests_per_s"] * s, 10000)))
+    rb = redis_benchmark(port, 50, int(max(r["requests_per_s"] * s, 10000)))
     run.rows.append(redis_benchmark_row("redis PING keep-alive (redis-benchmark)", "keepalive", rb))
-    run.add("redis PING per-conn (enchufe-bench)", bench(redis_port, s, 50, *PING, "--mode",
-                                                         "per-conn"), "redis")
-    rb = redis_benchmark(redis_port, 50, int(max(run.rows[-1]["requests_per_s"] * s, 5000)),
+    run.add("redis PING per-conn (enchufe-bench)", bench(port, s, 50, *PING, "--mode", "per-conn"),
+            "redis")
+    rb = redis_benchmark(port, 50, int(max(run.rows[-1]["requests_per_s"] * s, 5000)),
                          keepalive=False)
     run.rows.append(redis_benchmark_row("redis PING per-conn (redis-benchmark -k 0)", "per-conn",
                                         rb))
 
 
-def server_rows(run):
-    """Every row that needs the long-running servers, which it stops after."""
-    app, app_port = start_enchufe()  # defaults: 16 workers, idle connections parked
-    no_park, no_park_port = start_enchufe("--no-park", "--workers", "64")
-    echo, echo_port = start_enchufe("--mode", "echo")
-    redis, redis_port = start_redis()
-    try:
-        print(f"enchufe-server (app and echo with defaults: 16 workers, parking; app --no-park "
-              f"with 64 workers) and redis-server on loopback; {run.s:g} s per row",
-              file=sys.stderr)
-        keepalive_rows(run, app, app_port, no_park_port)
-        ten_thousand_row(run, app, app_port)
-        payload_rows(run, app_port, echo_port)
-        redis_rows(run, redis_port)
-        run.add("enchufe per-conn search", bench(app_port, run.s, 50, "--mode", "per-conn"),
-                "enchufe")
-    finally:
-        for proc in (app, no_park, echo):
-            stop_enchufe(proc)
-        redis.send_signal(signal.SIGTERM)
-        redis.wait(30)
+def fairness(run, sv):
+    """One worker; one client pipelining 64 deep without pause, and another
+    sending 50 requests/s at a fixed rate: the second one's latency."""
+    port = sv.enchufe("--workers", "1")
+    hog = subprocess.Popen([os.path.join(BIN, "enchufe-bench"), "--port", str(port), "-c", "1",
+                            "-t", "1", "-P", "64", "-d", str(run.s + 2), "--json", "-q"],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    other = bench(port, run.s, 1, "-R", "50", threads=1)
+    hog_result = json.loads(hog.communicate(timeout=run.s + 60)[0])
+    run.extra["fairness"] = {"other_p99_ms": other["latency_us"]["p99"] / 1000,
+                             "other_requests": other["requests"],
+                             "other_errors": sum(other["errors"].values()),
+                             "hog_requests_per_s": hog_result["requests_per_s"]}
+
+
+def helper(script, *args):
+    out = subprocess.run([sys.executable, os.path.join(HERE, script), "--bin", BIN, *args],
+                         capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout) if out.stdout.strip() else {"error": out.stderr.strip()}
+
+
+def per_request_costs(run):
+    """System calls, context switches and server CPU per request, 16 workers
+    and 16 connections, both modes."""
+    for label, opts in (("parking", ["--workers", "16"]),
+                        ("--no-park", ["--workers", "16", "--no-park"])):
+        run.extra[f"costs, {label}"] = helper("syscalls.py", "--seconds", str(run.s), "--", *opts)
+    run.extra["first answer"] = helper("first_answer.py", "--tries", "200")
 
 
 def idle_starvation(run):
@@ -270,36 +378,67 @@ def enchufe_honesty(run):
 
 
 def ratios(run):
+    """(value, what, target) for every ratio the issues set a target on."""
     rps = run.rps
-    return [
-        ("enchufe-bench / redis-benchmark, Redis PING keep-alive, 50 conns (>= 1.0: the generator is lean)",
-         rps("redis PING keep-alive (enchufe-bench)", 50) / rps("redis PING keep-alive (redis-benchmark)")),
-        ("enchufe-bench / redis-benchmark -k 0, Redis PING per-conn, 50 conns (within 5%)",
-         rps("redis PING per-conn (enchufe-bench)") / rps("redis PING per-conn (redis-benchmark -k 0)")),
-        ("enchufe search / Redis PING, keep-alive, 50 conns (target >= 0.65)",
-         rps("enchufe keep-alive search", 50) / rps("redis PING keep-alive (enchufe-bench)", 50)),
-        ("enchufe search / Redis PING, per-conn, 50 conns (target >= 0.95)",
-         rps("enchufe per-conn search", 50) / rps("redis PING per-conn (enchufe-bench)")),
-        ("parking (16 workers) / --no-park (64 workers), keep-alive, 64 conns (target >= 0.90)",
-         rps("enchufe keep-alive search", 64) / rps("enchufe keep-alive search, --no-park 64 workers")),
+    out = [
+        (rps("redis PING keep-alive (enchufe-bench)", 50) /
+         rps("redis PING keep-alive (redis-benchmark)"),
+         "enchufe-bench / redis-benchmark, Redis PING keep-alive, 50 conns", ">= 1.0: lean"),
+        (rps("redis PING per-conn (enchufe-bench)") /
+         rps("redis PING per-conn (redis-benchmark -k 0)"),
+         "enchufe-bench / redis-benchmark -k 0, Redis PING per-conn, 50 conns", "within 5%"),
+        (rps("enchufe keep-alive search, parking", 50) /
+         rps("redis PING keep-alive (enchufe-bench)", 50),
+         "enchufe search / Redis PING, keep-alive, 50 conns", ">= 0.65"),
+        (rps("enchufe per-conn search", 50) / rps("redis PING per-conn (enchufe-bench)"),
+         "enchufe search / Redis PING, per-conn, 50 conns", ">= 0.95"),
+        (rps("enchufe keep-alive, parking 16 workers") /
+         rps("enchufe keep-alive, --no-park 16 workers"),
+         "parking / --no-park, 16 workers, 16 conns", ">= 0.9"),
+        (rps("enchufe keep-alive, parking 64 workers") /
+         rps("enchufe keep-alive, --no-park 64 workers"),
+         "parking / --no-park, 64 workers, 50 conns", ">= 0.9"),
     ]
+    for depth in DEPTHS[1:]:
+        out.append((rps(f"enchufe pipelined search, depth {depth}") /
+                    rps(f"redis pipelined PING, depth {depth}"),
+                    f"enchufe search / Redis PING, pipelined {depth} deep, 16 conns", ">= 0.5"))
+        out.append((rps(f"enchufe pipelined search, depth {depth}") /
+                    rps("enchufe pipelined search, depth 1"),
+                    f"enchufe pipelined {depth} deep / 1 deep, 16 conns", "more is better"))
+    return out
 
 
 def print_report(run, ratio_list):
-    print(f"\n  {'run':<44} {'conns':>6} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
+    print(f"\n  {'run':<52} {'conns':>6} {'requests/s':>12} {'p50 ms':>9} {'p99 ms':>9} "
           f"{'errors':>7}")
     for r in run.rows:
         print(fmt_row(r))
-    print("\n  ratios")
-    for name, value in ratio_list:
-        print(f"    {value:6.2f}  {name}")
-    print("\n  scale")
+    print("\n  ratios (target)")
+    for value, name, target in ratio_list:
+        print(f"    {value:6.2f}  {name} ({target})")
+    print("\n  scale and fairness")
     big = next(r for r in run.rows if r["connections"] == 10000)
     print(f"    10,000 connections on 16 workers: {big['raw']['never_answered']} never answered, "
           f"{big['errors']} errors, server RSS {run.extra['rss_kib_at_10000'] / 1024:.1f} MiB")
     for k, v in run.extra.items():
         if k.startswith("idle starvation"):
             print(f"    {k}: {v} idle connections")
+    f = run.extra["fairness"]
+    print(f"    fairness, 1 worker, a client pipelining 64 deep flat out "
+          f"({f['hog_requests_per_s']:,.0f} req/s): another client's p99 "
+          f"{f['other_p99_ms']:.2f} ms over {f['other_requests']} requests, "
+          f"{f['other_errors']} errors (target < 20 ms)")
+    fa = run.extra["first answer"]
+    print(f"    a new client while 16 idle keep-alive clients hold the 16 workers: first answer "
+          f"p50 {fa.get('p50_ms')} ms, p99 {fa.get('p99_ms')} ms (target p99 < 1 ms)")
+    print("\n  per request on the server, 16 workers, 16 conns (target: <= 3 system calls, ~1 "
+          "context switch)")
+    for label in ("parking", "--no-park"):
+        c = run.extra[f"costs, {label}"]
+        print(f"    {label:<10} {c.get('syscalls_per_request')} system calls, "
+              f"{c.get('context_switches_per_request')} context switches, "
+              f"{c.get('server_cpu_us_per_request')} us CPU ({c.get('tool')})")
     print("\n  honesty: requests the generator counted (+ in flight at the end) vs the server's own count")
     for name, server_count, bench_count, _ in run.checks:
         diff = (bench_count - server_count) / server_count * 100 if server_count else float("nan")
@@ -314,7 +453,8 @@ def save(run, ratio_list):
     with open(path, "w") as f:
         json.dump({"rows": [{k: v for k, v in r.items() if k != "raw"} | {"raw": r.get("raw")}
                             for r in run.rows],
-                   "ratios": {n: v for n, v in ratio_list}, "extra": run.extra,
+                   "ratios": [{"value": v, "what": n, "target": t} for v, n, t in ratio_list],
+                   "extra": run.extra,
                    "checks": [{"name": n, "server": a, "bench": b} for n, a, b, _ in run.checks]},
                   f, indent=1)
     png = os.path.join(RESULTS, f"bench-{stamp}.png")
@@ -329,7 +469,15 @@ def main():
     global BIN
     BIN = args.bin
     run = Run(args.seconds)
-    server_rows(run)
+    sv = Servers()
+    print(f"enchufe-server and redis-server on loopback; {run.s:g} s per row", file=sys.stderr)
+    try:
+        for section in (series_rows, mode_rows, pipeline_rows, per_conn_rows, ten_thousand_row,
+                        payload_rows, redis_rows, fairness):
+            section(run, sv)
+    finally:
+        sv.stop()
+    per_request_costs(run)
     idle_starvation(run)
     enchufe_honesty(run)
     ratio_list = ratios(run)

@@ -29,6 +29,7 @@ struct pool_config {
     struct queue *queue;
     struct poller *poller; /* NULL: idle connections wait in their worker */
     int idle_timeout_ms;   /* that wait's limit (0 = none) */
+    int linger_ms;         /* with a poller: how long a worker waits for the next request */
     worker_serve_fn serve;
     void *serve_arg;
 };

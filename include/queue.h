@@ -33,8 +33,12 @@ struct queue {
     size_t capacity;
     size_t head; /* next to pop */
     size_t count;
+    size_t waiting;   /* poppers blocked in queue_pop */
     size_t producers; /* registered and not done yet */
     bool closed;
+    atomic_long backlog; /* count - waiting, published under the lock */
+    void (*on_backlog)(void *arg); /* see queue_set_backlog_hook */
+    void *on_backlog_arg;
 };
 
 /* Returns 0, or -1 (errno) if memory or a pthread object is missing. */
@@ -43,6 +47,10 @@ void queue_destroy(struct queue *q);
 
 /* Blocks while the queue is full. Returns 0, or -1 once it is closed. */
 int queue_push(struct queue *q, int fd);
+
+/* Pushes without waiting: -1 if the queue is full or closed (the caller
+ * keeps fd). */
+int queue_try_push(struct queue *q, int fd);
 
 /* The same, except that a wait for room ends, failing with ECANCELED,
  * once *cancel is true and queue_wake_pushers() has been called. */
@@ -68,6 +76,16 @@ void queue_close(struct queue *q);
  * no more it says so, and the last one to do so closes the queue. */
 void queue_add_producer(struct queue *q);
 void queue_producer_done(struct queue *q);
+
+/* Sockets queued beyond the poppers already waiting for one: > 0 means
+ * a pushed socket will wait for a worker to come back. Read without the
+ * lock (a snapshot, good for a decision that is retried). */
+long queue_backlog(struct queue *q);
+
+/* Calls fn(arg) after any push that leaves a backlog, outside the lock:
+ * the pool uses it to call back a worker that is lingering on an idle
+ * connection. Set before anything pushes. */
+void queue_set_backlog_hook(struct queue *q, void (*fn)(void *arg), void *arg);
 
 /* True once the queue has closed (pushes fail). */
 bool queue_is_closed(struct queue *q);

@@ -22,6 +22,10 @@
 
 enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
 
+/* How long a worker waits for a client's next request before parking the
+ * connection (README, "How it works", says how it was chosen). */
+#define SERVER_DEFAULT_LINGER_MS 5
+
 struct server_config {
     const char *host;
     const char *port;
@@ -36,6 +40,7 @@ struct server_config {
     int write_timeout_ms; /* a client that stops reading its response */
     int drain_timeout_ms; /* how long a stop waits for requests in progress (0: no limit) */
     bool park;            /* idle connections wait in the poller, not a worker */
+    int linger_ms;        /* with park: how long a worker waits for the next request first */
     size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
 };
 

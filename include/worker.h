@@ -9,11 +9,24 @@
  * of either.
  *
  * Between requests, worker_next() decides how to wait. With a poller (the
- * default), a connection with nothing to read is parked there and the
- * worker goes back to the queue, so a worker is only busy inside a
- * request. Without one (--no-park), the worker waits in recv() on its own
- * connection, and wakes every WORKER_TICK_MS to see whether the server is
- * stopping or the connection has idled out.
+ * default), the worker first lingers: when no other connection is waiting
+ * in the queue for a worker, it waits a few milliseconds (--linger) in
+ * recv() for the client's next request, which a busy client sends well
+ * within that, and serves it without a trip through the poller (one
+ * system call, no thread hop). With nothing by then, or with connections
+ * waiting in the queue, it parks the connection in the poller and goes
+ * back to the queue, so an idle client never holds a worker for long. A
+ * connection that reaches the queue while every worker lingers calls one
+ * of them back at once (a signal ends its recv). Without a poller
+ * (--no-park), the worker waits in recv() on its own connection, and
+ * wakes every WORKER_TICK_MS to see whether the server is stopping or the
+ * connection has idled out.
+ *
+ * Fairness: a client that pipelines without pause always has a request
+ * ready, so it would keep its worker forever. After WORKER_TURN_REQUESTS
+ * requests or WORKER_TURN_MS, when other connections wait, the serve
+ * function hands it back to the tail of the queue (worker_turn_over,
+ * worker_requeue).
  *
  * What every worker shares (the queue, the poller, the stop flags, the
  * cut count) is a struct worker_rules that the pool owns.
@@ -26,6 +39,7 @@
 #include "queue.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +57,7 @@ struct worker_rules {
     struct queue *queue;
     struct poller *poller; /* NULL: idle connections wait in their worker */
     int idle_timeout_ms;   /* that wait's limit (0 = none) */
+    int linger_ms;         /* with a poller: wait this long before parking (0: park at once) */
     worker_serve_fn serve;
     void *serve_arg;
     atomic_bool stopping;  /* answer what has arrived, then close */
@@ -58,14 +73,21 @@ struct worker {
     pthread_mutex_t lock;  /* guards fd against worker_cut */
     struct worker_rules *rules;
     int fd;                /* -1 when the worker holds no connection */
-    bool tick_set;         /* fd has the WORKER_TICK_MS receive timeout */
-    bool parked;           /* fd went to the poller: not ours to close */
+    bool timeout_set;      /* fd has its receive timeout (the tick, or the linger) */
+    bool parked;           /* fd went to the poller or the queue: not ours to close */
+    atomic_bool lingering; /* in recv waiting for the next request: may be called back */
+    unsigned turn_requests;  /* answered since this worker took the connection */
+    long long turn_start_ms; /* when it took it */
     atomic_uint_least64_t counters[COUNTER_COUNT];
     struct buf buf;        /* the receive buffer, lent to each connection */
 };
 
 /* How often a worker waiting in recv (no poller) checks for a stop. */
 #define WORKER_TICK_MS 100
+
+/* A turn on one connection, when other connections wait. */
+#define WORKER_TURN_REQUESTS 64
+#define WORKER_TURN_MS 2
 
 int worker_init(struct worker *w, struct worker_rules *rules);
 void worker_destroy(struct worker *w);
@@ -74,12 +96,25 @@ void worker_destroy(struct worker *w);
  * and empty. */
 void worker_run(struct worker *w);
 
-/* A forced stop: shuts the worker's connection down under it, so its
- * blocking calls return. True if it held one. */
+/* A forced stop: counts the worker's connection as cut and shuts it down
+ * under it, so its blocking calls return. True if it held one. */
 bool worker_cut(struct worker *w);
 
 /* One of the worker's counters. */
 uint64_t worker_counter(struct worker *w, enum counter which);
+
+/* Calls the worker back if it is lingering on an idle connection (it
+ * parks it and goes to the queue). True if it was. */
+bool worker_call_back(struct worker *w);
+
+/* The signal that ends a lingering recv. SIGURG: its default action is to
+ * be ignored, so a stray one harms no other thread; we use no out-of-band
+ * data, its other meaning. */
+#define WORKER_CALL_BACK_SIGNAL SIGURG
+
+/* Installs the signal's (empty) handler, without SA_RESTART. Once per
+ * process, before workers start; worker threads must not block it. */
+void worker_install_call_back(void);
 
 /* --- for serve functions ------------------------------------------------- */
 
@@ -113,5 +148,15 @@ enum worker_wait {
  * what has arrived and no more: nothing there means WORKER_STOPPING. */
 ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_empty,
                     enum worker_wait *why);
+
+/* After `answered` more requests on this connection: true if its turn is
+ * over (WORKER_TURN_REQUESTS or WORKER_TURN_MS, and other connections
+ * wait in the queue). */
+bool worker_turn_over(struct worker *w, unsigned answered);
+
+/* Hands the connection back to the tail of the queue, with nothing of it
+ * buffered: true if it went (the serve function must then return without
+ * touching it), false if the queue had no room (go on serving). */
+bool worker_requeue(struct worker *w);
 
 #endif

@@ -11,15 +11,21 @@
  * timeout, the whole request (not each read) by the read timeout, so a
  * client dribbling a byte at a time cannot hold the worker, and the whole
  * response by the write timeout.
+ *
+ * Pipelined requests already in the buffer are all answered before the
+ * next read, and their answers leave together (outbox.h). A client that
+ * keeps its pipeline full gets a turn, not the worker: when its turn is
+ * over (worker_turn_over), reads stop at the end of the current request,
+ * and once the buffer is empty the connection goes back to the queue.
  */
 #include "app_conn.h"
 #include "app.h"
 #include "buf.h"
 #include "frame.h"
-#include "frame_io.h"
 #include "log.h"
 #include "monotime.h"
 #include "net.h"
+#include "outbox.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,8 +45,10 @@ struct app_conn {
     long long request_deadline; /* when the current request must be in */
     bool answered;       /* a request was answered in this turn */
     bool last_read_full; /* the last recv filled the buffer: more may wait */
+    bool turn_over;      /* other connections wait: hand this one back soon */
     struct frame_decoder decoder;
     struct buf *in;      /* the worker's buffer (worker_buf) */
+    struct outbox *out;  /* answers not sent yet */
     char peer[128]; /* filled at the start in verbose mode, else on first error */
 };
 
@@ -56,19 +64,36 @@ static const char *peer(struct app_conn *c)
 static void trace(const char *what, struct app_conn *c, const char *ctype, const char *cenc,
                   const void *content, size_t len);
 
-static bool send_response(struct app_conn *c, const struct app_response *resp)
+/* Sends every answer waiting in the outbox; false if the client is gone. */
+static bool flush(struct app_conn *c)
+{
+    if (c->out->n == 0)
+        return true;
+    ssize_t n = outbox_send(c->out, c->fd, monotime_deadline(c->cfg->write_timeout_ms));
+    if (n >= 0) {
+        for (int i = 0; i < c->out->n; i++) {
+            const struct app_response *r = &c->out->answers[i].resp;
+            worker_count(c->worker, r->kind, 1);
+            log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, r->content_type,
+                        r->length, r->error ? ", error " : "", r->error ? r->error : "");
+        }
+        worker_count(c->worker, COUNTER_BYTES_OUT, (uint64_t)n);
+    } else {
+        log_verbose("%s: send: %s", c->peer, strerror(errno));
+    }
+    outbox_clear(c->out);
+    return n >= 0;
+}
+
+/* Queues an answer (sending the outbox first if it is full); takes what
+ * resp owns. False if the client is gone. */
+static bool queue_answer(struct app_conn *c, struct app_response *resp)
 {
     trace("sending to", c, resp->content_type, resp->content_encoding, resp->content,
           resp->length);
-    ssize_t n = frame_io_send(c->fd, resp->content_type, resp->content_encoding, resp->content,
-                              resp->length, monotime_deadline(c->cfg->write_timeout_ms));
-    if (n > 0) {
-        worker_count(c->worker, resp->kind, 1);
-        worker_count(c->worker, COUNTER_BYTES_OUT, (uint64_t)n);
-        return true;
-    }
-    log_verbose("%s: send: %s", c->peer, strerror(errno));
-    return false;
+    if (outbox_full(c->out) && !flush(c))
+        return false;
+    return outbox_add(c->out, resp) == 0;
 }
 
 /* Half-closes, then reads and drops what the client is still sending for
@@ -93,7 +118,7 @@ static void answer_error(struct app_conn *c, enum proto_error e, const char *mes
 {
     struct app_response resp;
     log_verbose("%s: %s: %s", c->peer, proto_error_code(e), message);
-    if (app_error_response(e, message, &resp) == 0 && send_response(c, &resp))
+    if (app_error_response(e, message, &resp) == 0 && queue_answer(c, &resp) && flush(c))
         linger_close(c);
     app_response_free(&resp);
 }
@@ -126,8 +151,10 @@ static bool read_more(struct app_conn *c)
     }
     if (c->request_deadline == 0)
         c->request_deadline = monotime_deadline(c->cfg->read_timeout_ms);
-    size_t room = c->in->cap - c->in->len;
-    ssize_t n = net_recv_until(c->fd, c->in->data + c->in->len, room, c->request_deadline);
+    /* At the end of a turn, read no further than this request, so that
+     * the buffer empties and the connection can be handed back whole. */
+    size_t room = c->turn_over ? want - c->in->len : buf_room(c->in);
+    ssize_t n = net_recv_until(c->fd, buf_tail(c->in), room, c->request_deadline);
     if (n <= 0) {
         answer_read_failure(c, n);
         return false;
@@ -154,7 +181,7 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
 {
     struct app_response resp;
     if (log_verbosity() >= 2) /* as received: the header the client wrote */
-        log_trace_message("received from", peer(c), c->in->data,
+        log_trace_message("received from", peer(c), buf_head(c->in),
                           req->size - req->header.content_length, req->content,
                           req->header.content_length);
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
@@ -166,12 +193,9 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
         answer_error(c, PROTO_ERR_NO_MEMORY, "the server ran out of memory answering");
         return false;
     }
-    bool sent = send_response(c, &resp);
-    if (sent)
-        log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, resp.content_type,
-                    resp.length, resp.error ? ", error " : "", resp.error ? resp.error : "");
+    bool queued = queue_answer(c, &resp);
     app_response_free(&resp);
-    return sent;
+    return queued;
 }
 
 /* Decodes, answers and consumes one request whose first bytes are in the
@@ -180,8 +204,8 @@ static bool serve_next(struct app_conn *c)
 {
     struct frame req;
     enum frame_status st;
-    while ((st = frame_decode(&c->decoder, c->in->data, c->in->len, &req)) == FRAME_NEED_MORE)
-        if (!read_more(c))
+    while ((st = frame_decode(&c->decoder, buf_head(c->in), c->in->len, &req)) == FRAME_NEED_MORE)
+        if (!flush(c) || !read_more(c)) /* the client may wait for these answers */
             return false;
     if (st != FRAME_COMPLETE) {
         answer_error(c, frame_status_error(st), c->decoder.error);
@@ -190,12 +214,13 @@ static bool serve_next(struct app_conn *c)
     bool ok = answer_request(c, &req);
     buf_consume(c->in, req.size);
     c->answered = true;
+    c->turn_over = c->turn_over || worker_turn_over(c->worker, 1);
     return ok;
 }
 
 enum boundary {
     NEXT_REQUEST, /* bytes of the next request are in the buffer */
-    PARKED,       /* nothing to read yet: the poller has the connection */
+    HANDED_ON,    /* parked in the poller, or back in the queue */
     CLOSE,        /* end of stream, idle timeout, stop or error */
 };
 
@@ -205,13 +230,16 @@ static enum boundary at_boundary(struct app_conn *c)
     c->request_deadline = 0;
     if (c->in->len > 0)
         return NEXT_REQUEST; /* pipelined: already here, no trip to the poller */
-    if (!buf_reserve(c->in, FRAME_PROTO_HEADER_LEN))
+    if (!flush(c) || !buf_reserve(c->in, FRAME_PROTO_HEADER_LEN))
         return CLOSE;
+    if (c->turn_over && worker_requeue(c->worker))
+        return HANDED_ON;
     enum worker_wait why;
-    ssize_t n = worker_next(c->worker, c->in->data, c->in->cap,
+    size_t room = buf_room(c->in);
+    ssize_t n = worker_next(c->worker, buf_tail(c->in), room,
                             c->answered && !c->last_read_full, &why);
     if (why == WORKER_PARKED)
-        return PARKED;
+        return HANDED_ON;
     if (why == WORKER_IDLE_TIMEOUT)
         log_verbose("%s: idle timeout", c->peer);
     else if (why == WORKER_ERROR)
@@ -219,7 +247,7 @@ static enum boundary at_boundary(struct app_conn *c)
     if (n <= 0)
         return CLOSE;
     c->in->len = (size_t)n;
-    c->last_read_full = (size_t)n == c->in->cap;
+    c->last_read_full = (size_t)n == room;
     worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
     c->request_deadline = monotime_deadline(c->cfg->read_timeout_ms);
     return NEXT_REQUEST;
@@ -227,15 +255,19 @@ static enum boundary at_boundary(struct app_conn *c)
 
 void app_conn_serve(struct worker *w, void *arg)
 {
-    struct app_conn c = {.worker = w, .cfg = arg, .fd = worker_fd(w), .in = worker_buf(w)};
+    struct outbox out; /* not in c: its initializer would clear all of it, every time */
+    outbox_init(&out);
+    struct app_conn c = {.worker = w, .cfg = arg, .fd = worker_fd(w), .in = worker_buf(w),
+                         .out = &out};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&c);
     enum boundary b;
     while ((b = at_boundary(&c)) == NEXT_REQUEST && serve_next(&c))
         ;
-    c.in->len = 0; /* a closed connection's unread bytes go with it */
+    outbox_clear(&out); /* the client went away with answers pending */
+    c.in->len = 0;        /* a closed connection's unread bytes go with it */
     buf_consume(c.in, 0);
-    if (b != PARKED)
+    if (b != HANDED_ON)
         log_verbose("Closing connection to %s", c.peer);
 }

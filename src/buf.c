@@ -15,8 +15,14 @@ bool buf_reserve(struct buf *b, size_t want)
 {
     if (want < BUF_MIN)
         want = BUF_MIN;
-    if (b->cap >= want)
+    if (b->start + want <= b->cap)
         return true;
+    if (b->start > 0) { /* the consumed front makes the room */
+        memmove(b->data, b->data + b->start, b->len);
+        b->start = 0;
+        if (want <= b->cap)
+            return true;
+    }
     uint8_t *p = realloc(b->data, want);
     if (!p)
         return false;
@@ -28,9 +34,11 @@ bool buf_reserve(struct buf *b, size_t want)
 void buf_consume(struct buf *b, size_t n)
 {
     b->len -= n;
+    b->start += n;
     if (b->len > 0)
-        memmove(b->data, b->data + n, b->len);
-    else if (b->cap > BUF_KEEP_MAX)
+        return;
+    b->start = 0;
+    if (b->cap > BUF_KEEP_MAX)
         buf_free(b);
 }
 
@@ -38,6 +46,7 @@ void buf_free(struct buf *b)
 {
     free(b->data);
     b->data = NULL;
+    b->start = 0;
     b->len = 0;
     b->cap = 0;
 }

@@ -24,7 +24,7 @@ static int read_frame(int fd, size_t max_content, long long deadline,
     enum frame_status st;
     memset(resp, 0, sizeof *resp);
     frame_decoder_init(&dec, max_content);
-    while ((st = frame_decode(&dec, resp->raw.data, resp->raw.len, &f)) == FRAME_NEED_MORE) {
+    while ((st = frame_decode(&dec, buf_head(&resp->raw), resp->raw.len, &f)) == FRAME_NEED_MORE) {
         if (!buf_reserve(&resp->raw, frame_decoder_wanted(&dec))) {
             snprintf(err, errlen, "out of memory for a %zu-byte response",
                      frame_decoder_wanted(&dec));
@@ -32,7 +32,7 @@ static int read_frame(int fd, size_t max_content, long long deadline,
         }
         /* Read no further than this frame: the rest is not ours. */
         size_t want = frame_decoder_wanted(&dec) - resp->raw.len;
-        ssize_t n = net_recv_until(fd, resp->raw.data + resp->raw.len, want, deadline);
+        ssize_t n = net_recv_until(fd, buf_tail(&resp->raw), want, deadline);
         if (n > 0) {
             resp->raw.len += (size_t)n;
             continue;
@@ -61,7 +61,7 @@ int client_read_response(int fd, size_t max_content, long long deadline,
                          struct client_response *resp, char *err, size_t errlen)
 {
     if (read_frame(fd, max_content, deadline, resp, err, errlen) == 0) {
-        log_trace_message("received from", "server", resp->raw.data,
+        log_trace_message("received from", "server", buf_head(&resp->raw),
                           resp->raw.len - resp->length, resp->content, resp->length);
         return 0;
     }

@@ -3,7 +3,9 @@
  *
  * An echo stream has no request boundaries, so each read is a "request"
  * for the worker's rules: bytes that have arrived are echoed, even during
- * a stop, and the connection closes or parks when nothing more has.
+ * a stop, and the connection closes or parks when nothing more has. Every
+ * chunk is echoed before the next read, so nothing is held when the
+ * connection is handed back at the end of its turn.
  */
 #include "echo_conn.h"
 #include "log.h"
@@ -33,6 +35,9 @@ void echo_conn_serve(struct worker *w, void *arg)
         }
         worker_count(w, COUNTER_BYTES_OUT, (uint64_t)n);
         echoed_all = (size_t)n < sizeof buf;
+        /* A client streaming without pause gets a turn, not the worker. */
+        if (worker_turn_over(w, 1) && worker_requeue(w))
+            return;
     }
     if (why == WORKER_IDLE_TIMEOUT)
         log_verbose("echo connection: idle timeout");

@@ -60,6 +60,16 @@ static int start_one(struct pool *p, struct worker *w)
     return rc;
 }
 
+/* The queue's backlog hook: a connection is waiting and no worker is free
+ * to pop it, so call back one worker lingering on an idle connection. */
+static void call_back_one(void *arg)
+{
+    struct pool *p = arg;
+    for (size_t i = 0; i < p->started; i++)
+        if (worker_call_back(&p->workers[i]))
+            return;
+}
+
 int pool_start(struct pool *p, const struct pool_config *cfg)
 {
     size_t n = cfg->workers;
@@ -67,6 +77,7 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
     p->rules.queue = cfg->queue;
     p->rules.poller = cfg->poller;
     p->rules.idle_timeout_ms = cfg->idle_timeout_ms;
+    p->rules.linger_ms = cfg->poller ? cfg->linger_ms : 0;
     p->rules.serve = cfg->serve;
     p->rules.serve_arg = cfg->serve_arg;
     atomic_init(&p->rules.stopping, false);
@@ -80,6 +91,8 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
         errno = rc;
         return -1;
     }
+    if (p->rules.linger_ms > 0)
+        worker_install_call_back();
     for (size_t i = 0; i < n && rc == 0; i++)
         if ((rc = start_one(p, &p->workers[i])) == 0)
             p->started++;
@@ -90,14 +103,19 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
         errno = rc;
         return -1;
     }
+    /* Only now: the hook reads `started`, which is final from here. */
+    if (p->rules.linger_ms > 0)
+        queue_set_backlog_hook(cfg->queue, call_back_one, p);
     return 0;
 }
 
 void pool_quiesce(struct pool *p)
 {
     /* A worker waiting in recv sees this within WORKER_TICK_MS; every
-     * other one at its next request boundary. */
+     * other one at its next request boundary; a lingering one at once. */
     atomic_store(&p->rules.stopping, true);
+    for (size_t i = 0; i < p->started; i++)
+        worker_call_back(&p->workers[i]);
 }
 
 void pool_force(struct pool *p)
@@ -106,8 +124,7 @@ void pool_force(struct pool *p)
         return; /* once: the cut count counts each connection once */
     pool_quiesce(p);
     for (size_t i = 0; i < p->started; i++)
-        if (worker_cut(&p->workers[i]))
-            atomic_fetch_add(&p->rules.cut, 1);
+        worker_cut(&p->workers[i]);
 }
 
 bool pool_wait(struct pool *p, const struct timespec *deadline)

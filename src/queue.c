@@ -18,8 +18,12 @@ int queue_init(struct queue *q, size_t capacity)
     q->capacity = capacity;
     q->head = 0;
     q->count = 0;
+    q->waiting = 0;
     q->producers = 0;
     q->closed = false;
+    atomic_init(&q->backlog, 0);
+    q->on_backlog = NULL;
+    q->on_backlog_arg = NULL;
     int rc = pthread_mutex_init(&q->lock, NULL);
     if (rc == 0 && (rc = pthread_cond_init(&q->not_full, NULL)) != 0)
         pthread_mutex_destroy(&q->lock);
@@ -44,9 +48,46 @@ void queue_destroy(struct queue *q)
     q->items = NULL;
 }
 
+/* Call with q->lock held, after count or waiting changed. */
+static long publish_backlog(struct queue *q)
+{
+    long b = (long)q->count - (long)q->waiting;
+    atomic_store_explicit(&q->backlog, b, memory_order_relaxed);
+    return b;
+}
+
+/* Call without the lock, after a push that left `backlog`. */
+static void after_push(struct queue *q, long backlog)
+{
+    if (backlog > 0 && q->on_backlog)
+        q->on_backlog(q->on_backlog_arg);
+}
+
+/* Call with q->lock held and room for one. */
+static long append(struct queue *q, int fd)
+{
+    q->items[(q->head + q->count) % q->capacity] = fd;
+    q->count++;
+    return publish_backlog(q);
+}
+
 int queue_push(struct queue *q, int fd)
 {
     return queue_push_unless(q, fd, NULL);
+}
+
+int queue_try_push(struct queue *q, int fd)
+{
+    pthread_mutex_lock(&q->lock);
+    if (q->closed || q->count == q->capacity) {
+        pthread_mutex_unlock(&q->lock);
+        return -1;
+    }
+    long backlog = append(q, fd);
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+    after_push(q, backlog);
+    return 0;
 }
 
 int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel)
@@ -59,10 +100,10 @@ int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel)
         errno = q->closed ? EPIPE : ECANCELED;
         return -1;
     }
-    q->items[(q->head + q->count) % q->capacity] = fd;
-    q->count++;
+    long backlog = append(q, fd);
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
+    after_push(q, backlog);
     return 0;
 }
 
@@ -76,6 +117,7 @@ void queue_wake_pushers(struct queue *q)
 int queue_push_many(struct queue *q, const int *fds, int n)
 {
     int done = 0;
+    long backlog = 0;
     pthread_mutex_lock(&q->lock);
     while (done < n) {
         while (q->count == q->capacity && !q->closed)
@@ -84,8 +126,7 @@ int queue_push_many(struct queue *q, const int *fds, int n)
             break;
         int batch = 0;
         while (done < n && q->count < q->capacity) {
-            q->items[(q->head + q->count) % q->capacity] = fds[done++];
-            q->count++;
+            backlog = append(q, fds[done++]);
             batch++;
         }
         if (batch == 1)
@@ -94,21 +135,28 @@ int queue_push_many(struct queue *q, const int *fds, int n)
             pthread_cond_broadcast(&q->not_empty);
     }
     pthread_mutex_unlock(&q->lock);
+    after_push(q, backlog);
     return done;
 }
 
 int queue_pop(struct queue *q, int *fd)
 {
     pthread_mutex_lock(&q->lock);
-    while (q->count == 0 && !q->closed)
+    while (q->count == 0 && !q->closed) {
+        q->waiting++;
+        publish_backlog(q);
         pthread_cond_wait(&q->not_empty, &q->lock);
+        q->waiting--;
+    }
     if (q->count == 0) {
+        publish_backlog(q);
         pthread_mutex_unlock(&q->lock);
         return -1;
     }
     *fd = q->items[q->head];
     q->head = (q->head + 1) % q->capacity;
     q->count--;
+    publish_backlog(q);
     pthread_cond_signal(&q->not_full);
     pthread_mutex_unlock(&q->lock);
     return 0;
@@ -142,6 +190,17 @@ void queue_producer_done(struct queue *q)
     if (q->producers > 0 && --q->producers == 0)
         close_locked(q);
     pthread_mutex_unlock(&q->lock);
+}
+
+long queue_backlog(struct queue *q)
+{
+    return atomic_load_explicit(&q->backlog, memory_order_relaxed);
+}
+
+void queue_set_backlog_hook(struct queue *q, void (*fn)(void *arg), void *arg)
+{
+    q->on_backlog = fn;
+    q->on_backlog_arg = arg;
 }
 
 bool queue_is_closed(struct queue *q)

@@ -63,6 +63,7 @@ void server_config_defaults(struct server_config *cfg)
         .drain_timeout_ms = 10000,
         .unix_mode = 0660,
         .park = true,
+        .linger_ms = SERVER_DEFAULT_LINGER_MS,
     };
 }
 
@@ -191,7 +192,7 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     bool echo = cfg->mode == SERVER_MODE_ECHO;
     struct pool_config pc = {
         .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
-        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms, .linger_ms = cfg->linger_ms,
         .serve = echo ? echo_conn_serve : app_conn_serve,
         .serve_arg = echo ? (void *)&s->echo : (void *)&s->app};
     if (pool_start(&s->pool, &pc) < 0) {

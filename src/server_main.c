@@ -49,6 +49,9 @@ static void usage(FILE *out)
             "  --write-timeout SEC  close a client not reading its response this long (default 30)\n"
             "  --drain-timeout SEC  on SIGINT/SIGTERM, wait this long for requests in progress\n"
             "                       (default 10); a second signal cuts the wait short\n"
+            "  --linger MS          after an answer, wait this long for the client's next request\n"
+            "                       before parking the connection, when no other connection\n"
+            "                       waits (default 5; 0 parks at once)\n"
             "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
             "                       of handing it to the poller between requests\n"
             "  -v, --verbose        log every connection and request; twice (-v -v): also\n"
@@ -61,7 +64,7 @@ static void usage(FILE *out)
 }
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
-       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_NO_PARK };
+       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -76,6 +79,7 @@ static const struct option long_options[] = {
     {"read-timeout", required_argument, NULL, OPT_READ},
     {"write-timeout", required_argument, NULL, OPT_WRITE},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"linger", required_argument, NULL, OPT_LINGER},
     {"no-park", no_argument, NULL, OPT_NO_PARK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -144,6 +148,13 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg, in
     case OPT_READ: return parse_timeout("read-timeout", arg, &cfg->read_timeout_ms);
     case OPT_WRITE: return parse_timeout("write-timeout", arg, &cfg->write_timeout_ms);
     case OPT_DRAIN: return parse_timeout("drain-timeout", arg, &cfg->drain_timeout_ms);
+    case OPT_LINGER: {
+        size_t ms;
+        if (!parse_size("linger", arg, 0, 1000, &ms))
+            return false;
+        cfg->linger_ms = (int)ms;
+        return true;
+    }
     case OPT_NO_PARK: cfg->park = false; return true;
     case 'v': (*verbosity)++; return true;
     default: return false;

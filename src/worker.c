@@ -18,6 +18,7 @@
 #include "poller.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ int worker_init(struct worker *w, struct worker_rules *rules)
     memset(w, 0, sizeof *w);
     w->rules = rules;
     w->fd = -1;
+    atomic_init(&w->lingering, false);
     return pthread_mutex_init(&w->lock, NULL);
 }
 
@@ -66,9 +68,9 @@ uint64_t worker_counter(struct worker *w, enum counter which)
 static ssize_t wait_in_worker(struct worker *w, void *buf, size_t len, enum worker_wait *why)
 {
     const struct worker_rules *r = w->rules;
-    if (!w->tick_set) {
+    if (!w->timeout_set) {
         net_set_recv_timeout(w->fd, WORKER_TICK_MS);
-        w->tick_set = true;
+        w->timeout_set = true;
     }
     long long deadline = monotime_deadline(r->idle_timeout_ms);
     for (;;) {
@@ -116,6 +118,42 @@ static ssize_t read_now(int fd, void *buf, size_t len, enum worker_wait *why)
     return n;
 }
 
+/* Waits up to the linger for the client's next request, in one blocking
+ * recv whose receive timeout is the linger (set once per connection: the
+ * same rule as the tick, for the other mode). Returns > 0 bytes or 0 at
+ * end of stream (WORKER_REQUEST), or -1: WORKER_ERROR, or WORKER_PARKED
+ * meaning "nothing came: park it" (the linger ran out, or the worker was
+ * called back by worker_call_back's signal). */
+static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait *why)
+{
+    if (!w->timeout_set) {
+        net_set_recv_timeout(w->fd, w->rules->linger_ms);
+        w->timeout_set = true;
+    }
+    atomic_store(&w->lingering, true);
+    ssize_t n = -1;
+    errno = EAGAIN;
+    /* Checked after the flag is up: a push from here on calls us back. */
+    if (queue_backlog(w->rules->queue) <= 0 && !atomic_load(&w->rules->stopping))
+        n = recv(w->fd, buf, len, 0);
+    atomic_store(&w->lingering, false);
+    if (n >= 0) {
+        *why = WORKER_REQUEST;
+        return n;
+    }
+    *why = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? WORKER_PARKED
+                                                                     : WORKER_ERROR;
+    return -1;
+}
+
+/* Whether to linger rather than park at once: only when no connection
+ * waits for a worker (a queued one must not wait behind an idle client). */
+static bool may_linger(const struct worker *w)
+{
+    const struct worker_rules *r = w->rules;
+    return r->linger_ms > 0 && !atomic_load(&r->stopping) && queue_backlog(r->queue) <= 0;
+}
+
 ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_empty,
                     enum worker_wait *why)
 {
@@ -131,6 +169,11 @@ ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_emp
         if (*why != WORKER_STOPPING) /* bytes, end of stream or an error */
             return n;
     }
+    if (may_linger(w)) {
+        ssize_t n = linger(w, buf, len, why);
+        if (*why != WORKER_PARKED)
+            return n;
+    }
     if (poller_park(r->poller, w->fd) == 0) {
         w->parked = true;
         *why = WORKER_PARKED;
@@ -139,6 +182,46 @@ ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_emp
     /* Refused: the server is stopping. A request that arrived since the
      * last read must still be answered, so look once more. */
     return read_now(w->fd, buf, len, why);
+}
+
+bool worker_turn_over(struct worker *w, unsigned answered)
+{
+    w->turn_requests += answered;
+    if (queue_backlog(w->rules->queue) <= 0)
+        return false;
+    return w->turn_requests >= WORKER_TURN_REQUESTS ||
+           monotime_ms() - w->turn_start_ms >= WORKER_TURN_MS;
+}
+
+bool worker_requeue(struct worker *w)
+{
+    if (queue_try_push(w->rules->queue, w->fd) < 0)
+        return false;
+    w->parked = true; /* in the queue: the worker that pops it owns it */
+    return true;
+}
+
+/* worker_call_back's signal interrupts the lingering recv (EINTR); the
+ * handler itself has nothing to do. */
+static void on_call_back(int sig)
+{
+    (void)sig;
+}
+
+bool worker_call_back(struct worker *w)
+{
+    if (!atomic_exchange(&w->lingering, false))
+        return false;
+    pthread_kill(w->thread, WORKER_CALL_BACK_SIGNAL);
+    return true;
+}
+
+void worker_install_call_back(void)
+{
+    /* No SA_RESTART: the recv must end, not resume. */
+    struct sigaction sa = {.sa_handler = on_call_back};
+    sigemptyset(&sa.sa_mask);
+    sigaction(WORKER_CALL_BACK_SIGNAL, &sa, NULL);
 }
 
 /* --- the loop ---------------------------------------------------------------- */
@@ -150,8 +233,10 @@ static bool claim(struct worker *w, int fd)
     bool ok = !atomic_load(&w->rules->forced);
     if (ok) {
         w->fd = fd;
-        w->tick_set = false;
+        w->timeout_set = false;
         w->parked = false;
+        w->turn_requests = 0;
+        w->turn_start_ms = monotime_ms();
     }
     pthread_mutex_unlock(&w->lock);
     return ok;
@@ -195,7 +280,13 @@ void worker_run(struct worker *w)
 bool worker_cut(struct worker *w)
 {
     pthread_mutex_lock(&w->lock);
-    bool held = w->fd >= 0 && shutdown(w->fd, SHUT_RDWR) == 0;
+    bool held = w->fd >= 0;
+    /* Counted before the shutdown: the worker may exit the moment its
+     * socket is shut, and whoever waits for it must see the count. */
+    if (held) {
+        atomic_fetch_add(&w->rules->cut, 1);
+        shutdown(w->fd, SHUT_RDWR);
+    }
     pthread_mutex_unlock(&w->lock);
     return held;
 }

@@ -1,12 +1,14 @@
 /*
  * stress_server.c - the whole server under concurrent clients, for
- * ThreadSanitizer: keep-alive and one-shot clients outnumbering the
- * workers on a small queue (backpressure), then a stop while they are
- * still sending. Every answer that arrives must be whole and right; after
+ * ThreadSanitizer: keep-alive, one-shot and pipelining clients
+ * outnumbering the workers on a small queue (backpressure, lingering
+ * workers called back, pipelined connections handed back at the end of
+ * their turn), then a stop while they are still sending. Every answer that arrives must be whole and right; after
  * the stop a client sees a refusal or a close, never a torn response.
  */
 #include "app.h"
 #include "client.h"
+#include "frame.h"
 #include "net.h"
 #include "server.h"
 #include "stress.h"
@@ -16,6 +18,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,17 +29,58 @@ static int port;
 static atomic_int answered, refused_or_closed;
 static atomic_bool stop_clients;
 
-/* One keep-alive client; every other one reconnects for each request,
- * like the tutorial's client. Returns when done or told to stop. */
+#define DEPTH 8
+
+/* Sends DEPTH searches at once and checks the DEPTH answers, in order.
+ * Returns false if the exchange failed. */
+static bool pipelined_round(int fd, int id)
+{
+    uint8_t burst[DEPTH * 256];
+    size_t len = 0;
+    for (int k = 0; k < DEPTH; k++) {
+        char *content = client_search_content("search", k % 2 ? "ring" : "nobody");
+        size_t n = strlen(content);
+        len += (size_t)frame_encode_header(burst + len, PROTO_TEXT_JSON, PROTO_UTF8, n);
+        memcpy(burst + len, content, n);
+        len += n;
+        free(content);
+    }
+    if (net_write_full(fd, burst, len) < 0)
+        return false;
+    for (int k = 0; k < DEPTH; k++) {
+        struct client_response resp;
+        char err[256], expected[256];
+        if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
+            return false;
+        ts_expected_search(k % 2 ? "ring" : "nobody", expected, sizeof expected);
+        CHECK(ts_content_is(&resp, expected), "pipelining client %d: answer %d wrong", id, k);
+        client_response_free(&resp);
+    }
+    atomic_fetch_add(&answered, DEPTH - 1); /* the caller counts one */
+    return true;
+}
+
+/* Keep-alive clients, one-shot ones that reconnect for each request like
+ * the tutorial's client, and pipelining ones. Returns when done or told to
+ * stop. */
 static void *client(void *arg)
 {
     int id = (int)(long)arg;
-    bool one_shot = id % 2;
+    bool one_shot = id % 2, pipelining = id % 4 == 2;
     int fd = -1;
     for (int i = 0; i < REQUESTS && !atomic_load(&stop_clients); i++) {
         if (fd < 0 && (fd = ts_connect(port)) < 0) {
             atomic_fetch_add(&refused_or_closed, 1);
             return NULL;
+        }
+        if (pipelining) {
+            if (!pipelined_round(fd, id)) {
+                CHECK(atomic_load(&stop_clients), "client %d round %d failed before the stop", id, i);
+                atomic_fetch_add(&refused_or_closed, 1);
+                break;
+            }
+            atomic_fetch_add(&answered, 1);
+            continue;
         }
         const char *value = i % 3 ? "morpheus" : "nobody";
         struct client_response resp;
@@ -90,8 +134,9 @@ static void run_round(bool stop_midway, bool park)
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(t[i], NULL);
     if (!stop_midway) {
-        CHECK(atomic_load(&answered) == CLIENTS * REQUESTS, "answered %d of %d",
-              atomic_load(&answered), CLIENTS * REQUESTS);
+        int expected = CLIENTS * REQUESTS + (CLIENTS / 4) * REQUESTS * (DEPTH - 1);
+        CHECK(atomic_load(&answered) == expected, "answered %d of %d", atomic_load(&answered),
+              expected);
         CHECK(server_stop(srv), "an idle server stops at once");
     }
     printf("stress_server: %s, %s: %d answers, %d clients refused or closed at the stop\n",

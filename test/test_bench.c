@@ -94,7 +94,7 @@ static struct bench_config config(int conns, enum bench_mode mode)
 {
     return (struct bench_config){.host = "127.0.0.1", .port = port_s, .threads = 1,
                                  .connections = conns, .mode = mode, .timeout_ms = 3000,
-                                 .mix = mix, .mix_len = 1};
+                                 .mix = mix, .mix_len = 1, .pipeline = 1};
 }
 
 TestSuite(loadgen, .init = start, .fini = stop, .timeout = 60);

@@ -1,0 +1,53 @@
+/*
+ * outbox.h - the answers waiting to go out on one connection.
+ *
+ * A client that pipelines sends several requests before it reads; the
+ * server answers every complete request it already holds and sends the
+ * answers together, one writev for the lot, rather than one system call
+ * each. The caller flushes before any read that may block (the client may
+ * be waiting for these answers before it sends more) and when the outbox
+ * is full: OUTBOX_ANSWERS answers or OUTBOX_BYTES bytes, so an answer
+ * never waits long and memory stays bounded. (It lives on the worker's
+ * stack while a connection is served: about 50 KiB.)
+ */
+#ifndef ENCHUFE_OUTBOX_H
+#define ENCHUFE_OUTBOX_H
+
+#include "app.h"
+#include "frame.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define OUTBOX_ANSWERS 64
+#define OUTBOX_BYTES ((size_t)64 << 10)
+
+struct outbox {
+    int n;
+    size_t bytes;
+    struct outbox_answer {
+        uint8_t head[FRAME_ENCODED_HEADER_MAX]; /* proto-header and JSON header */
+        size_t head_len;
+        struct app_response resp; /* its content, owned until sent */
+    } answers[OUTBOX_ANSWERS];
+};
+
+void outbox_init(struct outbox *o);
+
+/* Queues an answer, taking over what resp owns. Returns 0, or -1 if its
+ * header cannot be encoded (resp is then still the caller's). */
+int outbox_add(struct outbox *o, struct app_response *resp);
+
+bool outbox_full(const struct outbox *o);
+
+/* Writes every queued answer with one writev (more if the kernel takes
+ * them in parts), by the absolute monotime_ms() deadline (0 = none).
+ * Returns the bytes sent, or -1 (errno). The answers stay queued, for the
+ * caller to count; outbox_clear() then frees them. */
+ssize_t outbox_send(struct outbox *o, int fd, long long deadline);
+
+void outbox_clear(struct outbox *o);
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * outbox.c - answers sent together (see outbox.h).
+ */
+#include "outbox.h"
+#include "net.h"
+
+#include <sys/uio.h>
+
+void outbox_init(struct outbox *o)
+{
+    o->n = 0;
+    o->bytes = 0;
+}
+
+int outbox_add(struct outbox *o, struct app_response *resp)
+{
+    struct outbox_answer *a = &o->answers[o->n];
+    int n = frame_encode_header(a->head, resp->content_type, resp->content_encoding,
+                                resp->length);
+    if (n < 0)
+        return -1;
+    a->head_len = (size_t)n;
+    a->resp = *resp;
+    resp->owned = NULL; /* ours now */
+    o->n++;
+    o->bytes += a->head_len + resp->length;
+    return 0;
+}
+
+bool outbox_full(const struct outbox *o)
+{
+    return o->n == OUTBOX_ANSWERS || o->bytes >= OUTBOX_BYTES;
+}
+
+ssize_t outbox_send(struct outbox *o, int fd, long long deadline)
+{
+    struct iovec iov[2 * OUTBOX_ANSWERS], *v = iov;
+    for (int i = 0; i < o->n; i++) {
+        *v++ = (struct iovec){.iov_base = o->answers[i].head, .iov_len = o->answers[i].head_len};
+        *v++ = (struct iovec){.iov_base = (void *)o->answers[i].resp.content,
+                              .iov_len = o->answers[i].resp.length};
+    }
+    if (o->n > 0 && net_writev_until(fd, iov, (int)(v - iov), deadline) < 0)
+        return -1;
+    return (ssize_t)o->bytes;
+}
+
+void outbox_clear(struct outbox *o)
+{
+    for (int i = 0; i < o->n; i++)
+        app_response_free(&o->answers[i].resp);
+    outbox_init(o);
+}
