@@ -126,9 +126,9 @@ DEPTHS = (1, 4, 16, 64)
 
 
 def plot(rows, png):
-    """Left: requests/s and p99 (log scale) against connections, one series
-    per mode and Redis as the reference. Right: requests/s against the
-    pipeline depth, enchufe and Redis."""
+    """Top: requests/s and p99 (log scale) against connections, one series
+    per mode and Redis as the reference. Bottom: requests/s and p99 against
+    the pipeline depth, enchufe and Redis."""
     if not shutil.which("gnuplot"):
         return False
     base = png[:-4]
@@ -145,7 +145,7 @@ def plot(rows, png):
         files[server] = f"{base}.p-{server}.dat"
         with open(files[server], "w") as f:
             for r in pts:
-                f.write(f"{r['pipeline']} {r['requests_per_s']}\n")
+                f.write(f"{r['pipeline']} {r['requests_per_s']} {r['p99_us'] / 1000}\n")
     lines = ", ".join(f"'{files[n]}' using 1:2 with linespoints title '{n}'" for n in SERIES)
     p99 = ", ".join(f"'{files[n]}' using 1:3 with linespoints title '{n}'" for n in SERIES)
     script = f"""
@@ -154,7 +154,7 @@ set output '{png}'
 set multiplot layout 2,2 title 'make bench: keep-alive search (Redis: PING), enchufe-bench, one run'
 set grid
 set logscale x 2
-set key top left
+set key bottom right
 set title 'throughput'
 set xlabel 'connections'
 set ylabel 'requests/s'
@@ -172,6 +172,13 @@ set ylabel 'requests/s'
 set yrange [0:*]
 plot '{files["enchufe"]}' using 1:2 with linespoints title 'enchufe search', \\
      '{files["redis"]}' using 1:2 with linespoints title 'Redis PING'
+set title 'pipelining, p99 latency of each request (log scale)'
+set ylabel 'p99 (ms)'
+set logscale y 10
+set yrange [*:*]
+set key top left
+plot '{files["enchufe"]}' using 1:3 with linespoints title 'enchufe search', \\
+     '{files["redis"]}' using 1:3 with linespoints title 'Redis PING'
 unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
