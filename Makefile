@@ -11,8 +11,9 @@ CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 OPT     ?= -O2 -g
-CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags jansson) $(CFLAGS)
-LIBS    = $(shell pkg-config --libs jansson) -lpthread -lm
+PKGS    := jansson libmicrohttpd
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
 
 ASAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -31,7 +32,7 @@ SERVER_ARGS ?=
 Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
-        test-dissector deps-dissector test-multihost \
+        test-dissector deps-dissector test-multihost test-prometheus \
         deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
@@ -44,7 +45,7 @@ run: all
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
-	  test-dissector test-multihost
+	  test-dissector test-multihost test-prometheus
 
 test-unit: build/tests all
 	ENCHUFE_BIN=bin tools/run_suites.sh build/tests build/tests.log --jobs=2
@@ -67,6 +68,10 @@ test-install: all
 
 test-dissector: deps-dissector
 	tools/wireshark/test_dissector.sh
+
+# A real Prometheus server scraping a running enchufe-server.
+test-prometheus: all
+	python3 tools/test_prometheus.py --bin bin
 
 # A name with several addresses, in a private /etc/hosts (mount namespace).
 test-multihost: all
@@ -236,7 +241,7 @@ lint: deps-lint
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	  --inline-suppr --std=c11 -D_GNU_SOURCE -Iinclude -Ibench src bench
 	clang-tidy --quiet --warnings-as-errors='*' --checks='$(TIDY_CHECKS)' src/*.c bench/*.c -- \
-	  $(CSTD) -Iinclude -Ibench $(shell pkg-config --cflags jansson)
+	  $(CSTD) -Iinclude -Ibench $(shell pkg-config --cflags $(PKGS))
 
 clean:
 	rm -rf build bin

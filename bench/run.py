@@ -350,6 +350,47 @@ def fairness(run, sv):
                              "hog_requests_per_s": hog_result["requests_per_s"]}
 
 
+def metrics_overhead(run):
+    """Keep-alive 50 connections with --metrics on and a real Prometheus
+    scraping it every second, against the same with metrics off: three
+    rounds each, alternating, medians."""
+    import statistics
+    import tempfile
+    if not shutil.which("prometheus"):
+        run.extra["metrics overhead"] = {"error": "prometheus is not installed"}
+        return
+    work = tempfile.mkdtemp(prefix="enchufe-bench-prom-")
+    on, on_port = start_enchufe("--metrics", "127.0.0.1:0")
+    off, off_port = start_enchufe()
+    metrics = None
+    for _ in range(5):  # start_enchufe read up to "Listening on"; the next line says where
+        line = on.stderr.readline()
+        if line.startswith("Metrics on"):
+            metrics = line.strip().split("http://")[1].split("/")[0]
+            break
+    with open(os.path.join(work, "prometheus.yml"), "w") as f:
+        f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: enchufe\n"
+                f"    static_configs:\n      - targets: ['{metrics}']\n")
+    prom = subprocess.Popen(["prometheus", f"--config.file={work}/prometheus.yml",
+                             f"--storage.tsdb.path={work}/data",
+                             f"--web.listen-address=127.0.0.1:{free_port()}", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2)
+        ons, offs = [], []
+        for _ in range(3):
+            ons.append(bench(on_port, run.s, 50, "--warmup", "1")["requests_per_s"])
+            offs.append(bench(off_port, run.s, 50, "--warmup", "1")["requests_per_s"])
+        run.extra["metrics overhead"] = {"on": statistics.median(ons),
+                                         "off": statistics.median(offs)}
+    finally:
+        prom.send_signal(signal.SIGTERM)
+        prom.wait(30)
+        stop_enchufe(on)
+        stop_enchufe(off)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def helper(script, *args):
     out = subprocess.run([sys.executable, os.path.join(HERE, script), "--bin", BIN, *args],
                          capture_output=True, text=True, timeout=600)
@@ -406,6 +447,10 @@ def ratios(run):
          rps("enchufe keep-alive, --no-park 64 workers"),
          "parking / --no-park, 64 workers, 50 conns", ">= 0.9"),
     ]
+    m = run.extra.get("metrics overhead", {})
+    if "on" in m:
+        out.append((m["on"] / m["off"], "--metrics on with Prometheus scraping every 1 s / "
+                    "metrics off, keep-alive 50 conns (medians of 3)", ">= 0.98"))
     for depth in DEPTHS[1:]:
         out.append((rps(f"enchufe pipelined search, depth {depth}") /
                     rps(f"redis pipelined PING, depth {depth}"),
@@ -485,6 +530,7 @@ def main():
     finally:
         sv.stop()
     per_request_costs(run)
+    metrics_overhead(run)
     idle_starvation(run)
     enchufe_honesty(run)
     ratio_list = ratios(run)

@@ -32,4 +32,8 @@ static inline enum counter counter_of_error(enum proto_error e)
 /* The answers of every kind, errors included: the requests answered. */
 #define COUNTER_ANSWERS_END COUNTER_BYTES_IN
 
+/* The name of an answer kind (COUNTER_SEARCH_HIT .. COUNTER_STATS) as the
+ * stats answer and the metrics' `kind` label spell it: "search_hit". */
+const char *counter_kind_name(enum counter k);
+
 #endif

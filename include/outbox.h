@@ -31,14 +31,16 @@ struct outbox {
         uint8_t head[FRAME_ENCODED_HEADER_MAX]; /* proto-header and JSON header */
         size_t head_len;
         struct app_response resp; /* its content, owned until sent */
+        uint64_t started_ns;      /* when its request's first byte was read */
     } answers[OUTBOX_ANSWERS];
 };
 
 void outbox_init(struct outbox *o);
 
-/* Queues an answer, taking over what resp owns. Returns 0, or -1 if its
- * header cannot be encoded (resp is then still the caller's). */
-int outbox_add(struct outbox *o, struct app_response *resp);
+/* Queues an answer, taking over what resp owns; started_ns is when its
+ * request began to arrive (for its service time). Returns 0, or -1 if
+ * its header cannot be encoded (resp is then still the caller's). */
+int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns);
 
 bool outbox_full(const struct outbox *o);
 

@@ -62,6 +62,9 @@ uint64_t pool_total(struct pool *p, enum counter which);
 /* Requests answered so far (every answer and error answer). */
 uint64_t pool_requests(struct pool *p);
 
+/* Every worker's service-time histogram, added up. */
+void pool_latency(struct pool *p, struct latency_sum *out);
+
 /* Workers holding a connection now, and connections a force cut. */
 size_t pool_busy(struct pool *p);
 uint64_t pool_cut(struct pool *p);

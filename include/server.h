@@ -42,6 +42,7 @@ struct server_config {
     bool park;            /* idle connections wait in the poller, not a worker */
     int linger_ms;        /* with park: how long a worker waits for the next request first */
     size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
+    const char *metrics;  /* HOST:PORT to serve GET /metrics on, or NULL */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -59,7 +60,14 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
 int server_address(const struct server *s, int i, char *out, size_t outlen);
 int server_port(const struct server *s);
 
-/* The live counters as a JSON object (see docs/protocol.md, "stats"). */
+/* Where GET /metrics is served ("HOST:PORT"); -1 if it is not. */
+int server_metrics_address(const struct server *s, char *out, size_t outlen);
+
+/* The live counters, summed over the workers now. */
+struct snapshot;
+void server_snapshot(struct server *s, struct snapshot *out);
+
+/* The same as a JSON object (see docs/protocol.md, "stats"). */
 json_t *server_stats(struct server *s);
 
 /* The poller holding idle connections, for its counters; NULL with park

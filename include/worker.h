@@ -36,6 +36,7 @@
 
 #include "buf.h"
 #include "counters.h"
+#include "latency.h"
 #include "queue.h"
 
 #include <pthread.h>
@@ -79,6 +80,7 @@ struct worker {
     unsigned turn_requests;  /* answered since this worker took the connection */
     long long turn_start_ms; /* when it took it */
     atomic_uint_least64_t counters[COUNTER_COUNT];
+    struct latency latency; /* service times of the answers it sent */
     struct buf buf;        /* the receive buffer, lent to each connection */
 };
 
@@ -129,6 +131,10 @@ struct buf *worker_buf(struct worker *w);
 
 /* Adds n to one of the worker's counters. */
 void worker_count(struct worker *w, enum counter which, uint64_t n);
+
+/* Records one answer's service time: from the first byte of its request
+ * read to the last byte of the answer written. */
+void worker_record_latency(struct worker *w, uint64_t ns);
 
 enum worker_wait {
     WORKER_REQUEST,      /* bytes (or end of stream) arrived */

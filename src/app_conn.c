@@ -45,6 +45,8 @@ struct app_conn {
     long long request_deadline; /* when the current request must be in */
     bool answered;       /* a request was answered in this turn */
     bool last_read_full; /* the last recv filled the buffer: more may wait */
+    uint64_t last_read_ns;  /* when the last bytes were read */
+    uint64_t frame_start_ns; /* when the current request's first byte was read */
     bool turn_over;      /* other connections wait: hand this one back soon */
     struct frame_decoder decoder;
     struct buf *in;      /* the worker's buffer (worker_buf) */
@@ -71,9 +73,11 @@ static bool flush(struct app_conn *c)
         return true;
     ssize_t n = outbox_send(c->out, c->fd, monotime_deadline(c->cfg->write_timeout_ms));
     if (n >= 0) {
+        uint64_t now = monotime_ns();
         for (int i = 0; i < c->out->n; i++) {
             const struct app_response *r = &c->out->answers[i].resp;
             worker_count(c->worker, r->kind, 1);
+            worker_record_latency(c->worker, now - c->out->answers[i].started_ns);
             log_verbose("Sent response to %s: %s, %zu bytes%s%s", c->peer, r->content_type,
                         r->length, r->error ? ", error " : "", r->error ? r->error : "");
         }
@@ -93,7 +97,7 @@ static bool queue_answer(struct app_conn *c, struct app_response *resp)
           resp->length);
     if (outbox_full(c->out) && !flush(c))
         return false;
-    return outbox_add(c->out, resp) == 0;
+    return outbox_add(c->out, resp, c->frame_start_ns) == 0;
 }
 
 /* Half-closes, then reads and drops what the client is still sending for
@@ -161,6 +165,7 @@ static bool read_more(struct app_conn *c)
     }
     c->in->len += (size_t)n;
     c->last_read_full = (size_t)n == room;
+    c->last_read_ns = monotime_ns();
     worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
     return true;
 }
@@ -213,6 +218,8 @@ static bool serve_next(struct app_conn *c)
     }
     bool ok = answer_request(c, &req);
     buf_consume(c->in, req.size);
+    /* A request pipelined behind it began to arrive with the last read. */
+    c->frame_start_ns = c->last_read_ns;
     c->answered = true;
     c->turn_over = c->turn_over || worker_turn_over(c->worker, 1);
     return ok;
@@ -248,6 +255,7 @@ static enum boundary at_boundary(struct app_conn *c)
         return CLOSE;
     c->in->len = (size_t)n;
     c->last_read_full = (size_t)n == room;
+    c->last_read_ns = c->frame_start_ns = monotime_ns();
     worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
     c->request_deadline = monotime_deadline(c->cfg->read_timeout_ms);
     return NEXT_REQUEST;

@@ -11,6 +11,7 @@
 #include "parse.h"
 #include "protocol.h"
 #include "version.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -69,7 +70,10 @@ static void usage(FILE *out)
             "  echo TEXT        send TEXT to an echo server and print what came back\n"
             "  multiconn N      open N connections to an echo server, each sending the\n"
             "                   tutorial's two messages; check every byte came back\n"
-            "  stats            the server's live counters (--json: as the server sent them)\n"
+            "  stats [--watch SEC [--count N]]\n"
+            "                   the server's live counters (--json: as the server sent\n"
+            "                   them); --watch: one line of activity every SEC seconds\n"
+            "                   (N lines, or until interrupted)\n"
             "\n"
             "Options:\n"
             "  --host HOST      server address or name (default 127.0.0.1); every address\n"
@@ -255,7 +259,17 @@ static int run_multiconn(const struct cli *cli, const char *count)
     return multiconn_run(&cli->ep, (int)n, cli->deadline) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
-/* Prints one line per group of counters: "connections: accepted 3, ...". */
+/* Prints one value: integers as such, other numbers to three decimals. */
+static void print_number(json_t *v)
+{
+    if (json_is_integer(v))
+        printf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        printf("%.3f", json_number_value(v));
+}
+
+/* Prints one line per group of counters: "connections: accepted 3, ...";
+ * lists (the latency buckets) are left to --json. */
 static void print_stats(json_t *stats)
 {
     const char *key;
@@ -268,16 +282,45 @@ static void print_stats(json_t *stats)
             json_t *v;
             const char *sep = " ";
             json_object_foreach(value, k, v) {
+                if (!json_is_number(v))
+                    continue;
                 fputs(sep, stdout);
                 escape_fputs(stdout, k, strlen(k));
-                printf(" %" JSON_INTEGER_FORMAT, json_integer_value(v));
+                putchar(' ');
+                print_number(v);
                 sep = ", ";
             }
         } else {
-            printf(" %g", json_number_value(value));
+            putchar(' ');
+            print_number(value);
         }
         printf("\n");
     }
+}
+
+/* stats --watch SEC [--count N]: what follows the command. */
+static int run_watch(const struct cli *cli, int argc, char **argv)
+{
+    struct watch_config w = {.ep = &cli->ep, .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
+    for (int i = 0; i < argc; i += 2) {
+        long v;
+        int ms;
+        if (i + 1 < argc && strcmp(argv[i], "--watch") == 0 &&
+            parse_seconds_ms(argv[i + 1], 86400, &ms) && ms > 0) {
+            w.interval_ms = ms;
+        } else if (i + 1 < argc && strcmp(argv[i], "--count") == 0 &&
+                   parse_long(argv[i + 1], 1, 1000000, &v)) {
+            w.count = (int)v;
+        } else {
+            complain("stats takes --watch SEC [--count N], not '%s'", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!w.interval_ms) {
+        complain("--count needs --watch SEC");
+        return EXIT_USAGE;
+    }
+    return watch_run(&w) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 /* Asks for the server's counters (an enchufe extension, docs/protocol.md). */
@@ -362,7 +405,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         }
     }
     log_set_verbosity(verbosity);
-    bool stats = argc - optind == 1 && strcmp(argv[optind], "stats") == 0;
+    bool stats = argc - optind >= 1 && strcmp(argv[optind], "stats") == 0;
     if (argc - optind != 2 && !stats) {
         fprintf(stderr, "enchufe-cli: expected a command and one argument, e.g. 'search ring'\n"
                         "Try 'enchufe-cli --help' for more information.\n");
@@ -382,7 +425,8 @@ int main(int argc, char **argv)
     cli.deadline = monotime_deadline(cli.timeout_ms);
     const char *command = argv[optind], *arg = argv[optind + 1];
     if (strcmp(command, "stats") == 0)
-        return run_stats(&cli);
+        return argc - optind > 1 ? run_watch(&cli, argc - optind - 1, argv + optind + 1)
+                                 : run_stats(&cli);
     if (strcmp(command, "echo") == 0)
         return run_echo(&cli, arg);
     if (strcmp(command, "multiconn") == 0)

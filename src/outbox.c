@@ -12,7 +12,7 @@ void outbox_init(struct outbox *o)
     o->bytes = 0;
 }
 
-int outbox_add(struct outbox *o, struct app_response *resp)
+int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns)
 {
     struct outbox_answer *a = &o->answers[o->n];
     int n = frame_encode_header(a->head, resp->content_type, resp->content_encoding,
@@ -21,6 +21,7 @@ int outbox_add(struct outbox *o, struct app_response *resp)
         return -1;
     a->head_len = (size_t)n;
     a->resp = *resp;
+    a->started_ns = started_ns;
     resp->owned = NULL; /* ours now */
     o->n++;
     o->bytes += a->head_len + resp->length;

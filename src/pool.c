@@ -171,6 +171,13 @@ uint64_t pool_requests(struct pool *p)
     return n;
 }
 
+void pool_latency(struct pool *p, struct latency_sum *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < p->started; i++)
+        latency_add(out, &p->workers[i].latency);
+}
+
 size_t pool_busy(struct pool *p)
 {
     return atomic_load(&p->rules.busy);

@@ -20,11 +20,13 @@
 #include "echo_conn.h"
 #include "frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "monotime.h"
 #include "net.h"
 #include "poller.h"
 #include "pool.h"
 #include "queue.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,10 +44,12 @@ struct server {
     struct pool pool;
     struct acceptor acceptor; /* owns the listening sockets */
     struct poller *poller;    /* NULL with --no-park */
+    struct metrics *metrics;  /* NULL without --metrics */
     struct app_conn_config app;   /* what the serve functions are given */
     struct echo_conn_config echo;
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
+    double started_unix_s;        /* the same, on the wall clock */
 };
 
 void server_config_defaults(struct server_config *cfg)
@@ -67,36 +71,43 @@ void server_config_defaults(struct server_config *cfg)
     };
 }
 
-json_t *server_stats(struct server *s)
+void server_snapshot(struct server *s, struct snapshot *out)
 {
     struct pool *p = &s->pool;
     struct poller_stats ps = {0};
     if (s->poller)
         poller_stats(s->poller, &ps);
-    uint64_t accepted = atomic_load(&s->acceptor.accepted);
+    memset(out, 0, sizeof *out);
+    out->uptime_s = (double)(monotime_ms() - s->started_ms) / 1000.0;
+    out->start_time_s = s->started_unix_s;
+    out->accepted = atomic_load(&s->acceptor.accepted);
     uint64_t closed = pool_total(p, COUNTER_CLOSED) + ps.idle_closed + ps.peer_closed +
                       ps.dropped + atomic_load(&s->acceptor.dropped);
-    json_t *errors = json_object();
+    out->active = out->accepted > closed ? out->accepted - closed : 0;
+    out->queued = queue_length(&s->queue);
+    out->parked = ps.holding;
+    out->workers = s->cfg.workers;
+    out->busy = pool_busy(p);
+    for (int k = 0; k < COUNTER_FIRST_ERROR; k++)
+        out->answers[k] = pool_total(p, (enum counter)k);
     for (int e = 0; e < PROTO_ERR_COUNT; e++)
-        json_object_set_new(errors, proto_error_code((enum proto_error)e),
-                            json_integer((json_int_t)pool_total(p, counter_of_error(e))));
-    return json_pack(
-        "{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I, s:I}, s:o, "
-        "s:{s:I, s:I}}",
-        "uptime_s", (double)(monotime_ms() - s->started_ms) / 1000.0,
-        "connections", "accepted", (json_int_t)accepted, "active",
-        (json_int_t)(accepted > closed ? accepted - closed : 0), "queued",
-        (json_int_t)queue_length(&s->queue), "parked", (json_int_t)ps.holding,
-        "workers", "total", (json_int_t)s->cfg.workers, "busy",
-        (json_int_t)pool_busy(p),
-        "requests", "total", (json_int_t)pool_requests(p), "search_hit",
-        (json_int_t)pool_total(p, COUNTER_SEARCH_HIT), "search_miss",
-        (json_int_t)pool_total(p, COUNTER_SEARCH_MISS), "invalid_action",
-        (json_int_t)pool_total(p, COUNTER_INVALID_ACTION), "binary",
-        (json_int_t)pool_total(p, COUNTER_BINARY), "stats", (json_int_t)pool_total(p, COUNTER_STATS),
-        "errors", errors,
-        "bytes", "in", (json_int_t)pool_total(p, COUNTER_BYTES_IN), "out",
-        (json_int_t)pool_total(p, COUNTER_BYTES_OUT));
+        out->errors[e] = pool_total(p, counter_of_error((enum proto_error)e));
+    out->requests = pool_requests(p);
+    out->bytes_in = pool_total(p, COUNTER_BYTES_IN);
+    out->bytes_out = pool_total(p, COUNTER_BYTES_OUT);
+    pool_latency(p, &out->latency);
+}
+
+json_t *server_stats(struct server *s)
+{
+    struct snapshot snap;
+    server_snapshot(s, &snap);
+    return snapshot_to_json(&snap);
+}
+
+static void snapshot_of(void *arg, struct snapshot *out)
+{
+    server_snapshot(arg, out);
 }
 
 static json_t *stats_of(void *arg)
@@ -167,6 +178,11 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
         free(s);
         return NULL;
     }
+    /* Last: a scrape reads everything started before it. */
+    if (cfg->metrics && !(s->metrics = metrics_start(cfg->metrics, snapshot_of, s, err, errlen))) {
+        server_stop(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -183,6 +199,9 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
         goto destroy_queue;
     }
     s->started_ms = monotime_ms();
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    s->started_unix_s = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
     /* What the serve functions are given: only what each needs. */
     s->app = (struct app_conn_config){.max_content = cfg->max_content,
                                       .read_timeout_ms = cfg->read_timeout_ms,
@@ -271,6 +290,9 @@ bool server_drain(struct server *s, struct server_summary *out)
     acceptor_join(&s->acceptor);
     if (s->poller)
         poller_join(s->poller);
+    if (s->metrics) /* scrapes could watch the drain; now it is over */
+        metrics_stop(s->metrics);
+    s->metrics = NULL;
     remove_socket_file(s);
     struct server_summary sum = {
         .requests = pool_requests(&s->pool),
@@ -290,6 +312,11 @@ void server_free(struct server *s)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
     free(s);
+}
+
+int server_metrics_address(const struct server *s, char *out, size_t outlen)
+{
+    return s->metrics ? metrics_address(s->metrics, out, outlen) : -1;
 }
 
 struct poller *server_poller(struct server *s)

@@ -52,6 +52,7 @@ static void usage(FILE *out)
             "  --linger MS          after an answer, wait this long for the client's next request\n"
             "                       before parking the connection, when no other connection\n"
             "                       waits (default 5; 0 parks at once)\n"
+            "  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
             "                       of handing it to the poller between requests\n"
             "  -v, --verbose        log every connection and request; twice (-v -v): also\n"
@@ -64,7 +65,7 @@ static void usage(FILE *out)
 }
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
-       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_NO_PARK };
+       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -80,6 +81,7 @@ static const struct option long_options[] = {
     {"write-timeout", required_argument, NULL, OPT_WRITE},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"linger", required_argument, NULL, OPT_LINGER},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"no-park", no_argument, NULL, OPT_NO_PARK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -155,6 +157,7 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg, in
         cfg->linger_ms = (int)ms;
         return true;
     }
+    case OPT_METRICS: cfg->metrics = arg; return true;
     case OPT_NO_PARK: cfg->park = false; return true;
     case 'v': (*verbosity)++; return true;
     default: return false;
@@ -287,6 +290,8 @@ int main(int argc, char **argv)
              cfg.park ? capacity : (long)cfg.workers);
     for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++)
         log_info("Listening on %s", addr);
+    if (server_metrics_address(srv, addr, sizeof addr) == 0)
+        log_info("Metrics on http://%s/metrics", addr);
 
     int sig = wait_for_stop_signal(&signals);
     log_info("Received %s: finishing requests in progress", signal_name(sig));

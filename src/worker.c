@@ -53,6 +53,11 @@ void worker_count(struct worker *w, enum counter which, uint64_t n)
     atomic_fetch_add_explicit(&w->counters[which], n, memory_order_relaxed);
 }
 
+void worker_record_latency(struct worker *w, uint64_t ns)
+{
+    latency_record(&w->latency, ns);
+}
+
 uint64_t worker_counter(struct worker *w, enum counter which)
 {
     return atomic_load_explicit(&w->counters[which], memory_order_relaxed);

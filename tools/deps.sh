@@ -23,6 +23,9 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists jansson; then
   missing+=(libjansson-dev)
 fi
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists libmicrohttpd; then
+  missing+=(libmicrohttpd-dev)
+fi
 if [ "$what" = test ]; then
   if ! command -v pkg-config >/dev/null || ! pkg-config --exists criterion; then
     missing+=(libcriterion-dev)
@@ -30,6 +33,8 @@ if [ "$what" = test ]; then
   command -v python3 >/dev/null || missing+=(python3)
   command -v timeout >/dev/null || missing+=(coreutils)
   command -v pgrep >/dev/null || missing+=(procps)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v curl >/dev/null || missing+=(curl)
 fi
 
 if [ "$what" = fuzz ]; then
@@ -47,6 +52,8 @@ if [ "$what" = bench ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v redis-benchmark >/dev/null || missing+=(redis-tools)
   command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v perf >/dev/null || missing+=(linux-perf)
 fi
 if [ "$what" = dissector ]; then
   command -v tshark >/dev/null || missing+=(tshark)

@@ -1,0 +1,40 @@
+/*
+ * snapshot.h - the server's numbers at one moment.
+ *
+ * One set of numbers, shown three ways: the `stats` answer (and
+ * `enchufe-cli stats`), the Prometheus scrape (metrics.c), and the
+ * watch view built from successive stats answers. The server fills it
+ * (server_snapshot) by summing the per-worker counters and histograms;
+ * nothing here is updated on the hot path.
+ */
+#ifndef ENCHUFE_SNAPSHOT_H
+#define ENCHUFE_SNAPSHOT_H
+
+#include "counters.h"
+#include "latency.h"
+#include "protocol.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct snapshot {
+    double uptime_s;
+    double start_time_s; /* the server's start, in seconds since the epoch */
+    uint64_t accepted, active, queued, parked;
+    uint64_t workers, busy;
+    uint64_t answers[COUNTER_FIRST_ERROR]; /* answers by kind (search_hit, ...) */
+    uint64_t errors[PROTO_ERR_COUNT];      /* error answers by code */
+    uint64_t requests;                     /* every answer, errors included */
+    uint64_t bytes_in, bytes_out;
+    struct latency_sum latency;            /* service time of every answer */
+};
+
+/* The stats answer's form (docs/protocol.md, "Stats"): a new JSON object,
+ * or NULL if memory ran out. */
+json_t *snapshot_to_json(const struct snapshot *s);
+
+/* Reads that form back (what enchufe-cli stats --watch does). Returns 0,
+ * or -1 if obj is not a stats answer. */
+int snapshot_from_json(json_t *obj, struct snapshot *s);
+
+#endif

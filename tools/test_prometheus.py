@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""A real Prometheus scrapes a running enchufe-server.
+
+Starts enchufe-server with --metrics and Debian's prometheus on loopback
+(a temporary storage directory, a 1 s scrape interval), sends a known
+number of requests of each kind, and asks Prometheus's HTTP API for
+`enchufe_requests_total` by kind (the counts must be exact) and for
+histogram_quantile(0.99, ...) of the service-time histogram (it must be
+above 0 and of the order of the round trips the client measured for
+itself: service time is part of a round trip, but on a busy machine the
+server's thread can be descheduled inside its last send after the client
+already has the answer, and the estimate is interpolated within a
+bucket; so no more than the client's slowest round trip plus 2 ms, a
+scheduling slice on a busy two-core machine).
+Both processes are stopped by their PIDs. Standard library only.
+
+    python3 tools/test_prometheus.py [--bin bin]
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+LOAD = {"search_hit": 40, "search_miss": 25, "invalid_action": 10, "binary": 15, "stats": 5}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def frame(content, ctype="text/json", cenc="utf-8"):
+    header = json.dumps({"byteorder": "little", "content-type": ctype,
+                         "content-encoding": cenc, "content-length": len(content)}).encode()
+    return struct.pack(">H", len(header)) + header + content
+
+
+def read_frame(sock):
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+    header = json.loads(exactly(struct.unpack(">H", exactly(2))[0]))
+    return exactly(header["content-length"])
+
+
+def requests_of(kind):
+    if kind == "binary":
+        return frame(b"getsomething", "binary/custom-client-binary-type", "binary")
+    action, value = {"search_hit": ("search", "ring"), "search_miss": ("search", "nobody"),
+                     "invalid_action": ("nope", "x"), "stats": ("stats", "")}[kind]
+    return frame(json.dumps({"action": action, "value": value}).encode())
+
+
+def send_load(port):
+    """Sends LOAD on one connection; returns the slowest round trip (s)."""
+    slowest = 0.0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for kind, n in LOAD.items():
+            req = requests_of(kind)
+            for _ in range(n):
+                t0 = time.perf_counter()
+                s.sendall(req)
+                read_frame(s)
+                slowest = max(slowest, time.perf_counter() - t0)
+    return slowest
+
+
+def api(prom_port, query):
+    url = (f"http://127.0.0.1:{prom_port}/api/v1/query?"
+           + urllib.parse.urlencode({"query": query}))
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)["data"]["result"]
+
+
+def start(cmd, **kw):
+    return subprocess.Popen(cmd, **kw)
+
+
+def stop(proc):
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(what, fn, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = fn()
+        if value is not None:
+            return value
+        time.sleep(0.25)
+    raise SystemExit(f"FAIL: timed out waiting for {what}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", default="bin")
+    args = ap.parse_args()
+    if not shutil.which("prometheus"):
+        raise SystemExit("FAIL: prometheus is not installed (make test installs it)")
+    work = tempfile.mkdtemp(prefix="enchufe-prom-")
+    server = prom = None
+    passed = failed = 0
+    try:
+        server = start([os.path.join(args.bin, "enchufe-server"), "--port", "0", "--metrics",
+                        "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+        port = metrics = None
+        for _ in range(10):
+            line = server.stderr.readline()
+            if line.startswith("Listening on"):
+                port = int(line.strip().rsplit(":", 1)[1])
+            if line.startswith("Metrics on"):
+                metrics = line.strip().split("http://")[1].split("/")[0]
+                break
+        prom_port = free_port()
+        with open(os.path.join(work, "prometheus.yml"), "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: enchufe\n    static_configs:\n"
+                    f"      - targets: ['{metrics}']\n")
+        prom = start(["prometheus", f"--config.file={work}/prometheus.yml",
+                      f"--storage.tsdb.path={work}/data", f"--web.listen-address=127.0.0.1:{prom_port}",
+                      "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                r = api(prom_port, 'up{job="enchufe"}')
+                return True if r and r[0]["value"][1] == "1" else None
+            except OSError:
+                return None
+        wait_for("Prometheus to scrape enchufe-server", up, 60)
+        slowest = send_load(port)
+
+        def counts():
+            r = api(prom_port, "enchufe_requests_total")
+            got = {x["metric"]["kind"]: int(float(x["value"][1])) for x in r}
+            return got if got == LOAD else None
+        try:
+            got = wait_for("the scrape after the load", counts, 30)
+            print(f"PASS enchufe_requests_total by kind, exact: {got}")
+            passed += 1
+        except SystemExit as e:
+            print(e, api(prom_port, "enchufe_requests_total"))
+            failed += 1
+        q = "histogram_quantile(0.99, sum by (le) (enchufe_request_duration_seconds_bucket))"
+        r = api(prom_port, q)
+        p99 = float(r[0]["value"][1]) if r else 0.0
+        if 0 < p99 <= slowest + 0.002:
+            print(f"PASS {q} = {p99 * 1e3:.3f} ms; the client's slowest round trip "
+                  f"{slowest * 1e3:.3f} ms")
+            passed += 1
+        else:
+            print(f"FAIL {q} = {p99}, client's slowest round trip {slowest}")
+            failed += 1
+    finally:
+        stop(prom)
+        stop(server)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"prometheus: {passed} passed, {failed} failed")
+    return 1 if failed or passed != 2 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
