@@ -31,14 +31,18 @@ struct acceptor {
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;
     pthread_t thread;
+    bool take_backlog; /* at the stop, accept what waits in the backlog */
     atomic_bool stopping;
     atomic_ulong accepted;
     atomic_ulong dropped; /* accepted, then closed unserved: the queue had closed */
 };
 
-/* Starts the thread on n listening sockets, which it now owns. Returns 0,
- * or -1 (errno); the caller still owns the sockets then. */
-int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q);
+/* Starts the thread on n listening sockets, which it now owns. With
+ * take_backlog false the stop leaves the backlog alone (a socket handed
+ * over by systemd: the next process takes it). Returns 0, or -1 (errno);
+ * the caller still owns the sockets then. */
+int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q,
+                   bool take_backlog);
 
 /* The i-th listening socket (for its address), or -1 past the last. Only
  * while the acceptor runs. */

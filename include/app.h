@@ -1,5 +1,6 @@
 /*
- * app.h - the application's request handlers: search, binary and stats.
+ * app.h - the application's request handlers: search, binary, stats and
+ * health.
  *
  * Functions from a decoded request to a response; no sockets here, so
  * every row of the protocol table can be tested directly. The server's
@@ -15,6 +16,7 @@
 
 #include <jansson.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct app_response {
@@ -27,16 +29,19 @@ struct app_response {
     char *owned;       /* heap copy behind content, if any */
 };
 
-/* Where a stats answer's counters come from: fn(arg) returns a new JSON
- * object (the caller of app_handle_request keeps none), or NULL. */
-struct app_stats_source {
-    json_t *(*fn)(void *arg);
+/* What the handlers may ask of the server, handed in by it (the handlers
+ * know nothing else of it): stats(arg) returns a new JSON object with the
+ * counters, or NULL; draining(arg) says whether the server is about to
+ * stop (a health check then says so). Either may be NULL. */
+struct app_server {
+    json_t *(*stats)(void *arg);
+    bool (*draining)(void *arg);
     void *arg;
 };
 
 /* Answers one request. Returns 0, or -1 if memory ran out (the request
  * may have been fine: answer no-memory). */
-int app_handle_request(const struct frame *req, const struct app_stats_source *stats,
+int app_handle_request(const struct frame *req, const struct app_server *server,
                        struct app_response *resp);
 
 /* Builds the framed error answer: {"result": "Error: <message>.",

@@ -15,7 +15,7 @@ struct app_conn_config {
     size_t max_content;    /* largest request content accepted */
     int read_timeout_ms;   /* the whole request, first byte to last (0: none) */
     int write_timeout_ms;  /* the whole response (0: none) */
-    struct app_stats_source stats; /* what a stats request is answered with */
+    struct app_server server; /* what stats and health requests ask of the server */
 };
 
 /* A worker_serve_fn; arg is a const struct app_conn_config. */

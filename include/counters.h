@@ -16,6 +16,7 @@ enum counter {
     COUNTER_INVALID_ACTION,
     COUNTER_BINARY,
     COUNTER_STATS,
+    COUNTER_HEALTH,
     COUNTER_FIRST_ERROR, /* error answers, one per enum proto_error */
     COUNTER_BYTES_IN = COUNTER_FIRST_ERROR + PROTO_ERR_COUNT,
     COUNTER_BYTES_OUT,
@@ -32,7 +33,7 @@ static inline enum counter counter_of_error(enum proto_error e)
 /* The answers of every kind, errors included: the requests answered. */
 #define COUNTER_ANSWERS_END COUNTER_BYTES_IN
 
-/* The name of an answer kind (COUNTER_SEARCH_HIT .. COUNTER_STATS) as the
+/* The name of an answer kind (COUNTER_SEARCH_HIT .. COUNTER_HEALTH) as the
  * stats answer and the metrics' `kind` label spell it: "search_hit". */
 const char *counter_kind_name(enum counter k);
 

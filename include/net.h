@@ -31,6 +31,7 @@ struct net_endpoint {
     const char *port;
     const char *unix_path; /* when set, host and port are ignored */
     mode_t unix_mode;      /* a listener's file permissions (0: as the umask gives) */
+    bool reuseport;        /* a TCP listener shares its port (SO_REUSEPORT) */
 };
 
 /* Binds and listens on the first address of host:port that takes it

@@ -21,7 +21,8 @@
 #define PROTO_BINARY_ECHOED 10
 
 #define PROTO_ACTION_SEARCH "search"
-#define PROTO_ACTION_STATS "stats" /* an enchufe extension */
+#define PROTO_ACTION_STATS "stats"   /* an enchufe extension */
+#define PROTO_ACTION_HEALTH "health" /* an enchufe extension, for health checks */
 
 /* The error codes of error answers, in the order of the protocol table. */
 enum proto_error {

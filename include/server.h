@@ -43,6 +43,10 @@ struct server_config {
     int linger_ms;        /* with park: how long a worker waits for the next request first */
     size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
     const char *metrics;  /* HOST:PORT to serve GET /metrics on, or NULL */
+    bool reuseport;       /* share the TCP port with other processes (SO_REUSEPORT) */
+    const int *inherited; /* listening sockets to use instead of opening any (socket */
+    int ninherited;       /* activation): the kernel keeps their backlog for the next */
+                          /* process, so a stop does not take it */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -81,6 +85,11 @@ struct server_summary {
     uint64_t cut;         /* closed unanswered at the drain timeout or a cut */
     bool drained;         /* every request in progress finished on its own */
 };
+
+/* From now on, health checks answer "draining" (everything else is
+ * served as before), so that a load balancer stops sending new
+ * connections before the stop closes the listener (--shutdown-delay). */
+void server_announce_stop(struct server *s);
 
 /* The stop: takes the connections already waiting in the listen backlog,
  * closes the listeners (new connections are refused from then on),

@@ -158,7 +158,7 @@ static void finish(struct acceptor *a, int held)
         else
             close(held);
     }
-    if (fds && !queue_is_closed(a->queue))
+    if (fds && a->take_backlog && !queue_is_closed(a->queue))
         n += sweep_backlogs(a, fds + n, STOP_SWEEP_MAX);
     for (int i = 0; i < a->nlisten; i++)
         close(a->listen_fds[i]);
@@ -182,7 +182,8 @@ static void *acceptor_main(void *arg)
     return NULL;
 }
 
-int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q)
+int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q,
+                   bool take_backlog)
 {
     if (n < 1 || n > NET_MAX_LISTENERS) {
         errno = EINVAL;
@@ -192,6 +193,7 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queu
     for (int i = 0; i < n; i++)
         a->listen_fds[i] = listen_fds[i];
     a->queue = q;
+    a->take_backlog = take_backlog;
     atomic_init(&a->stopping, false);
     atomic_init(&a->accepted, 0);
     atomic_init(&a->dropped, 0);

@@ -2,7 +2,7 @@
  * app.c - what the application server answers (docs/protocol.md).
  *
  * text/json requests are {"action": ..., "value": ...}; the actions are
- * "search" and "stats". Anything that is not text/json is binary and is answered with
+ * "search", and the extensions "stats" and "health". Anything that is not text/json is binary and is answered with
  * its first ten bytes. A request that frames correctly but makes no sense
  * gets an error answer; the connection stays usable because the framing is
  * intact (the connection code closes it only for framing errors).
@@ -133,14 +133,27 @@ static bool is_utf8_name(const char *enc)
 }
 
 /* The server's counters: {"result": {...}}. */
-static int answer_stats(const struct app_stats_source *stats, struct app_response *resp)
+static int answer_stats(const struct app_server *server, struct app_response *resp)
 {
     resp->kind = COUNTER_STATS;
-    json_t *counters = stats && stats->fn ? stats->fn(stats->arg) : NULL;
+    json_t *counters = server && server->stats ? server->stats(server->arg) : NULL;
     return set_json_content(resp, counters ? json_pack("{s:o}", "result", counters) : NULL);
 }
 
-static int answer_action(json_t *req_obj, const struct app_stats_source *stats,
+/* For a load balancer's health check: "ok", or "draining" once the server
+ * is about to stop (--shutdown-delay), so that the balancer stops sending
+ * new connections before the listener closes. Static answers: no memory. */
+static int answer_health(const struct app_server *server, struct app_response *resp)
+{
+    static const char ok[] = "{\"result\": \"ok\"}", draining[] = "{\"result\": \"draining\"}";
+    bool stopping = server && server->draining && server->draining(server->arg);
+    resp->kind = COUNTER_HEALTH;
+    resp->content = stopping ? draining : ok;
+    resp->length = stopping ? sizeof draining - 1 : sizeof ok - 1;
+    return 0;
+}
+
+static int answer_action(json_t *req_obj, const struct app_server *server,
                          struct app_response *resp)
 {
     const char *action = json_string_value(json_object_get(req_obj, "action"));
@@ -153,12 +166,14 @@ static int answer_action(json_t *req_obj, const struct app_stats_source *stats,
     if (strcmp(action, PROTO_ACTION_SEARCH) == 0)
         return answer_search(json_object_get(req_obj, "value"), resp);
     if (strcmp(action, PROTO_ACTION_STATS) == 0)
-        return answer_stats(stats, resp);
+        return answer_stats(server, resp);
+    if (strcmp(action, PROTO_ACTION_HEALTH) == 0)
+        return answer_health(server, resp);
     resp->kind = COUNTER_INVALID_ACTION;
     return set_result(resp, "Error: invalid action '%s'.", action);
 }
 
-static int answer_json(const struct frame *req, const struct app_stats_source *stats,
+static int answer_json(const struct frame *req, const struct app_server *server,
                        struct app_response *resp)
 {
     response_init(resp, PROTO_TEXT_JSON, PROTO_UTF8);
@@ -175,7 +190,7 @@ static int answer_json(const struct frame *req, const struct app_stats_source *s
         snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
         return app_error_response(PROTO_ERR_BAD_CONTENT, msg, resp);
     }
-    int rc = answer_action(req_obj, stats, resp);
+    int rc = answer_action(req_obj, server, resp);
     json_decref(req_obj);
     return rc;
 }
@@ -197,11 +212,11 @@ static int answer_binary(const struct frame *req, struct app_response *resp)
     return 0;
 }
 
-int app_handle_request(const struct frame *req, const struct app_stats_source *stats,
+int app_handle_request(const struct frame *req, const struct app_server *server,
                        struct app_response *resp)
 {
     if (strcmp(req->header.content_type, PROTO_TEXT_JSON) == 0)
-        return answer_json(req, stats, resp);
+        return answer_json(req, server, resp);
     return answer_binary(req, resp);
 }
 

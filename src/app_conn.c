@@ -191,7 +191,7 @@ static bool answer_request(struct app_conn *c, const struct frame *req)
                           req->header.content_length);
     log_verbose("Received request from %s: %s, %zu bytes", c->peer, req->header.content_type,
                 req->header.content_length);
-    int rc = app_handle_request(req, &c->cfg->stats, &resp);
+    int rc = app_handle_request(req, &c->cfg->server, &resp);
     if (rc < 0) {
         app_response_free(&resp);
         log_error("%s: out of memory answering a request", peer(c));

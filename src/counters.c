@@ -9,6 +9,7 @@ static const char *const kind_names[COUNTER_FIRST_ERROR] = {
     [COUNTER_INVALID_ACTION] = "invalid_action",
     [COUNTER_BINARY] = "binary",
     [COUNTER_STATS] = "stats",
+    [COUNTER_HEALTH] = "health",
 };
 
 const char *counter_kind_name(enum counter k)

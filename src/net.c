@@ -93,7 +93,7 @@ static struct addrinfo *resolve(const char *host, const char *port, int passive,
     return res;
 }
 
-static int listen_on(const struct addrinfo *ai, int backlog)
+static int listen_on(const struct addrinfo *ai, int backlog, bool reuseport)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0)
@@ -104,6 +104,12 @@ static int listen_on(const struct addrinfo *ai, int backlog)
      * bound on an IPv4 address of the same name. */
     if (ai->ai_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    /* Several processes on one port: the kernel spreads new connections
+     * across their listeners. */
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        close(fd);
+        return -1;
+    }
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, backlog) < 0) {
         int saved = errno;
@@ -208,7 +214,7 @@ static int listen_inet(const struct net_endpoint *ep, int backlog, int *fds, int
     for (struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
         if (port > 0) /* port 0: every address on the port the first one got */
             set_port(ai->ai_addr, port);
-        int fd = listen_on(ai, backlog);
+        int fd = listen_on(ai, backlog, ep->reuseport);
         if (fd < 0) {
             report_address(err, errlen, "cannot listen on", ai, errno);
             continue;

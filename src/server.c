@@ -29,6 +29,7 @@
 #include "snapshot.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ struct server {
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
     double started_unix_s;        /* the same, on the wall clock */
+    atomic_bool draining;         /* a stop is announced: health checks say so */
 };
 
 void server_config_defaults(struct server_config *cfg)
@@ -110,6 +112,12 @@ static void snapshot_of(void *arg, struct snapshot *out)
     server_snapshot(arg, out);
 }
 
+static bool draining_of(void *arg)
+{
+    struct server *s = arg;
+    return atomic_load(&s->draining);
+}
+
 static json_t *stats_of(void *arg)
 {
     return server_stats(arg);
@@ -138,13 +146,24 @@ static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
 {
     const struct server_config *cfg = &s->cfg;
     struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path,
-                              .unix_mode = cfg->unix_mode};
-    /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
-    int n = net_listen_endpoint(&ep, SOMAXCONN, fds, NET_MAX_LISTENERS, err, errlen);
+                              .unix_mode = cfg->unix_mode, .reuseport = cfg->reuseport};
+    int n = cfg->ninherited;
+    if (n > NET_MAX_LISTENERS) {
+        snprintf(err, errlen, "%d listening sockets handed over; at most %d", n,
+                 NET_MAX_LISTENERS);
+        return -1;
+    }
+    if (n > 0) {
+        memcpy(fds, cfg->inherited, (size_t)n * sizeof *fds);
+        s->cfg.unix_path = NULL; /* the socket file is not ours to remove */
+    } else {
+        /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
+        n = net_listen_endpoint(&ep, SOMAXCONN, fds, NET_MAX_LISTENERS, err, errlen);
+    }
     if (n < 0)
         return -1;
-    if (cfg->unix_path)
-        net_unix_identify(cfg->unix_path, &s->unix_id);
+    if (s->cfg.unix_path)
+        net_unix_identify(s->cfg.unix_path, &s->unix_id);
     /* Accepted sockets inherit TCP_NODELAY from the listener (Linux), which
      * saves a system call per connection. Our messages go out whole in one
      * writev, so Nagle's coalescing would only add latency. (A Unix socket
@@ -173,6 +192,7 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
     }
     int fds[NET_MAX_LISTENERS];
     s->cfg = *cfg;
+    atomic_init(&s->draining, false);
     s->nlisten = open_listeners(s, fds, err, errlen);
     if (s->nlisten < 0 || start_threads(s, fds, err, errlen) < 0) {
         free(s);
@@ -206,7 +226,8 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     s->app = (struct app_conn_config){.max_content = cfg->max_content,
                                       .read_timeout_ms = cfg->read_timeout_ms,
                                       .write_timeout_ms = cfg->write_timeout_ms,
-                                      .stats = {.fn = stats_of, .arg = s}};
+                                      .server = {.stats = stats_of, .draining = draining_of,
+                                                 .arg = s}};
     s->echo = (struct echo_conn_config){.write_timeout_ms = cfg->write_timeout_ms};
     bool echo = cfg->mode == SERVER_MODE_ECHO;
     struct pool_config pc = {
@@ -218,7 +239,9 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
         goto stop_poller;
     }
-    if (acceptor_start(&s->acceptor, fds, s->nlisten, &s->queue) < 0) {
+    /* Inherited sockets outlive us: what waits in their backlog waits for
+     * the next process, and is not taken at the stop. */
+    if (acceptor_start(&s->acceptor, fds, s->nlisten, &s->queue, cfg->ninherited == 0) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
@@ -252,6 +275,11 @@ int server_port(const struct server *s)
     return net_local_port(acceptor_listener(&s->acceptor, 0));
 }
 
+void server_announce_stop(struct server *s)
+{
+    atomic_store(&s->draining, true);
+}
+
 void server_cut(struct server *s)
 {
     /* Pushes still waiting fail (their sockets are closed unserved); what
@@ -274,6 +302,7 @@ static uint64_t cut_count(struct server *s)
 
 bool server_drain(struct server *s, struct server_summary *out)
 {
+    server_announce_stop(s);
     int drain_ms = s->cfg.drain_timeout_ms;
     struct timespec deadline = monotime_timespec_after(drain_ms);
     pool_quiesce(&s->pool);

@@ -11,9 +11,12 @@
  * server without a drain.
  */
 #include "log.h"
+#include "monotime.h"
 #include "net.h"
 #include "parse.h"
 #include "server.h"
+#include "service.h"
+#include "snapshot.h"
 #include "version.h"
 
 #include <getopt.h>
@@ -53,6 +56,11 @@ static void usage(FILE *out)
             "                       before parking the connection, when no other connection\n"
             "                       waits (default 5; 0 parks at once)\n"
             "  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "  --reuseport          share the port with other enchufe-servers (SO_REUSEPORT):\n"
+            "                       the kernel spreads new connections across them\n"
+            "  --shutdown-delay SEC on SIGTERM, first answer health checks \"draining\" for SEC\n"
+            "                       seconds, serving as before, so that a load balancer stops\n"
+            "                       sending; then drain (default 0)\n"
             "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
             "                       of handing it to the poller between requests\n"
             "  -v, --verbose        log every connection and request; twice (-v -v): also\n"
@@ -65,7 +73,8 @@ static void usage(FILE *out)
 }
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
-       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_NO_PARK };
+       OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_REUSEPORT,
+       OPT_SHUTDOWN_DELAY, OPT_NO_PARK };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -82,6 +91,8 @@ static const struct option long_options[] = {
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"linger", required_argument, NULL, OPT_LINGER},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"reuseport", no_argument, NULL, OPT_REUSEPORT},
+    {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
     {"no-park", no_argument, NULL, OPT_NO_PARK},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
@@ -126,7 +137,14 @@ static bool parse_mode(const char *arg, mode_t *out)
     return true;
 }
 
-static bool parse_option(int opt, const char *arg, struct server_config *cfg, int *verbosity)
+/* What main needs besides the server's own configuration. */
+struct run_config {
+    int verbosity;
+    int shutdown_delay_ms;
+};
+
+static bool parse_option(int opt, const char *arg, struct server_config *cfg,
+                         struct run_config *run)
 {
     long port;
     switch (opt) {
@@ -158,14 +176,17 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg, in
         return true;
     }
     case OPT_METRICS: cfg->metrics = arg; return true;
+    case OPT_REUSEPORT: cfg->reuseport = true; return true;
+    case OPT_SHUTDOWN_DELAY:
+        return parse_timeout("shutdown-delay", arg, &run->shutdown_delay_ms);
     case OPT_NO_PARK: cfg->park = false; return true;
-    case 'v': (*verbosity)++; return true;
+    case 'v': run->verbosity++; return true;
     default: return false;
     }
 }
 
 /* Returns -1 to go on, or the exit status to leave with. */
-static int parse_args(int argc, char **argv, struct server_config *cfg, int *verbosity)
+static int parse_args(int argc, char **argv, struct server_config *cfg, struct run_config *run)
 {
     int opt;
     while ((opt = getopt_long(argc, argv, "vhV", long_options, NULL)) != -1) {
@@ -177,7 +198,7 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *ver
             printf("enchufe-server %s\n", ENCHUFE_VERSION);
             return EXIT_SUCCESS;
         }
-        if (opt == '?' || !parse_option(opt, optarg, cfg, verbosity)) {
+        if (opt == '?' || !parse_option(opt, optarg, cfg, run)) {
             fprintf(stderr, "Try 'enchufe-server --help' for more information.\n");
             return EXIT_USAGE;
         }
@@ -250,15 +271,84 @@ static void log_stopped(const struct server_summary *sum, int drain_ms)
              (unsigned long long)sum->requests, (unsigned long long)sum->connections, cut);
 }
 
+/* STATUS= for the service manager: the live counts. */
+static void status_line(void *arg, char *out, size_t cap)
+{
+    struct snapshot snap;
+    server_snapshot(arg, &snap);
+    snprintf(out, cap, "%llu connections (%llu parked), %llu of %llu workers busy, "
+                       "%llu requests answered",
+             (unsigned long long)snap.active, (unsigned long long)snap.parked,
+             (unsigned long long)snap.busy, (unsigned long long)snap.workers,
+             (unsigned long long)snap.requests);
+}
+
+/* Listening sockets handed over by systemd, if any, become the server's.
+ * Returns false (after saying why) if they cannot be used. */
+static bool take_activated_sockets(struct server_config *cfg, int *fds, char names[][64])
+{
+    char err[256];
+    int n = service_listen_fds(fds, names, SERVICE_MAX_FDS, err, sizeof err);
+    if (n < 0) {
+        fprintf(stderr, "enchufe-server: %s\n", err);
+        return false;
+    }
+    cfg->inherited = fds;
+    cfg->ninherited = n;
+    return true;
+}
+
+static void log_started(struct server *srv, const struct server_config *cfg, long capacity,
+                        char names[][64])
+{
+    char addr[160];
+    log_info("enchufe-server %s: %s mode, %zu workers, %s; room for %ld connections",
+             ENCHUFE_VERSION, cfg->mode == SERVER_MODE_APP ? "app" : "echo", cfg->workers,
+             cfg->park ? "idle connections parked in the poller"
+                       : "idle connections held by their workers (--no-park)",
+             cfg->park ? capacity : (long)cfg->workers);
+    for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++) {
+        if (cfg->ninherited)
+            log_info("Listening on %s (handed over by systemd as '%s')", addr, names[i]);
+        else
+            log_info("Listening on %s", addr);
+    }
+    if (server_metrics_address(srv, addr, sizeof addr) == 0)
+        log_info("Metrics on http://%s/metrics", addr);
+}
+
+/* --shutdown-delay: health checks say "draining" while everything is
+ * served as before, so that a balancer stops sending before the listener
+ * closes. A second signal ends the wait, and cuts what is in progress. */
+static void delay_stop(struct server *srv, const sigset_t *set, int delay_ms)
+{
+    server_announce_stop(srv);
+    log_info("Telling health checks the server is draining; stopping in %g s", delay_ms / 1000.0);
+    long long until = monotime_ms() + delay_ms;
+    for (long long left; (left = until - monotime_ms()) > 0;) {
+        struct timespec t = {left / 1000, (left % 1000) * 1000000L};
+        int sig = sigtimedwait(set, NULL, &t);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("Received %s again: stopping now, cutting what is in progress",
+                     signal_name(sig));
+            server_cut(srv);
+            return;
+        }
+        if (sig == SIGHUP)
+            log_info("Received SIGHUP: ignored (there is no configuration to reload; "
+                     "SIGTERM stops the server)");
+    }
+}
+
 int main(int argc, char **argv)
 {
     struct server_config cfg;
     server_config_defaults(&cfg);
-    int verbosity = 0;
-    int rc = parse_args(argc, argv, &cfg, &verbosity);
+    struct run_config run = {0};
+    int rc = parse_args(argc, argv, &cfg, &run);
     if (rc >= 0)
         return rc;
-    log_set_verbosity(verbosity);
+    log_set_verbosity(run.verbosity);
 
     /* jansson seeds its hash lazily on first use, which races between
      * threads; seeding here, before any thread exists, avoids that. */
@@ -272,6 +362,10 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
+    int fds[SERVICE_MAX_FDS];
+    char names[SERVICE_MAX_FDS][64];
+    if (!take_activated_sockets(&cfg, fds, names))
+        return EXIT_FAILURE;
     /* With parking an idle connection costs only a descriptor: take every
      * one the hard limit allows, less a margin for listeners, pipes, epoll
      * and stdio. */
@@ -282,21 +376,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "enchufe-server: %s\n", err);
         return EXIT_FAILURE;
     }
-    char addr[160];
-    log_info("enchufe-server %s: %s mode, %zu workers, %s; room for %ld connections",
-             ENCHUFE_VERSION, cfg.mode == SERVER_MODE_APP ? "app" : "echo", cfg.workers,
-             cfg.park ? "idle connections parked in the poller"
-                      : "idle connections held by their workers (--no-park)",
-             cfg.park ? capacity : (long)cfg.workers);
-    for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++)
-        log_info("Listening on %s", addr);
-    if (server_metrics_address(srv, addr, sizeof addr) == 0)
-        log_info("Metrics on http://%s/metrics", addr);
+    log_started(srv, &cfg, capacity, names);
+    service_ready("listening");
+    struct service_pinger *pinger = service_start_pinger(status_line, srv);
 
     int sig = wait_for_stop_signal(&signals);
     log_info("Received %s: finishing requests in progress", signal_name(sig));
+    if (run.shutdown_delay_ms > 0)
+        delay_stop(srv, &signals, run.shutdown_delay_ms);
+    service_stopping("draining: answering the requests in progress");
     struct server_summary sum;
     drain(srv, &signals, &sum);
+    service_stop_pinger(pinger);
     server_free(srv);
     log_stopped(&sum, cfg.drain_timeout_ms);
     return EXIT_SUCCESS;

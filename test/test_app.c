@@ -193,7 +193,7 @@ static json_t *three_seconds_up(void *arg)
 Test(app, stats_answers_with_what_the_source_gives)
 {
     struct frame req = json_request("{\"action\": \"stats\"}");
-    struct app_stats_source source = {.fn = three_seconds_up};
+    struct app_server source = {.stats = three_seconds_up};
     struct app_response resp;
     cr_assert_eq(app_handle_request(&req, &source, &resp), 0);
     cr_assert_eq(resp.kind, COUNTER_STATS);

@@ -26,6 +26,9 @@ fi
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists libmicrohttpd; then
   missing+=(libmicrohttpd-dev)
 fi
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists libsystemd; then
+  missing+=(libsystemd-dev)
+fi
 if [ "$what" = test ]; then
   if ! command -v pkg-config >/dev/null || ! pkg-config --exists criterion; then
     missing+=(libcriterion-dev)
@@ -35,6 +38,9 @@ if [ "$what" = test ]; then
   command -v pgrep >/dev/null || missing+=(procps)
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v curl >/dev/null || missing+=(curl)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v systemd-socket-activate >/dev/null || missing+=(systemd)
+  command -v ip >/dev/null || missing+=(iproute2)
 fi
 
 if [ "$what" = fuzz ]; then
@@ -54,6 +60,7 @@ if [ "$what" = bench ]; then
   command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v perf >/dev/null || missing+=(linux-perf)
+  command -v haproxy >/dev/null || missing+=(haproxy)
 fi
 if [ "$what" = dissector ]; then
   command -v tshark >/dev/null || missing+=(tshark)

@@ -50,12 +50,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct frame_decoder d;
     struct frame req;
     struct app_response resp;
-    static const struct app_stats_source stats = {.fn = some_counters};
+    static const struct app_server server = {.stats = some_counters};
     frame_decoder_init(&d, 65536);
     enum frame_status st = frame_decode(&d, data, size, &req);
     if (st == FRAME_NEED_MORE)
         return 0;
-    int rc = st == FRAME_COMPLETE ? app_handle_request(&req, &stats, &resp)
+    int rc = st == FRAME_COMPLETE ? app_handle_request(&req, &server, &resp)
                                   : app_error_response(frame_status_error(st), d.error, &resp);
     if (rc == 0)
         check_answer(&resp);
