@@ -32,7 +32,7 @@ SERVER_ARGS ?=
 Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
-        test-dissector deps-dissector test-multihost test-prometheus \
+        test-dissector deps-dissector test-multihost test-prometheus test-scaling \
         deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
@@ -45,7 +45,7 @@ run: all
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
-	  test-dissector test-multihost test-prometheus
+	  test-dissector test-multihost test-prometheus test-scaling
 
 test-unit: build/tests all
 	ENCHUFE_BIN=bin tools/run_suites.sh build/tests build/tests.log --jobs=2
@@ -69,6 +69,12 @@ test-install: all
 test-dissector: deps-dissector
 	tools/wireshark/test_dissector.sh
 
+# systemd socket activation, HAProxy in front of three instances in
+# network namespaces, --reuseport (tools/test_scaling.py says what each
+# part checks).
+test-scaling: all
+	python3 tools/test_scaling.py --bin bin
+
 # A real Prometheus server scraping a running enchufe-server.
 test-prometheus: all
 	python3 tools/test_prometheus.py --bin bin
@@ -90,16 +96,18 @@ DATADIR := $(DESTDIR)$(PREFIX)/share/enchufe
 PROGRAMS := enchufe-server enchufe-cli enchufe-bench
 
 install: all
-	install -d $(BINDIR) $(MANDIR) $(DATADIR)/wireshark $(DATADIR)/contrib
+	install -d $(BINDIR) $(MANDIR) $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy
 	install -m 755 $(PROGRAMS:%=bin/%) $(BINDIR)/
 	install -m 644 $(PROGRAMS:%=man/%.1) $(MANDIR)/
 	install -m 644 tools/wireshark/enchufe.lua $(DATADIR)/wireshark/
-	install -m 644 contrib/enchufe.service $(DATADIR)/contrib/
+	install -m 644 contrib/enchufe.service contrib/enchufe.socket $(DATADIR)/contrib/
+	install -m 644 contrib/haproxy/enchufe.cfg $(DATADIR)/contrib/haproxy/
 
 uninstall:
 	rm -f $(PROGRAMS:%=$(BINDIR)/%) $(PROGRAMS:%=$(MANDIR)/%.1)
-	rm -f $(DATADIR)/wireshark/enchufe.lua $(DATADIR)/contrib/enchufe.service
-	-rmdir $(DATADIR)/wireshark $(DATADIR)/contrib $(DATADIR) 2>/dev/null
+	rm -f $(DATADIR)/wireshark/enchufe.lua $(DATADIR)/contrib/enchufe.service \
+	  $(DATADIR)/contrib/enchufe.socket $(DATADIR)/contrib/haproxy/enchufe.cfg
+	-rmdir $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy $(DATADIR)/contrib $(DATADIR) 2>/dev/null
 
 # --- dependencies -----------------------------------------------------------
 

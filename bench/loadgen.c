@@ -54,6 +54,8 @@ struct slot {
     uint64_t connect_start;
     uint64_t deadline;
     uint64_t answered; /* answers this slot got, warmup included */
+    uint64_t conn_answers; /* answers on the current connection */
+    bool retried;     /* the batch in flight was sent again once already */
     int idle_next;    /* rate mode: next idle slot, -1 at the end */
     bool in_idle;     /* rate mode: on the idle stack */
 };
@@ -122,12 +124,36 @@ static struct slot *pop_idle(struct worker *w)
     return s;
 }
 
+static void open_slot(struct worker *w, struct slot *s);
+
+/* The one race a keep-alive client cannot avoid: the server closes an
+ * idle connection (its idle timeout, a restart) just as the next request
+ * goes out. As HTTP clients do, such a request is sent again, once, on a
+ * new connection, if not a byte of its answer came back; it is counted as
+ * retried, not as an error, and its latency still runs from the first
+ * send. Returns true if it did that. */
+static bool retry(struct worker *w, struct slot *s, enum bench_error e)
+{
+    bool closed = e == BENCH_ERR_CLOSED || e == BENCH_ERR_READ || e == BENCH_ERR_WRITE;
+    if (!closed || !s->has_request || s->retried || s->conn_answers == 0 || s->done > 0 ||
+        s->len > 0)
+        return false;
+    s->retried = true;
+    w->res.retried += s->depth;
+    close_slot(s);
+    s->next = s->first; /* the same requests again */
+    open_slot(w, s);    /* the batch goes out once connected */
+    return true;
+}
+
 /* The stream went wrong: count it, drop the connection and the request.
  * A connect that failed with no request assigned yet (a keep-alive slot
  * reconnecting) still uses up one of -n's requests, so that a run against
  * a server that refuses every connection ends. */
 static void fail(struct worker *w, struct slot *s, enum bench_error e)
 {
+    if (retry(w, s, e))
+        return;
     w->res.errors[e]++;
     if (e == BENCH_ERR_CONNECT) {
         w->connect_failures++;
@@ -158,6 +184,7 @@ static void open_slot(struct worker *w, struct slot *s)
     if (w->addr->ss_family != AF_UNIX)
         setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->connect_start = monotime_ns();
+    s->conn_answers = 0;
     s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
     if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
         connect_failed(w, s, errno);
@@ -256,6 +283,7 @@ static void next_request(struct worker *w, struct slot *s)
         return;
     s->depth = take_batch(w);
     s->done = 0;
+    s->retried = false;
     s->has_request = true;
     s->origin = monotime_ns();
     if (s->state == S_CLOSED)
@@ -271,6 +299,7 @@ static void next_request(struct worker *w, struct slot *s)
 static bool record_success(struct worker *w, struct slot *s, uint64_t now, size_t size)
 {
     s->answered++;
+    s->conn_answers++;
     w->res.completed++;
     hist_record(&w->res.latency, now - s->origin); /* from the batch's send */
     atomic_store_explicit(&w->progress, w->res.completed, memory_order_relaxed);
@@ -434,6 +463,7 @@ static void issue_due(struct worker *w, uint64_t now)
         w->issued++;
         s->depth = 1;
         s->done = 0;
+        s->retried = false;
         s->has_request = true;
         s->origin = w->next_due;
         w->next_due += w->interval;
@@ -648,6 +678,7 @@ static void merge(struct bench_result *dst, const struct bench_result *src)
     dst->completed += src->completed;
     dst->bytes_read += src->bytes_read;
     dst->in_flight += src->in_flight;
+    dst->retried += src->retried;
     dst->never_answered += src->never_answered;
     dst->connections_opened += src->connections_opened;
     dst->ever_connected |= src->ever_connected;

@@ -61,6 +61,8 @@ struct bench_result {
     uint64_t bytes_read;
     uint64_t errors[BENCH_ERR_KINDS];
     uint64_t in_flight;   /* sent but unanswered when the run ended */
+    uint64_t retried;     /* sent again once on a new connection after the server
+                             closed a keep-alive connection without a byte of answer */
     uint64_t never_answered; /* connections that got no answer at all: starved */
     uint64_t connections_opened;
     bool ever_connected;      /* some connection got through (warmup included) */

@@ -78,6 +78,9 @@ void report_text(FILE *out, const struct bench_config *cfg, const struct report_
     if (res->never_answered)
         fprintf(out, "  %" PRIu64 " of %d connections never got an answer\n",
                 res->never_answered, cfg->connections);
+    if (res->retried)
+        fprintf(out, "  %" PRIu64 " requests retried once on a new connection (the server closed "
+                     "an idle keep-alive connection as they went out)\n", res->retried);
     uint64_t errors = 0;
     for (int e = 0; e < BENCH_ERR_KINDS; e++)
         errors += res->errors[e];
@@ -117,9 +120,9 @@ void report_json(FILE *out, const struct bench_config *cfg, const struct report_
             info->rate, res->elapsed_s);
     fprintf(out, "\"requests\": %" PRIu64 ", \"requests_per_s\": %.2f, \"bytes_read\": %" PRIu64
                  ", \"in_flight\": %" PRIu64 ", \"connections_opened\": %" PRIu64
-                 ", \"never_answered\": %" PRIu64 ", ",
+                 ", \"never_answered\": %" PRIu64 ", \"retried\": %" PRIu64 ", ",
             res->completed, (double)res->completed / secs, res->bytes_read, res->in_flight,
-            res->connections_opened, res->never_answered);
+            res->connections_opened, res->never_answered, res->retried);
     json_hist(out, "latency_us", &res->latency);
     fprintf(out, ", ");
     json_hist(out, "connect_us", &res->connect);

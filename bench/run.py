@@ -38,7 +38,12 @@ def free_port():
 
 
 def start_enchufe(*args):
-    proc = subprocess.Popen([os.path.join(BIN, "enchufe-server"), "--port", "0", *args],
+    return start_enchufe_at(0, *args)
+
+
+def start_enchufe_at(port, *args):
+    """enchufe-server on a given port (0: any), and the port it got."""
+    proc = subprocess.Popen([os.path.join(BIN, "enchufe-server"), "--port", str(port), *args],
                             stderr=subprocess.PIPE, text=True)
     for _ in range(10):
         line = proc.stderr.readline()
@@ -391,6 +396,75 @@ def metrics_overhead(run):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def haproxy_rows(run, work):
+    """HAProxy's cost, and what three instances behind it give: 1 instance
+    direct, HAProxy in front of 1, HAProxy in front of 3 (all on loopback),
+    keep-alive and per-conn, 50 connections."""
+    if not shutil.which("haproxy"):
+        run.extra["haproxy"] = "haproxy is not installed"
+        return
+    servers = [start_enchufe() for _ in range(3)]
+    try:
+        for n in (1, 3):
+            port = free_port()
+            with open(os.path.join(HERE, "..", "contrib", "haproxy", "enchufe.cfg")) as f:
+                cfg = f.read()
+            cfg = cfg.replace("bind 127.0.0.1:6543", f"bind 127.0.0.1:{port}")
+            cfg = cfg.replace("/run/haproxy/enchufe.sock", os.path.join(work, "haproxy.sock"))
+            cfg = re.sub(r"    server enchufe\d .*\n", "", cfg)
+            cfg += "".join(f"    server enchufe{i + 1} 127.0.0.1:{p}\n"
+                           for i, (_, p) in enumerate(servers[:n]))
+            path = os.path.join(work, "haproxy.cfg")
+            with open(path, "w") as f:
+                f.write(cfg)
+            hap = subprocess.Popen(["haproxy", "-db", "-f", path], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            try:
+                for mode in ("keepalive", "per-conn"):
+                    run.add(f"HAProxy in front of {n} instance{'s' if n > 1 else ''}, {mode}",
+                            bench(port, run.s, 50, "--mode", mode, "--warmup", "1"), "enchufe")
+            finally:
+                hap.send_signal(signal.SIGTERM)
+                hap.wait(30)
+        for mode in ("keepalive", "per-conn"):
+            run.add(f"1 instance direct, {mode}", bench(servers[0][1], run.s, 50, "--mode", mode,
+                                                        "--warmup", "1"), "enchufe")
+    finally:
+        for proc, _ in servers:
+            stop_enchufe(proc)
+
+
+def reuseport_rows(run):
+    """Two processes of 8 workers on one port (--reuseport) against one of 16."""
+    port = free_port()
+    pair = [start_enchufe_at(port, "--reuseport", "--workers", "8")[0] for _ in range(2)]
+    try:
+        for mode in ("keepalive", "per-conn"):
+            run.add(f"--reuseport, 2 processes x 8 workers, {mode}",
+                    bench(port, run.s, 50, "--mode", mode, "--warmup", "1"), "enchufe")
+    finally:
+        for proc in pair:
+            stop_enchufe(proc)
+    one, one_port = start_enchufe("--workers", "16")
+    try:
+        for mode in ("keepalive", "per-conn"):
+            run.add(f"1 process x 16 workers, {mode}",
+                    bench(one_port, run.s, 50, "--mode", mode, "--warmup", "1"), "enchufe")
+    finally:
+        stop_enchufe(one)
+
+
+def scaling_rows(run):
+    import tempfile
+    work = tempfile.mkdtemp(prefix="enchufe-bench-haproxy-")
+    try:
+        haproxy_rows(run, work)
+        reuseport_rows(run)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def helper(script, *args):
     out = subprocess.run([sys.executable, os.path.join(HERE, script), "--bin", BIN, *args],
                          capture_output=True, text=True, timeout=600)
@@ -447,6 +521,16 @@ def ratios(run):
          rps("enchufe keep-alive, --no-park 64 workers"),
          "parking / --no-park, 64 workers, 50 conns", ">= 0.9"),
     ]
+    for mode in ("keepalive", "per-conn"):
+        out.append((rps(f"HAProxy in front of 1 instance, {mode}") /
+                    rps(f"1 instance direct, {mode}"),
+                    f"HAProxy in front of 1 instance / direct, {mode}, 50 conns", "HAProxy's cost"))
+        out.append((rps(f"HAProxy in front of 3 instances, {mode}") /
+                    rps(f"HAProxy in front of 1 instance, {mode}"),
+                    f"3 instances / 1 behind HAProxy, {mode}, 50 conns", "2 cores: ~1"))
+        out.append((rps(f"--reuseport, 2 processes x 8 workers, {mode}") /
+                    rps(f"1 process x 16 workers, {mode}"),
+                    f"--reuseport 2 x 8 workers / 1 x 16, {mode}, 50 conns", "2 cores: ~1.0"))
     m = run.extra.get("metrics overhead", {})
     if "on" in m:
         out.append((m["on"] / m["off"], "--metrics on with Prometheus scraping every 1 s / "
@@ -529,6 +613,7 @@ def main():
             section(run, sv)
     finally:
         sv.stop()
+    scaling_rows(run)
     per_request_costs(run)
     metrics_overhead(run)
     idle_starvation(run)

@@ -20,14 +20,16 @@
  *
  * Stopping: from poller_stop() on, parking is refused. The thread hands
  * every parked connection with bytes waiting to the workers (a stop
- * answers every request that had arrived), closes the idle ones, and
- * tells the queue it is done producing.
+ * answers every request that had arrived), and those on which nothing
+ * was ever read (a first request may be on its way); it closes the idle
+ * ones, and tells the queue it is done producing.
  */
 #ifndef ENCHUFE_POLLER_H
 #define ENCHUFE_POLLER_H
 
 #include "queue.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,9 +39,10 @@ struct poller;
  * NULL with errno set on failure. */
 struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds);
 
-/* Hands an idle connection over. Returns 0, or -1 if the poller is
- * stopping or cannot take it: the caller still owns fd then. */
-int poller_park(struct poller *p, int fd);
+/* Hands an idle connection over; fresh says nothing has been read on it
+ * yet. Returns 0, or -1 if the poller is stopping or cannot take it: the
+ * caller still owns fd then. */
+int poller_park(struct poller *p, int fd, bool fresh);
 
 /* Says a socket the poller has seen before is about to be closed by its
  * owner, so that its number, reused, is added to the epoll set afresh.

@@ -76,6 +76,7 @@ struct worker {
     int fd;                /* -1 when the worker holds no connection */
     bool timeout_set;      /* fd has its receive timeout (the tick, or the linger) */
     bool parked;           /* fd went to the poller or the queue: not ours to close */
+    bool fresh;            /* nothing read on fd yet since the worker took it */
     atomic_bool lingering; /* in recv waiting for the next request: may be called back */
     unsigned turn_requests;  /* answered since this worker took the connection */
     long long turn_start_ms; /* when it took it */
@@ -86,6 +87,10 @@ struct worker {
 
 /* How often a worker waiting in recv (no poller) checks for a stop. */
 #define WORKER_TICK_MS 100
+
+/* At a stop, how long a connection on which nothing has been read yet
+ * may take to send its first request (it connected before the stop). */
+#define WORKER_FIRST_REQUEST_GRACE_MS 1000
 
 /* A turn on one connection, when other connections wait. */
 #define WORKER_TURN_REQUESTS 64

@@ -29,6 +29,7 @@ struct entry {
     long long since;  /* when it was parked, ms */
     bool parked;
     bool in_set;      /* in the epoll set (one-shot, maybe disarmed) */
+    bool fresh;       /* no request read on it yet: its first may be on the way */
 };
 
 struct poller {
@@ -80,7 +81,7 @@ static void unlink_fd(struct poller *p, int fd)
 
 /* --- workers ------------------------------------------------------------------ */
 
-int poller_park(struct poller *p, int fd)
+int poller_park(struct poller *p, int fd, bool fresh)
 {
     if (fd < 0 || (size_t)fd >= p->max_fds)
         return -1;
@@ -92,6 +93,7 @@ int poller_park(struct poller *p, int fd)
     if (!p->stopping) {
         struct entry *e = &p->entries[fd];
         link_tail(p, fd);
+        e->fresh = fresh;
         rc = epoll_ctl(p->epfd, e->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
         if (rc < 0 && e->in_set && errno == ENOENT) /* closed behind our back */
             rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -182,27 +184,36 @@ static void requeue(struct poller *p, const int *ready, int k)
     atomic_fetch_add_explicit(&p->dropped, (uint64_t)(k - done), memory_order_relaxed);
 }
 
-/* Closes what has been idle too long (all of it when stopping). */
+/* Closes what has been idle too long; when stopping, every parked
+ * connection, except those on which nothing was ever read: their client
+ * has just connected and its first request may be on the way, so they go
+ * to the workers, who give it a moment (worker.h). */
 static void close_expired(struct poller *p, bool all)
 {
-    int doomed[MAX_EVENTS];
+    int doomed[MAX_EVENTS], fresh[MAX_EVENTS];
     for (;;) {
-        int k = 0;
+        int k = 0, f = 0;
         long long now = monotime_ms();
         pthread_mutex_lock(&p->lock);
-        while (p->head >= 0 && k < MAX_EVENTS &&
+        while (p->head >= 0 && k + f < MAX_EVENTS &&
                (all || (p->idle_timeout_ms > 0 &&
                         p->entries[p->head].since + p->idle_timeout_ms <= now))) {
-            doomed[k++] = p->head;
-            p->entries[p->head].in_set = false;
-            unlink_fd(p, p->head);
+            int fd = p->head;
+            if (all && p->entries[fd].fresh) {
+                fresh[f++] = fd;
+            } else {
+                doomed[k++] = fd;
+                p->entries[fd].in_set = false;
+            }
+            unlink_fd(p, fd);
         }
         pthread_mutex_unlock(&p->lock);
         if (!all) /* counted before the close a client could see */
             atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
         for (int i = 0; i < k; i++)
             close(doomed[i]); /* closing also takes it out of the epoll set */
-        if (k < MAX_EVENTS)
+        requeue(p, fresh, f);
+        if (k + f < MAX_EVENTS)
             return;
     }
 }

@@ -159,8 +159,46 @@ static bool may_linger(const struct worker *w)
     return r->linger_ms > 0 && !atomic_load(&r->stopping) && queue_backlog(r->queue) <= 0;
 }
 
+/* A stop finds a connection whose client has not sent anything yet: it
+ * was accepted before the stop, and its first request is most likely on
+ * its way (a client sends it right after connecting), so it gets a moment
+ * to arrive. A connection that has been served before gets none: it is
+ * idle, and its client retries on a new connection. */
+static ssize_t first_request_at_stop(struct worker *w, void *buf, size_t len,
+                                     enum worker_wait *why)
+{
+    ssize_t n = net_recv_until(w->fd, buf, len, monotime_deadline(WORKER_FIRST_REQUEST_GRACE_MS));
+    if (n >= 0)
+        *why = WORKER_REQUEST;
+    else
+        *why = errno == ETIMEDOUT ? WORKER_STOPPING : WORKER_ERROR;
+    return n;
+}
+
+/* What the first read of a connection found, or a stop's verdict on an
+ * empty socket: a fresh connection at a stop gets its grace. */
+static ssize_t settle(struct worker *w, ssize_t n, void *buf, size_t len, enum worker_wait *why)
+{
+    bool fresh = w->fresh;
+    if (*why == WORKER_REQUEST)
+        w->fresh = false;
+    if (*why == WORKER_STOPPING && fresh && !atomic_load(&w->rules->forced))
+        return first_request_at_stop(w, buf, len, why);
+    return n;
+}
+
+static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket_was_empty,
+                            enum worker_wait *why);
+
 ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_empty,
                     enum worker_wait *why)
+{
+    ssize_t n = next_request(w, buf, len, socket_was_empty, why);
+    return settle(w, n, buf, len, why);
+}
+
+static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket_was_empty,
+                            enum worker_wait *why)
 {
     const struct worker_rules *r = w->rules;
     if (atomic_load(&r->forced)) {
@@ -179,7 +217,7 @@ ssize_t worker_next(struct worker *w, void *buf, size_t len, bool socket_was_emp
         if (*why != WORKER_PARKED)
             return n;
     }
-    if (poller_park(r->poller, w->fd) == 0) {
+    if (poller_park(r->poller, w->fd, w->fresh) == 0) {
         w->parked = true;
         *why = WORKER_PARKED;
         return -1;
@@ -242,6 +280,7 @@ static bool claim(struct worker *w, int fd)
         w->parked = false;
         w->turn_requests = 0;
         w->turn_start_ms = monotime_ms();
+        w->fresh = true;
     }
     pthread_mutex_unlock(&w->lock);
     return ok;

@@ -252,3 +252,25 @@ Test(app, the_no_memory_answer_needs_no_memory)
               resp.content);
     app_response_free(&resp);
 }
+
+static bool stopping_soon(void *arg)
+{
+    return *(bool *)arg;
+}
+
+Test(app, health_says_ok_then_draining_when_the_server_announces_its_stop)
+{
+    bool draining = false;
+    struct app_server server = {.draining = stopping_soon, .arg = &draining};
+    struct frame req = json_request("{\"action\": \"health\"}");
+    struct app_response resp;
+    cr_assert_eq(app_handle_request(&req, &server, &resp), 0);
+    cr_assert_eq(resp.kind, COUNTER_HEALTH);
+    cr_assert_eq(resp.length, strlen("{\"result\": \"ok\"}"));
+    cr_assert(memcmp(resp.content, "{\"result\": \"ok\"}", resp.length) == 0);
+    app_response_free(&resp);
+    draining = true;
+    cr_assert_eq(app_handle_request(&req, &server, &resp), 0);
+    cr_assert(memcmp(resp.content, "{\"result\": \"draining\"}", resp.length) == 0);
+    app_response_free(&resp);
+}

@@ -172,3 +172,60 @@ Test(bench, a_timed_run_where_nothing_connects_stops_and_says_why, .timeout = 30
     cr_assert_lt(took, 5000, "no 20 s of refused connects: it stops in %lld ms", took);
     cr_assert(strstr(out, "cannot connect to 127.0.0.1:"), "%s", out);
 }
+
+/* The tutorial's own server closes after each answer. A keep-alive
+ * client's next request then meets a closed connection: the bench sends
+ * it again, once, on a new connection, and counts it as retried, not as
+ * an error. */
+struct one_shot_server {
+    int listen_fd;
+    atomic_bool over;
+    pthread_t thread;
+};
+
+static void *one_shot_main(void *arg)
+{
+    struct one_shot_server *o = arg;
+    uint8_t answer[256];
+    size_t len = frame_of("{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}", answer,
+                          sizeof answer);
+    while (!atomic_load(&o->over)) {
+        int fd = accept(o->listen_fd, NULL, NULL);
+        if (fd < 0)
+            break;
+        char req[4096];
+        struct frame_decoder d;
+        struct frame f;
+        size_t got = 0;
+        frame_decoder_init(&d, 1 << 20);
+        ssize_t n;
+        while ((n = recv(fd, req + got, sizeof req - got, 0)) > 0) {
+            got += (size_t)n;
+            if (frame_decode(&d, (uint8_t *)req, got, &f) == FRAME_COMPLETE) {
+                send(fd, answer, len, MSG_NOSIGNAL);
+                break;
+            }
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+Test(bench, a_keepalive_request_meeting_a_closed_connection_is_retried_once, .timeout = 30)
+{
+    char err[256], out[4096];
+    struct one_shot_server o = {.listen_fd = net_listen("127.0.0.1", "0", 16, err, sizeof err)};
+    cr_assert_geq(o.listen_fd, 0, "%s", err);
+    atomic_init(&o.over, false);
+    pthread_create(&o.thread, NULL, one_shot_main, &o);
+    int rc = ts_run(out, sizeof out, "%s/enchufe-bench -q --json -c 1 -t 1 -n 20 --port %d",
+                    ts_bin_dir(), net_local_port(o.listen_fd));
+    atomic_store(&o.over, true);
+    shutdown(o.listen_fd, SHUT_RDWR);
+    pthread_join(o.thread, NULL);
+    close(o.listen_fd);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert(strstr(out, "\"requests\": 20,"), "all 20 answered: %s", out);
+    cr_assert(strstr(out, "\"retried\": 19,"), "each after the first retried once: %s", out);
+    cr_assert(strstr(out, "\"closed\": 0"), "and none counted as an error: %s", out);
+}

@@ -387,3 +387,49 @@ Test(stop, drain_timeout_0_waits_for_a_request_paused_past_the_tick, .timeout = 
     close(fd);
     close(err_fd);
 }
+
+/* --shutdown-delay: at SIGTERM, health checks say "draining" at once,
+ * every other request is served as before for the delay, then the drain. */
+static bool health_says(int port, const char *what)
+{
+    int fd = ts_connect(port);
+    uint8_t buf[FRAME_ENCODED_HEADER_MAX + 64];
+    const char *content = "{\"action\": \"health\"}";
+    int n = frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, strlen(content));
+    memcpy(buf + n, content, strlen(content));
+    struct client_response resp;
+    char err[256];
+    bool ok = fd >= 0 && net_write_full(fd, buf, (size_t)n + strlen(content)) == 0 &&
+              client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) == 0;
+    if (ok) {
+        char want[64];
+        snprintf(want, sizeof want, "{\"result\": \"%s\"}", what);
+        ok = resp.length == strlen(want) && memcmp(resp.content, want, resp.length) == 0;
+        client_response_free(&resp);
+    }
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+Test(stop, shutdown_delay_says_draining_to_health_checks_and_serves_meanwhile, .timeout = 60)
+{
+    int port, err_fd;
+    const char *args[] = {"--shutdown-delay", "1", NULL};
+    pid_t pid = spawn(PARK, args, &port, &err_fd);
+    cr_assert(health_says(port, "ok"));
+    long long t0 = ts_now_ms();
+    kill(pid, SIGTERM);
+    cr_assert(ts_wait_for_line(err_fd, "draining", 5000));
+    cr_assert(health_says(port, "draining"), "health checks hear the stop at once");
+    int fd = ts_connect(port);
+    cr_assert_geq(fd, 0, "new connections are still accepted during the delay");
+    cr_assert(send_request(fd, "ring") && answered(fd, "ring"), "and served");
+    close(fd);
+    int status;
+    long long took = exit_after(pid, t0, &status);
+    cr_assert_eq(status, 0);
+    cr_assert_geq(took, 900, "the listener stays open for the delay (%lld ms)", took);
+    cr_assert_lt(took, 3000, "then the drain, and the exit (%lld ms)", took);
+    close(err_fd);
+}

@@ -15,6 +15,8 @@ for p in enchufe-server enchufe-cli enchufe-bench; do
 done
 check "dissector installed" "test -s '$dest$prefix/share/enchufe/wireshark/enchufe.lua'"
 check "systemd unit installed" "grep -q '^DynamicUser=yes' '$dest$prefix/share/enchufe/contrib/enchufe.service'"
+check "systemd socket unit installed" "grep -q '^ListenStream=' '$dest$prefix/share/enchufe/contrib/enchufe.socket'"
+check "HAProxy config installed" "grep -q '^    balance leastconn' '$dest$prefix/share/enchufe/contrib/haproxy/enchufe.cfg'"
 make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 check "uninstall removes the programs" "! ls '$dest$prefix/bin/'enchufe-* >/dev/null 2>&1"
 check "uninstall removes the data" "test ! -e '$dest$prefix/share/enchufe'"

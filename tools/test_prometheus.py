@@ -152,7 +152,9 @@ def main():
         def counts():
             r = api(prom_port, "enchufe_requests_total")
             got = {x["metric"]["kind"]: int(float(x["value"][1])) for x in r}
-            return got if got == LOAD else None
+            # Every kind sent, exactly; every other kind (health...) none.
+            want = {k: LOAD.get(k, 0) for k in got}
+            return got if got == want and all(k in got for k in LOAD) else None
         try:
             got = wait_for("the scrape after the load", counts, 30)
             print(f"PASS enchufe_requests_total by kind, exact: {got}")
