@@ -17,6 +17,9 @@ import statistics
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 # name, server options, bench options
 ROWS = [
     ("keep-alive, 16 workers, c=16", ["--workers", "16"], ["-c", "16"]),
@@ -32,25 +35,8 @@ ROWS = [
 ]
 
 
-def start(bin_dir, opts):
-    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0", *opts],
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(10):
-        line = proc.stderr.readline()
-        if "Listening on" in line:
-            return proc, int(line.strip().rsplit(":", 1)[1])
-    proc.kill()
-    raise SystemExit(f"{bin_dir}/enchufe-server did not start")
-
-
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    proc.stderr.read()
-    proc.wait(30)
-
-
 def measure(gen, bin_dir, server_opts, bench_opts, seconds):
-    proc, port = start(bin_dir, server_opts)
+    proc, port = harness.start_server(bin_dir, *server_opts)
     try:
         cmd = [gen, "--port", str(port), "-d", str(seconds), "-t", "2", "--warmup", "1",
                "--json", "-q", *bench_opts]
@@ -60,7 +46,7 @@ def measure(gen, bin_dir, server_opts, bench_opts, seconds):
             print(f"  note: {sum(r['errors'].values())} errors in {bench_opts}", file=sys.stderr)
         return r["requests_per_s"], r["latency_us"]["p99"] / 1000
     finally:
-        stop(proc)
+        harness.stop_server(proc)
 
 
 def main():

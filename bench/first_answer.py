@@ -16,33 +16,12 @@ server is stopped by its PID.
 import argparse
 import json
 import os
-import signal
 import socket
-import struct
-import subprocess
+import sys
 import time
 
-
-def request(value):
-    content = json.dumps({"action": "search", "value": value}, ensure_ascii=False).encode()
-    header = json.dumps({"byteorder": "little", "content-type": "text/json",
-                         "content-encoding": "utf-8", "content-length": len(content)}).encode()
-    return struct.pack(">H", len(header)) + header + content
-
-
-def read_answer(sock):
-    """Reads one whole framed answer."""
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-    hlen = struct.unpack(">H", exactly(2))[0]
-    header = json.loads(exactly(hlen))
-    return exactly(header["content-length"])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 
 def main():
@@ -52,35 +31,26 @@ def main():
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("server_opts", nargs="*")
     args = ap.parse_args()
-    server = subprocess.Popen([os.path.join(args.bin, "enchufe-server"), "--port", "0",
-                               "--workers", str(args.workers), *args.server_opts],
-                              stderr=subprocess.PIPE, text=True)
-    port = None
-    for _ in range(10):
-        line = server.stderr.readline()
-        if "Listening on" in line:
-            port = int(line.strip().rsplit(":", 1)[1])
-            break
+    server, port = harness.start_server(args.bin, "--workers", str(args.workers),
+                                        *args.server_opts)
     times = []
     try:
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(args.workers)]
-        req = request("ring")
+        req = harness.search("ring")
         for _ in range(args.tries):
             for s in idle:
                 s.sendall(req)
             for s in idle:
-                read_answer(s)
+                harness.read_frame(s)
             t0 = time.perf_counter()
             with socket.create_connection(("127.0.0.1", port), timeout=10) as new:
                 new.sendall(req)
-                read_answer(new)
+                harness.read_frame(new)
             times.append((time.perf_counter() - t0) * 1000)
         for s in idle:
             s.close()
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.stderr.read()
-        server.wait(30)
+        harness.stop_server(server)
     times.sort()
     pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]
     print(json.dumps({"tries": len(times), "p50_ms": round(pick(0.5), 3),

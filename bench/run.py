@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 BIN = "bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -38,28 +41,17 @@ def free_port():
 
 
 def start_enchufe(*args):
-    return start_enchufe_at(0, *args)
+    return harness.start_server(BIN, *args)
 
 
 def start_enchufe_at(port, *args):
     """enchufe-server on a given port (0: any), and the port it got."""
-    proc = subprocess.Popen([os.path.join(BIN, "enchufe-server"), "--port", str(port), *args],
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(10):
-        line = proc.stderr.readline()
-        if "Listening on" in line:
-            return proc, int(line.strip().rsplit(":", 1)[1])
-    proc.kill()
-    raise SystemExit("enchufe-server did not start")
+    return harness.start_server(BIN, *args, port=port)
 
 
 def stop_enchufe(proc):
     """SIGTERM, wait, and return the server's own count of answered requests."""
-    proc.send_signal(signal.SIGTERM)
-    out = proc.stderr.read()
-    proc.wait(30)
-    m = re.search(r"Stopped after (\d+) requests", out)
-    return int(m.group(1)) if m else None
+    return harness.stop_server(proc)
 
 
 def start_redis():

@@ -22,22 +22,14 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_server(bin_dir, opts):
-    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0", *opts],
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(10):
-        line = proc.stderr.readline()
-        if "Listening on" in line:
-            return proc, int(line.strip().rsplit(":", 1)[1])
-    proc.kill()
-    raise SystemExit("enchufe-server did not start")
 
 
 def perf_counts(pid, seconds):
@@ -74,7 +66,7 @@ def main():
     ap.add_argument("--conns", type=int, default=16)
     ap.add_argument("server_opts", nargs="*")
     args = ap.parse_args()
-    server, port = start_server(args.bin, args.server_opts)
+    server, port = harness.start_server(args.bin, *args.server_opts)
     try:
         # The load runs longer than the window, which starts after a warmup.
         bench = subprocess.Popen([os.path.join(args.bin, "enchufe-bench"), "--port", str(port),
@@ -91,9 +83,7 @@ def main():
         cpu, window = cpu_seconds(server.pid) - cpu0, time.time() - t0
         result = json.loads(bench.communicate(timeout=args.seconds + 120)[0])
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.stderr.read()
-        server.wait(30)
+        harness.stop_server(server)
     # Requests in the window (perf counts for exactly `seconds`; strace
     # and the CPU time for about that), from the run's steady rate.
     requests = result["requests_per_s"] * (args.seconds if tool == "perf" else window)

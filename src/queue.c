@@ -71,40 +71,37 @@ static long append(struct queue *q, int fd)
     return publish_backlog(q);
 }
 
+/* Pushes one socket, waiting for room while `wait` and not *cancel. */
+static int push_one(struct queue *q, int fd, bool wait, const atomic_bool *cancel)
+{
+    pthread_mutex_lock(&q->lock);
+    while (wait && q->count == q->capacity && !q->closed && !(cancel && atomic_load(cancel)))
+        pthread_cond_wait(&q->not_full, &q->lock);
+    if (q->closed || q->count == q->capacity) {
+        pthread_mutex_unlock(&q->lock);
+        errno = q->closed ? EPIPE : wait ? ECANCELED : EAGAIN;
+        return -1;
+    }
+    long backlog = append(q, fd);
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->lock);
+    after_push(q, backlog);
+    return 0;
+}
+
 int queue_push(struct queue *q, int fd)
 {
-    return queue_push_unless(q, fd, NULL);
+    return push_one(q, fd, true, NULL);
 }
 
 int queue_try_push(struct queue *q, int fd)
 {
-    pthread_mutex_lock(&q->lock);
-    if (q->closed || q->count == q->capacity) {
-        pthread_mutex_unlock(&q->lock);
-        return -1;
-    }
-    long backlog = append(q, fd);
-    pthread_cond_signal(&q->not_empty);
-    pthread_mutex_unlock(&q->lock);
-    after_push(q, backlog);
-    return 0;
+    return push_one(q, fd, false, NULL);
 }
 
 int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel)
 {
-    pthread_mutex_lock(&q->lock);
-    while (q->count == q->capacity && !q->closed && !(cancel && atomic_load(cancel)))
-        pthread_cond_wait(&q->not_full, &q->lock);
-    if (q->closed || q->count == q->capacity) {
-        pthread_mutex_unlock(&q->lock);
-        errno = q->closed ? EPIPE : ECANCELED;
-        return -1;
-    }
-    long backlog = append(q, fd);
-    pthread_cond_signal(&q->not_empty);
-    pthread_mutex_unlock(&q->lock);
-    after_push(q, backlog);
-    return 0;
+    return push_one(q, fd, true, cancel);
 }
 
 void queue_wake_pushers(struct queue *q)

@@ -82,6 +82,42 @@ int ts_search(int fd, const char *value, struct client_response *resp)
     return rc;
 }
 
+size_t ts_search_request(const char *value, uint8_t *buf, size_t cap)
+{
+    char *content = client_search_content("search", value);
+    size_t len = strlen(content);
+    uint8_t head[FRAME_ENCODED_HEADER_MAX];
+    int n = frame_encode_header(head, PROTO_TEXT_JSON, PROTO_UTF8, len);
+    size_t total = n > 0 ? (size_t)n + len : 0;
+    if (total == 0 || total > cap) {
+        free(content);
+        return 0;
+    }
+    memcpy(buf, head, (size_t)n);
+    memcpy(buf + n, content, len);
+    free(content);
+    return total;
+}
+
+bool ts_answer_is(int fd, const char *value)
+{
+    struct client_response resp;
+    char err[256], expected[256];
+    if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
+        return false;
+    ts_expected_search(value, expected, sizeof expected);
+    bool ok = ts_content_is(&resp, expected);
+    client_response_free(&resp);
+    return ok;
+}
+
+void *ts_write_all(void *writer)
+{
+    struct ts_writer *w = writer;
+    w->rc = net_write_full(w->fd, w->data, w->len);
+    return NULL;
+}
+
 bool ts_content_is(const struct client_response *resp, const char *content)
 {
     return strcmp(resp->header.content_type, PROTO_TEXT_JSON) == 0 &&

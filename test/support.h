@@ -28,6 +28,24 @@ int ts_connect(int port);
 size_t ts_frame(uint8_t *out, size_t cap, const char *header_json, const void *content,
                 size_t len);
 
+/* Writes a whole search request for value at buf (as bytes, to send in
+ * pieces or back to back); returns its size, 0 if it does not fit. */
+size_t ts_search_request(const char *value, uint8_t *buf, size_t cap);
+
+/* Reads one answer on fd; true if it is the right one for a search of
+ * value. */
+bool ts_answer_is(int fd, const char *value);
+
+/* Writes len bytes on fd from a thread of its own (so that the caller can
+ * read meanwhile); rc is net_write_full's. */
+struct ts_writer {
+    int fd;
+    const void *data;
+    size_t len;
+    int rc;
+};
+void *ts_write_all(void *writer);
+
 /* Sends a search request for value and reads the response; 0 or -1. */
 int ts_search(int fd, const char *value, struct client_response *resp);
 

@@ -38,34 +38,17 @@ static void start_unlimited(bool park)
     cr_assert_gt(port, 0);
 }
 
-static size_t search_bytes(const char *value, uint8_t *buf, size_t cap)
-{
-    char *content = client_search_content("search", value);
-    size_t len = strlen(content);
-    int n = frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, len);
-    cr_assert(n > 0 && (size_t)n + len <= cap);
-    memcpy(buf + n, content, len);
-    free(content);
-    return (size_t)n + len;
-}
-
 static void expect_answer(int fd, const char *value)
 {
-    struct client_response resp;
-    char err[256], expected[256];
-    cr_assert_eq(client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err), 0,
-                 "answered: %s", err);
-    ts_expected_search(value, expected, sizeof expected);
-    cr_assert(ts_content_is(&resp, expected));
-    client_response_free(&resp);
+    cr_assert(ts_answer_is(fd, value), "answered, rightly: %s", value);
 }
 
 /* --read-timeout 0: a request that pauses half-way is waited for. */
 static void request_paused_midway_is_answered(bool park)
 {
     start_unlimited(park);
-    uint8_t req[512];
-    size_t n = search_bytes("ring", req, sizeof req);
+    uint8_t req[1024];
+    size_t n = ts_search_request("ring", req, sizeof req);
     int fd = ts_connect(port);
     cr_assert_eq(net_write_full(fd, req, n / 2), 0);
     usleep(PAUSE_US);
@@ -89,8 +72,8 @@ Test(timeout_zero, read_timeout_0_waits_for_a_paused_request_no_park, .timeout =
 static void idle_connection_is_kept(bool park)
 {
     start_unlimited(park);
-    uint8_t req[512];
-    size_t n = search_bytes("morpheus", req, sizeof req);
+    uint8_t req[1024];
+    size_t n = ts_search_request("morpheus", req, sizeof req);
     int fd = ts_connect(port);
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(net_write_full(fd, req, n), 0);
@@ -111,20 +94,6 @@ Test(timeout_zero, idle_timeout_0_keeps_an_idle_connection_no_park, .timeout = 3
     idle_connection_is_kept(false);
 }
 
-struct writer {
-    int fd;
-    const uint8_t *data;
-    size_t len;
-    int rc;
-};
-
-static void *write_all(void *arg)
-{
-    struct writer *w = arg;
-    w->rc = net_write_full(w->fd, w->data, w->len);
-    return NULL;
-}
-
 /* --write-timeout 0: a client that stops reading for a while gets the
  * whole answer once it reads again (echo, so the answer is large). */
 static void slow_reader_gets_everything(bool park)
@@ -143,9 +112,9 @@ static void slow_reader_gets_everything(bool park)
     for (size_t i = 0; i < LEN; i++)
         data[i] = (uint8_t)(i * 7);
     int fd = ts_connect(port);
-    struct writer w = {.fd = fd, .data = data, .len = LEN};
+    struct ts_writer w = {.fd = fd, .data = data, .len = LEN};
     pthread_t t;
-    pthread_create(&t, NULL, write_all, &w);
+    pthread_create(&t, NULL, ts_write_all, &w);
     usleep(PAUSE_US); /* the server's send is stuck meanwhile */
     cr_assert_eq(net_read_full(fd, back, LEN, ts_deadline() + 10000), NET_READ_OK);
     pthread_join(t, NULL);

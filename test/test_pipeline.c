@@ -45,28 +45,9 @@ static void start_with(size_t workers, int linger_ms)
 /* Appends a search request for value to buf at *len. */
 static void append_search(uint8_t *buf, size_t cap, size_t *len, const char *value)
 {
-    char *content = client_search_content("search", value);
-    size_t n = strlen(content);
-    uint8_t head[FRAME_ENCODED_HEADER_MAX];
-    size_t h = (size_t)frame_encode_header(head, PROTO_TEXT_JSON, PROTO_UTF8, n);
-    cr_assert(*len + h + n <= cap);
-    memcpy(buf + *len, head, h);
-    memcpy(buf + *len + h, content, n);
-    *len += h + n;
-    free(content);
-}
-
-/* Reads one answer; true if it is the right one for value. */
-static bool answer_is(int fd, const char *value)
-{
-    struct client_response resp;
-    char err[256], expected[256];
-    if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
-        return false;
-    ts_expected_search(value, expected, sizeof expected);
-    bool ok = ts_content_is(&resp, expected);
-    client_response_free(&resp);
-    return ok;
+    size_t n = ts_search_request(value, buf + *len, cap - *len);
+    cr_assert_gt(n, 0, "room for the request");
+    *len += n;
 }
 
 Test(pipeline, a_long_pipeline_ending_in_garbage_is_answered_in_order_then_the_error,
@@ -87,7 +68,7 @@ Test(pipeline, a_long_pipeline_ending_in_garbage_is_answered_in_order_then_the_e
     cr_assert_eq(net_write_full(fd, burst, len), 0);
     for (int i = 0; i < N; i++) {
         snprintf(value, sizeof value, "v%d", i);
-        cr_assert(answer_is(fd, value), "answer %d of %d, in order", i, N);
+        cr_assert(ts_answer_is(fd, value), "answer %d of %d, in order", i, N);
     }
     char code[64];
     cr_assert_eq(ts_read_error_code(fd, code, sizeof code), 0, "then the error answer");
@@ -123,7 +104,7 @@ static void *pipeline_reader(void *arg)
 {
     struct pipeliner *p = arg;
     for (long i = 0; !atomic_load(&p->over); i++) {
-        if (!answer_is(p->fd, i % 2 ? "ring" : "morpheus")) {
+        if (!ts_answer_is(p->fd, i % 2 ? "ring" : "morpheus")) {
             if (!atomic_load(&p->over))
                 atomic_store(&p->all_right, false);
             break;
@@ -152,7 +133,7 @@ Test(pipeline, a_client_pipelining_flat_out_does_not_keep_the_only_worker, .time
         append_search(req, sizeof req, &len, "ring");
         long long t0 = ts_now_ms();
         cr_assert_eq(net_write_full(other, req, len), 0);
-        bool ok = answer_is(other, "ring");
+        bool ok = ts_answer_is(other, "ring");
         long long took = ts_now_ms() - t0;
         worst = took > worst ? took : worst;
         cr_assert(ok, "round %d: the other client is answered, right", round);
@@ -188,7 +169,7 @@ Test(pipeline, a_new_client_calls_back_a_lingering_worker, .timeout = 30)
         size_t len = 0;
         append_search(req, sizeof req, &len, "ring");
         cr_assert_eq(net_write_full(idle[i], req, len), 0);
-        cr_assert(answer_is(idle[i], "ring"));
+        cr_assert(ts_answer_is(idle[i], "ring"));
     }
     /* Both workers now linger on their idle connections. */
     usleep(50 * 1000);
@@ -198,13 +179,13 @@ Test(pipeline, a_new_client_calls_back_a_lingering_worker, .timeout = 30)
     append_search(req, sizeof req, &len, "morpheus");
     long long t0 = ts_now_ms();
     cr_assert_eq(net_write_full(fd, req, len), 0);
-    cr_assert(answer_is(fd, "morpheus"));
+    cr_assert(ts_answer_is(fd, "morpheus"));
     long long took = ts_now_ms() - t0;
     cr_assert_lt(took, 1000, "served in %lld ms, not after the 5 s linger", took);
     /* And the idle ones were parked, not dropped. */
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(net_write_full(idle[i], req, len), 0);
-        cr_assert(answer_is(idle[i], "morpheus"), "idle connection %d still served", i);
+        cr_assert(ts_answer_is(idle[i], "morpheus"), "idle connection %d still served", i);
         close(idle[i]);
     }
     close(fd);

@@ -318,20 +318,6 @@ Test(server_idle, frees_workers_from_clients_that_never_send, .init = start_app_
 
 TestSuite(echo, .init = start_echo, .fini = stop, .timeout = 60);
 
-struct writer {
-    int fd;
-    const uint8_t *data;
-    size_t len;
-    int rc;
-};
-
-static void *write_all(void *arg)
-{
-    struct writer *w = arg;
-    w->rc = net_write_full(w->fd, w->data, w->len);
-    return NULL;
-}
-
 Test(echo, sends_back_a_mebibyte_unchanged)
 {
     size_t len = 1 << 20;
@@ -340,9 +326,9 @@ Test(echo, sends_back_a_mebibyte_unchanged)
         out[i] = (uint8_t)(i * 7 + (i >> 11));
     int fd = ts_connect(port);
     /* Write and read at once, or both sides' buffers fill and stall. */
-    struct writer w = {fd, out, len, -1};
+    struct ts_writer w = {fd, out, len, -1};
     pthread_t t;
-    pthread_create(&t, NULL, write_all, &w);
+    pthread_create(&t, NULL, ts_write_all, &w);
     enum net_read r = net_read_full(fd, in, len, ts_deadline());
     pthread_join(t, NULL);
     cr_assert_eq(w.rc, 0);

@@ -47,36 +47,11 @@ static pid_t spawn(const char *const mode[], const char *const args[], int *port
     return pid;
 }
 
-/* A whole search request for value, as bytes. */
-static size_t request_bytes(const char *value, uint8_t *buf, size_t cap)
-{
-    char *content = client_search_content("search", value);
-    size_t len = strlen(content);
-    int n = frame_encode_header(buf, PROTO_TEXT_JSON, PROTO_UTF8, len);
-    cr_assert(n > 0 && (size_t)n + len <= cap);
-    memcpy(buf + n, content, len);
-    free(content);
-    return (size_t)n + len;
-}
-
 static bool send_request(int fd, const char *value)
 {
-    uint8_t buf[512];
-    size_t n = request_bytes(value, buf, sizeof buf);
-    return net_write_full(fd, buf, n) == 0;
-}
-
-/* Reads one answer and checks it is the right one for value. */
-static bool answered(int fd, const char *value)
-{
-    struct client_response resp;
-    char err[256], expected[256];
-    if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
-        return false;
-    ts_expected_search(value, expected, sizeof expected);
-    bool ok = ts_content_is(&resp, expected);
-    client_response_free(&resp);
-    return ok;
+    uint8_t buf[1024];
+    size_t n = ts_search_request(value, buf, sizeof buf);
+    return n > 0 && net_write_full(fd, buf, n) == 0;
 }
 
 /* How long pid takes to exit after t0, with its status. */
@@ -120,7 +95,7 @@ static void stop_round(const char *const mode[], int idle, int fresh, int pause_
         cr_assert_geq(fds[i], 0);
         if (i < idle) {
             cr_assert(send_request(fds[i], "ring"), "idle connection %d: first request sent", i);
-            cr_assert(answered(fds[i], "ring"), "idle connection %d: first request answered", i);
+            cr_assert(ts_answer_is(fds[i], "ring"), "idle connection %d: first request answered", i);
         }
     }
     for (int i = 0; i < n; i++)
@@ -131,7 +106,7 @@ static void stop_round(const char *const mode[], int idle, int fresh, int pause_
     kill(pid, SIGTERM);
     for (int i = 0; i < n; i++) {
         t->sent++;
-        t->answered += answered(fds[i], i % 2 ? "morpheus" : "neo");
+        t->answered += ts_answer_is(fds[i], i % 2 ? "morpheus" : "neo");
         close(fds[i]);
     }
     int status;
@@ -186,7 +161,7 @@ static void *load_client(void *arg)
         const char *value = i % 2 ? "ring" : "neo";
         bool sent = send_request(fd, value);
         long long sent_ms = ts_now_ms();
-        bool ok = sent && answered(fd, value);
+        bool ok = sent && ts_answer_is(fd, value);
         long long kill_ms = atomic_load(&l->kill_ms); /* still 0: all of it came before */
         bool must = sent && (kill_ms == 0 || sent_ms + 5 <= kill_ms);
         l->must += must;
@@ -362,7 +337,7 @@ Test(stop, sighup_is_logged_and_does_not_stop_the_server, .timeout = 60)
     kill(pid, SIGHUP);
     cr_assert(ts_wait_for_line(err_fd, "Received SIGHUP: ignored", 5000));
     int fd = ts_connect(port);
-    cr_assert(send_request(fd, "ring") && answered(fd, "ring"), "still serving after SIGHUP");
+    cr_assert(send_request(fd, "ring") && ts_answer_is(fd, "ring"), "still serving after SIGHUP");
     close(fd);
     kill(pid, SIGTERM);
     cr_assert_eq(ts_wait_exit(pid, 10000), 0);
@@ -374,15 +349,15 @@ Test(stop, drain_timeout_0_waits_for_a_request_paused_past_the_tick, .timeout = 
     int port, err_fd;
     const char *args[] = {"--drain-timeout", "0", NULL};
     pid_t pid = spawn(PARK, args, &port, &err_fd);
-    uint8_t req[512];
-    size_t n = request_bytes("ring", req, sizeof req);
+    uint8_t req[1024];
+    size_t n = ts_search_request("ring", req, sizeof req);
     int fd = ts_connect(port);
     cr_assert_eq(net_write_full(fd, req, n / 2), 0);
     usleep(100 * 1000);
     kill(pid, SIGTERM);
     usleep(500 * 1000); /* five of the workers' 100 ms ticks */
     cr_assert_eq(net_write_full(fd, req + n / 2, n - n / 2), 0);
-    cr_assert(answered(fd, "ring"), "0 means no drain limit: the request is finished");
+    cr_assert(ts_answer_is(fd, "ring"), "0 means no drain limit: the request is finished");
     cr_assert_eq(ts_wait_exit(pid, 10000), 0);
     close(fd);
     close(err_fd);
@@ -424,7 +399,7 @@ Test(stop, shutdown_delay_says_draining_to_health_checks_and_serves_meanwhile, .
     cr_assert(health_says(port, "draining"), "health checks hear the stop at once");
     int fd = ts_connect(port);
     cr_assert_geq(fd, 0, "new connections are still accepted during the delay");
-    cr_assert(send_request(fd, "ring") && answered(fd, "ring"), "and served");
+    cr_assert(send_request(fd, "ring") && ts_answer_is(fd, "ring"), "and served");
     close(fd);
     int status;
     long long took = exit_after(pid, t0, &status);

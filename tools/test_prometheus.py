@@ -30,6 +30,10 @@ import time
 import urllib.parse
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import harness  # noqa: E402
+from harness import frame, read_frame  # noqa: E402
+
 LOAD = {"search_hit": 40, "search_miss": 25, "invalid_action": 10, "binary": 15, "stats": 5}
 
 
@@ -37,25 +41,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def frame(content, ctype="text/json", cenc="utf-8"):
-    header = json.dumps({"byteorder": "little", "content-type": ctype,
-                         "content-encoding": cenc, "content-length": len(content)}).encode()
-    return struct.pack(">H", len(header)) + header + content
-
-
-def read_frame(sock):
-    def exactly(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-    header = json.loads(exactly(struct.unpack(">H", exactly(2))[0]))
-    return exactly(header["content-length"])
 
 
 def requests_of(kind):

@@ -38,6 +38,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(HERE_DIR := os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import harness  # noqa: E402
+
 BIN = "bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -85,17 +88,11 @@ def wait_line(proc, needle, seconds=10):
     return None
 
 
-def frame(content):
-    header = json.dumps({"byteorder": "little", "content-type": "text/json",
-                         "content-encoding": "utf-8", "content-length": len(content)}).encode()
-    return struct.pack(">H", len(header)) + header + content
-
-
 def search_ok(host, port, timeout=3):
     """One search over a new connection; True if the right answer came."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(frame(b'{"action": "search", "value": "ring"}'))
+            s.sendall(harness.search("ring"))
             data = b""
             while b"Misty" not in data:
                 chunk = s.recv(4096)

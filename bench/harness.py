@@ -1,0 +1,61 @@
+"""What the Python scripts around enchufe share: starting and stopping an
+enchufe-server by its PID, and the protocol's framing (a 2-byte length, a
+JSON header, the content), written from docs/protocol.md.
+
+    sys.path.insert(0, <this directory>); import harness
+"""
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+
+
+def start_server(bin_dir, *args, port=0):
+    """enchufe-server with args, on port (0: any); returns (process, the
+    port it listens on) once it says so."""
+    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", str(port), *args],
+                            stderr=subprocess.PIPE, text=True)
+    for _ in range(10):
+        line = proc.stderr.readline()
+        if "Listening on" in line:
+            return proc, int(line.strip().rsplit(":", 1)[1])
+    proc.kill()
+    proc.wait()
+    raise SystemExit(f"{bin_dir}/enchufe-server {' '.join(args)} did not start")
+
+
+def stop_server(proc):
+    """SIGTERM, wait, and return the server's own count of answered
+    requests (its last line), or None."""
+    proc.send_signal(signal.SIGTERM)
+    out = proc.stderr.read()
+    proc.wait(30)
+    m = re.search(r"Stopped after (\d+) requests", out)
+    return int(m.group(1)) if m else None
+
+
+def frame(content, ctype="text/json", cenc="utf-8"):
+    """One message: content is bytes."""
+    header = json.dumps({"byteorder": "little", "content-type": ctype,
+                         "content-encoding": cenc, "content-length": len(content)}).encode()
+    return struct.pack(">H", len(header)) + header + content
+
+
+def search(value):
+    return frame(json.dumps({"action": "search", "value": value}, ensure_ascii=False).encode())
+
+
+def read_frame(sock):
+    """Reads one whole message; returns its content."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed")
+            data += chunk
+        return data
+    header = json.loads(exactly(struct.unpack(">H", exactly(2))[0]))
+    return exactly(header["content-length"])
