@@ -19,7 +19,6 @@
 
 struct snapshot {
     double uptime_s;
-    double start_time_s; /* the server's start, in seconds since the epoch */
     uint64_t accepted, active, queued, parked;
     uint64_t workers, busy;
     uint64_t answers[COUNTER_FIRST_ERROR]; /* answers by kind (search_hit, ...) */

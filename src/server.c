@@ -50,7 +50,6 @@ struct server {
     struct echo_conn_config echo;
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
-    double started_unix_s;        /* the same, on the wall clock */
     atomic_bool draining;         /* a stop is announced: health checks say so */
 };
 
@@ -81,7 +80,6 @@ void server_snapshot(struct server *s, struct snapshot *out)
         poller_stats(s->poller, &ps);
     memset(out, 0, sizeof *out);
     out->uptime_s = (double)(monotime_ms() - s->started_ms) / 1000.0;
-    out->start_time_s = s->started_unix_s;
     out->accepted = atomic_load(&s->acceptor.accepted);
     uint64_t closed = pool_total(p, COUNTER_CLOSED) + ps.idle_closed + ps.peer_closed +
                       ps.dropped + atomic_load(&s->acceptor.dropped);
@@ -219,9 +217,6 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
         goto destroy_queue;
     }
     s->started_ms = monotime_ms();
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    s->started_unix_s = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
     /* What the serve functions are given: only what each needs. */
     s->app = (struct app_conn_config){.max_content = cfg->max_content,
                                       .read_timeout_ms = cfg->read_timeout_ms,
