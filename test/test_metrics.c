@@ -70,6 +70,22 @@ static double sample(const char *text, const char *series)
     return at ? strtod(at + strlen(needle), NULL) : -1;
 }
 
+/* The service-time histogram takes a request after its answer's last
+ * byte is written, so a client can read its answer before the worker has
+ * recorded it: wait (bounded) until the server has counted want. */
+static long long latency_count_reaches(long long want)
+{
+    long long count = -1;
+    for (long long end = ts_now_ms() + 5000; ts_now_ms() < end; usleep(1000)) {
+        json_t *stats = server_stats(srv);
+        count = json_integer_value(json_object_get(json_object_get(stats, "latency"), "count"));
+        json_decref(stats);
+        if (count >= want)
+            break;
+    }
+    return count;
+}
+
 static void send_requests(int n, const char *value, const char *ctype)
 {
     int fd = ts_connect(port);
@@ -93,6 +109,7 @@ Test(metrics, a_scrape_passes_promtool_and_counts_exactly_what_was_sent)
     send_requests(30, "ring", PROTO_TEXT_JSON);
     send_requests(20, "nobody", PROTO_TEXT_JSON);
     send_requests(10, "x", PROTO_CLIENT_BINARY_TYPE);
+    cr_assert_eq(latency_count_reaches(60), 60);
     static char reply[1 << 16];
     http("GET /metrics HTTP/1.0\r\n\r\n", reply, sizeof reply);
     cr_assert(strstr(reply, "HTTP/1.0 200") || strstr(reply, "HTTP/1.1 200"), "%.200s", reply);
@@ -186,6 +203,7 @@ Test(metrics, hostile_input_on_the_metrics_port_never_slows_the_protocol)
 Test(metrics, the_stats_answer_carries_the_same_histogram_and_percentiles)
 {
     send_requests(50, "ring", PROTO_TEXT_JSON);
+    cr_assert_eq(latency_count_reaches(50), 50);
     json_t *stats = server_stats(srv);
     json_t *lat = json_object_get(stats, "latency");
     cr_assert_eq(json_integer_value(json_object_get(lat, "count")), 50);
