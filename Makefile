@@ -11,7 +11,7 @@ CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 OPT     ?= -O2 -g
-PKGS    := jansson libmicrohttpd libsystemd
+PKGS    := jansson libmicrohttpd libsystemd openssl
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
 LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 TESTLIBS = $(shell pkg-config --libs criterion)

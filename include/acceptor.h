@@ -21,6 +21,8 @@
 #include "net.h"
 #include "queue.h"
 
+struct tls_server;
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -28,6 +30,8 @@
 struct acceptor {
     int listen_fds[NET_MAX_LISTENERS]; /* one per address listened on */
     int nlisten;
+    bool tls_listener[NET_MAX_LISTENERS]; /* its sockets speak TLS */
+    struct tls_server *tls; /* where their TLS state goes (tls.h) */
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;
     pthread_t thread;
@@ -37,12 +41,14 @@ struct acceptor {
     atomic_ulong dropped; /* accepted, then closed unserved: the queue had closed */
 };
 
-/* Starts the thread on n listening sockets, which it now owns. With
- * take_backlog false the stop leaves the backlog alone (a socket handed
+/* Starts the thread on n listening sockets, which it now owns; a socket
+ * accepted on listener i where tls_listener[i] (NULL: none) gets its TLS
+ * state in tls before it is queued, and every socket the acceptor closes
+ * is closed through tls_server_close. With take_backlog false the stop leaves the backlog alone (a socket handed
  * over by systemd: the next process takes it). Returns 0, or -1 (errno);
  * the caller still owns the sockets then. */
-int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q,
-                   bool take_backlog);
+int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_listener, int n,
+                   struct queue *q, bool take_backlog, struct tls_server *tls);
 
 /* The i-th listening socket (for its address), or -1 past the last. Only
  * while the acceptor runs. */

@@ -10,6 +10,9 @@
 
 #include "protocol.h"
 
+/* The reasons a TLS handshake fails (enum tls_failure, in its order). */
+#define COUNTER_TLS_FAILURES 4
+
 enum counter {
     COUNTER_SEARCH_HIT, /* answers, by kind */
     COUNTER_SEARCH_MISS,
@@ -21,7 +24,10 @@ enum counter {
     COUNTER_BYTES_IN = COUNTER_FIRST_ERROR + PROTO_ERR_COUNT,
     COUNTER_BYTES_OUT,
     COUNTER_CLOSED, /* connections a worker closed */
-    COUNTER_COUNT
+    COUNTER_TLS_HANDSHAKES, /* TLS handshakes done */
+    COUNTER_TLS_RESUMED,    /* ... of which resumed a session */
+    COUNTER_TLS_FAILED_FIRST, /* failed handshakes, one per enum tls_failure */
+    COUNTER_COUNT = COUNTER_TLS_FAILED_FIRST + COUNTER_TLS_FAILURES
 };
 
 /* The counter of error answers with this error. */
@@ -36,5 +42,9 @@ static inline enum counter counter_of_error(enum proto_error e)
 /* The name of an answer kind (COUNTER_SEARCH_HIT .. COUNTER_HEALTH) as the
  * stats answer and the metrics' `kind` label spell it: "search_hit". */
 const char *counter_kind_name(enum counter k);
+
+/* The name of a handshake failure's reason (enum tls_failure order), as
+ * the stats answer and the metrics' `reason` label spell it: "timeout". */
+const char *counter_tls_failure_name(int reason);
 
 #endif

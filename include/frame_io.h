@@ -16,4 +16,10 @@
 ssize_t frame_io_send(int fd, const char *content_type, const char *content_encoding,
                       const void *content, size_t length, long long deadline);
 
+/* The same on a stream (in clear or TLS). */
+struct stream;
+ssize_t frame_io_send_on(const struct stream *s, const char *content_type,
+                         const char *content_encoding, const void *content, size_t length,
+                         long long deadline);
+
 #endif

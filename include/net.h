@@ -116,6 +116,10 @@ int net_writev_full(int fd, struct iovec *iov, int iovcnt);
  * poll), so a receive timeout on the socket changes nothing. */
 ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline);
 
+/* Waits until fd is ready for events (POLLIN, POLLOUT) or the absolute
+ * deadline passes (ETIMEDOUT; 0 = no deadline). EINTR is retried. */
+int net_wait_ready(int fd, short events, long long deadline);
+
 /* Like net_writev_full, but the whole write must finish by the deadline
  * (0 = none): a peer that reads a byte now and then cannot stretch it.
  * Like net_recv_until, it waits in poll, never in a blocking send. */

@@ -3,7 +3,7 @@
  *
  * A client that pipelines sends several requests before it reads; the
  * server answers every complete request it already holds and sends the
- * answers together, one writev for the lot, rather than one system call
+ * answers together, one writev for the lot (in TLS, few records), rather than one system call
  * each. The caller flushes before any read that may block (the client may
  * be waiting for these answers before it sends more) and when the outbox
  * is full: OUTBOX_ANSWERS answers or OUTBOX_BYTES bytes, so an answer
@@ -48,7 +48,8 @@ bool outbox_full(const struct outbox *o);
  * them in parts), by the absolute monotime_ms() deadline (0 = none).
  * Returns the bytes sent, or -1 (errno). The answers stay queued, for the
  * caller to count; outbox_clear() then frees them. */
-ssize_t outbox_send(struct outbox *o, int fd, long long deadline);
+struct stream;
+ssize_t outbox_send(struct outbox *o, const struct stream *s, long long deadline);
 
 void outbox_clear(struct outbox *o);
 

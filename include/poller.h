@@ -35,9 +35,13 @@
 
 struct poller;
 
-/* Starts the poller thread for sockets numbered below max_fds. Returns
- * NULL with errno set on failure. */
-struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds);
+struct tls_server;
+
+/* Starts the poller thread for sockets numbered below max_fds. The
+ * sockets it closes are closed through tls (tls_server_close; NULL: no
+ * TLS). Returns NULL with errno set on failure. */
+struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds,
+                            struct tls_server *tls);
 
 /* Hands an idle connection over; fresh says nothing has been read on it
  * yet. Returns 0, or -1 if the poller is stopping or cannot take it: the

@@ -30,6 +30,8 @@ struct pool_config {
     struct poller *poller; /* NULL: idle connections wait in their worker */
     int idle_timeout_ms;   /* that wait's limit (0 = none) */
     int linger_ms;         /* with a poller: how long a worker waits for the next request */
+    struct tls_server *tls; /* the TLS state of sockets from a TLS listener (or NULL) */
+    int handshake_timeout_ms; /* a TLS handshake's limit (0 = none) */
     worker_serve_fn serve;
     void *serve_arg;
 };

@@ -20,6 +20,8 @@
 
 #include <jansson.h>
 
+#include "tls.h"
+
 enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
 
 /* How long a worker waits for a client's next request before parking the
@@ -47,6 +49,10 @@ struct server_config {
     const int *inherited; /* listening sockets to use instead of opening any (socket */
     int ninherited;       /* activation): the kernel keeps their backlog for the next */
                           /* process, so a stop does not take it */
+    const bool *inherited_tls; /* which of them speak TLS (NULL: none) */
+    const char *tls_port;  /* also listen for TLS on host at this port (NULL: no TLS) */
+    bool tls_only;         /* with tls_port: no listener in clear */
+    struct tls_server_config tls; /* certificate, key, client CAs (with tls_port) */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -63,6 +69,11 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
  * 0; IPv6 in brackets) or "unix:PATH"; -1 past the last. Until a stop. */
 int server_address(const struct server *s, int i, char *out, size_t outlen);
 int server_port(const struct server *s);
+
+/* Whether the i-th listener speaks TLS; the port of the first that does,
+ * or -1. */
+bool server_listener_is_tls(const struct server *s, int i);
+int server_tls_port(const struct server *s);
 
 /* Where GET /metrics is served ("HOST:PORT"); -1 if it is not. */
 int server_metrics_address(const struct server *s, char *out, size_t outlen);

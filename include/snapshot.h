@@ -26,6 +26,8 @@ struct snapshot {
     uint64_t requests;                     /* every answer, errors included */
     uint64_t bytes_in, bytes_out;
     struct latency_sum latency;            /* service time of every answer */
+    uint64_t tls_handshakes, tls_resumed;  /* TLS handshakes done, and resumed */
+    uint64_t tls_failed[COUNTER_TLS_FAILURES]; /* failed, by reason */
 };
 
 /* The stats answer's form (docs/protocol.md, "Stats"): a new JSON object,

@@ -12,10 +12,12 @@
 #ifndef ENCHUFE_WATCH_H
 #define ENCHUFE_WATCH_H
 
+#include "client.h"
 #include "net.h"
 
 struct watch_config {
     const struct net_endpoint *ep;
+    const struct client_tls *tls; /* NULL: in clear */
     int interval_ms;
     int count;      /* lines to print, 0 for no end */
     int timeout_ms; /* for each stats exchange */

@@ -28,6 +28,13 @@
  * function hands it back to the tail of the queue (worker_turn_over,
  * worker_requeue).
  *
+ * TLS: a socket from a TLS listener arrives with its SSL object (tls.h);
+ * the worker runs the handshake when it takes the socket, by the read
+ * timeout, so a client that stalls it holds a worker no longer than one
+ * that stalls a request. Parked TLS connections keep their SSL object
+ * in the table; one with decrypted bytes still in OpenSSL is never
+ * parked (poll could not see them).
+ *
  * What every worker shares (the queue, the poller, the stop flags, the
  * cut count) is a struct worker_rules that the pool owns.
  */
@@ -38,6 +45,7 @@
 #include "counters.h"
 #include "latency.h"
 #include "queue.h"
+#include "stream.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -59,6 +67,8 @@ struct worker_rules {
     struct poller *poller; /* NULL: idle connections wait in their worker */
     int idle_timeout_ms;   /* that wait's limit (0 = none) */
     int linger_ms;         /* with a poller: wait this long before parking (0: park at once) */
+    struct tls_server *tls; /* TLS state by socket (NULL: no TLS listener) */
+    int handshake_timeout_ms; /* a TLS handshake's limit (0 = none) */
     worker_serve_fn serve;
     void *serve_arg;
     atomic_bool stopping;  /* answer what has arrived, then close */
@@ -74,6 +84,7 @@ struct worker {
     pthread_mutex_t lock;  /* guards fd against worker_cut */
     struct worker_rules *rules;
     int fd;                /* -1 when the worker holds no connection */
+    struct stream stream;  /* fd, and its TLS state if it came from a TLS listener */
     bool timeout_set;      /* fd has its receive timeout (the tick, or the linger) */
     bool parked;           /* fd went to the poller or the queue: not ours to close */
     bool fresh;            /* nothing read on fd yet since the worker took it */
@@ -125,8 +136,9 @@ void worker_install_call_back(void);
 
 /* --- for serve functions ------------------------------------------------- */
 
-/* The socket being served. */
-int worker_fd(const struct worker *w);
+/* The connection being served: its socket, and its TLS state (the
+ * handshake is done before the serve function is called). */
+const struct stream *worker_stream(const struct worker *w);
 
 /* The worker's receive buffer. A connection is only put down (parked or
  * closed) between requests, with nothing buffered, so one buffer per

@@ -5,6 +5,7 @@
 #include "acceptor.h"
 #include "log.h"
 #include "net.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,19 +77,29 @@ static void hand_off_all(struct acceptor *a, const int *fds, int n)
 {
     int done = n > 0 ? queue_push_many(a->queue, fds, n) : 0;
     for (int i = done; i < n; i++)
-        close(fds[i]);
+        tls_server_close(a->tls, fds[i]);
     if (done < n) {
         atomic_fetch_add(&a->dropped, (unsigned long)(n - done));
         log_verbose("Closed %d accepted connections: the server is shutting down", n - done);
     }
 }
 
+/* A socket from a TLS listener gets its TLS state before anyone sees it.
+ * False (the socket closed) if there was no memory for it. */
+static bool prepare(struct acceptor *a, int i, int fd)
+{
+    if (!a->tls_listener[i] || tls_server_attach(a->tls, fd) == 0)
+        return true;
+    log_error("cannot start TLS on an accepted connection: %s", strerror(errno));
+    atomic_fetch_add(&a->dropped, 1);
+    close(fd);
+    return false;
+}
+
 /* Returns false if a stop interrupted a push that waited for room: the
  * socket is then in *held, still ours. */
 static bool hand_off(struct acceptor *a, int fd, int *held)
 {
-    atomic_fetch_add(&a->accepted, 1);
-    log_accepted(fd);
     if (queue_push_unless(a->queue, fd, &a->stopping) == 0)
         return true;
     *held = fd;
@@ -98,17 +109,19 @@ static bool hand_off(struct acceptor *a, int fd, int *held)
 /* Accepts every connection waiting in the backlog (one poll wake-up can
  * cover many). Returns false on a stop, with a socket whose push the stop
  * interrupted in *held. */
-static bool accept_pending(struct acceptor *a, int listen_fd, bool *failing, int *held)
+static bool accept_pending(struct acceptor *a, int i, bool *failing, int *held)
 {
     while (!atomic_load(&a->stopping)) {
         /* The listener is non-blocking: when the backlog is empty, or a
          * client gave up between poll and accept, accept says EAGAIN. */
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(a->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
             if (*failing)
                 log_info("accept works again");
             *failing = false;
-            if (!hand_off(a, fd, held))
+            atomic_fetch_add(&a->accepted, 1);
+            log_accepted(fd);
+            if (prepare(a, i, fd) && !hand_off(a, fd, held))
                 return false;
             continue;
         }
@@ -140,7 +153,8 @@ static int sweep_backlogs(struct acceptor *a, int *fds, int max)
                 break; /* empty (EAGAIN), or out of descriptors: leave the rest */
             atomic_fetch_add(&a->accepted, 1);
             log_accepted(fd);
-            fds[n++] = fd;
+            if (prepare(a, i, fd))
+                fds[n++] = fd;
         }
     }
     return n;
@@ -156,7 +170,7 @@ static void finish(struct acceptor *a, int held)
         if (fds)
             fds[n++] = held;
         else
-            close(held);
+            tls_server_close(a->tls, held);
     }
     if (fds && a->take_backlog && !queue_is_closed(a->queue))
         n += sweep_backlogs(a, fds + n, STOP_SWEEP_MAX);
@@ -177,21 +191,24 @@ static void *acceptor_main(void *arg)
     while (running && wait_listeners(a, ready))
         for (int i = 0; running && i < a->nlisten; i++)
             if (ready[i])
-                running = accept_pending(a, a->listen_fds[i], &failing, &held);
+                running = accept_pending(a, i, &failing, &held);
     finish(a, held);
     return NULL;
 }
 
-int acceptor_start(struct acceptor *a, const int *listen_fds, int n, struct queue *q,
-                   bool take_backlog)
+int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_listener, int n,
+                   struct queue *q, bool take_backlog, struct tls_server *tls)
 {
     if (n < 1 || n > NET_MAX_LISTENERS) {
         errno = EINVAL;
         return -1;
     }
     a->nlisten = n;
-    for (int i = 0; i < n; i++)
+    a->tls = tls;
+    for (int i = 0; i < n; i++) {
         a->listen_fds[i] = listen_fds[i];
+        a->tls_listener[i] = tls && tls_listener && tls_listener[i];
+    }
     a->queue = q;
     a->take_backlog = take_backlog;
     atomic_init(&a->stopping, false);

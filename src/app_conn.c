@@ -26,6 +26,7 @@
 #include "monotime.h"
 #include "net.h"
 #include "outbox.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@
 struct app_conn {
     struct worker *worker;
     const struct app_conn_config *cfg;
-    int fd;
+    const struct stream *s; /* the socket, and its TLS state */
     long long request_deadline; /* when the current request must be in */
     bool answered;       /* a request was answered in this turn */
     bool last_read_full; /* the last recv filled the buffer: more may wait */
@@ -58,7 +59,7 @@ struct app_conn {
  * so it is only made when something is going to be printed. */
 static const char *peer(struct app_conn *c)
 {
-    if (c->peer[0] == '\0' && net_peer_address(c->fd, c->peer, sizeof c->peer) < 0)
+    if (c->peer[0] == '\0' && net_peer_address(c->s->fd, c->peer, sizeof c->peer) < 0)
         strcpy(c->peer, "?");
     return c->peer;
 }
@@ -71,7 +72,7 @@ static bool flush(struct app_conn *c)
 {
     if (c->out->n == 0)
         return true;
-    ssize_t n = outbox_send(c->out, c->fd, monotime_deadline(c->cfg->write_timeout_ms));
+    ssize_t n = outbox_send(c->out, c->s, monotime_deadline(c->cfg->write_timeout_ms));
     if (n >= 0) {
         uint64_t now = monotime_ns();
         for (int i = 0; i < c->out->n; i++) {
@@ -108,9 +109,10 @@ static void linger_close(struct app_conn *c)
     char sink[4096];
     size_t dropped = 0;
     long long deadline = monotime_deadline(LINGER_MS);
-    shutdown(c->fd, SHUT_WR);
+    stream_end_write(c->s);
+    /* What arrives now is only drained, so it is read raw, not decrypted. */
     while (dropped < LINGER_BYTES) {
-        ssize_t n = net_recv_until(c->fd, sink, sizeof sink, deadline);
+        ssize_t n = net_recv_until(c->s->fd, sink, sizeof sink, deadline);
         if (n <= 0)
             break;
         dropped += (size_t)n;
@@ -158,7 +160,7 @@ static bool read_more(struct app_conn *c)
     /* At the end of a turn, read no further than this request, so that
      * the buffer empties and the connection can be handed back whole. */
     size_t room = c->turn_over ? want - c->in->len : buf_room(c->in);
-    ssize_t n = net_recv_until(c->fd, buf_tail(c->in), room, c->request_deadline);
+    ssize_t n = stream_read_until(c->s, buf_tail(c->in), room, c->request_deadline);
     if (n <= 0) {
         answer_read_failure(c, n);
         return false;
@@ -225,6 +227,16 @@ static bool serve_next(struct app_conn *c)
     return ok;
 }
 
+/* A TLS handshake record (type 22, version 3.x) where a request should
+ * start. Read as our framing it would announce a 5.6 KiB JSON header
+ * whose first byte is a control character, never a valid request, and
+ * waiting for all of it would hold the worker until the read timeout. */
+static bool looks_like_tls(const struct app_conn *c)
+{
+    const uint8_t *b = buf_head(c->in);
+    return !c->s->ssl && c->in->len >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04;
+}
+
 enum boundary {
     NEXT_REQUEST, /* bytes of the next request are in the buffer */
     HANDED_ON,    /* parked in the poller, or back in the queue */
@@ -254,6 +266,11 @@ static enum boundary at_boundary(struct app_conn *c)
     if (n <= 0)
         return CLOSE;
     c->in->len = (size_t)n;
+    if (looks_like_tls(c)) {
+        log_info("%s: a TLS handshake on a port in clear: closing (TLS is served on "
+                 "the --tls-port)", peer(c));
+        return CLOSE;
+    }
     c->last_read_full = (size_t)n == room;
     c->last_read_ns = c->frame_start_ns = monotime_ns();
     worker_count(c->worker, COUNTER_BYTES_IN, (uint64_t)n);
@@ -265,7 +282,7 @@ void app_conn_serve(struct worker *w, void *arg)
 {
     struct outbox out; /* not in c: its initializer would clear all of it, every time */
     outbox_init(&out);
-    struct app_conn c = {.worker = w, .cfg = arg, .fd = worker_fd(w), .in = worker_buf(w),
+    struct app_conn c = {.worker = w, .cfg = arg, .s = worker_stream(w), .in = worker_buf(w),
                          .out = &out};
     frame_decoder_init(&c.decoder, c.cfg->max_content);
     if (log_verbosity() >= 1)

@@ -10,6 +10,8 @@
 #include "net.h"
 #include "parse.h"
 #include "protocol.h"
+#include "stream.h"
+#include "tls.h"
 #include "version.h"
 #include "watch.h"
 
@@ -27,6 +29,9 @@
 
 struct cli {
     struct net_endpoint ep;
+    bool use_tls;
+    struct tls_client_config tls_files; /* --tls-ca, --tls-cert, --tls-key */
+    struct client_tls tls;              /* the context made from them */
     bool json;
     int timeout_ms;      /* the whole exchange: connect, send, the whole answer */
     long long deadline;  /* when it runs out (0: no limit) */
@@ -46,15 +51,6 @@ static void complain(const char *fmt, ...)
     fputs("enchufe-cli: ", stderr);
     escape_fputs(stderr, msg, strlen(msg));
     fputc('\n', stderr);
-}
-
-/* What is left of the exchange's time, for calls that take a timeout. */
-static int remaining_ms(const struct cli *cli)
-{
-    if (!cli->deadline)
-        return 0;
-    long long left = cli->deadline - monotime_ms();
-    return left > 0 ? (int)left : 1;
 }
 
 static void usage(FILE *out)
@@ -83,6 +79,16 @@ static void usage(FILE *out)
             "  --timeout SEC    give up when the whole exchange (connect, request, the\n"
             "                   whole answer) takes longer than SEC (default 10; 0: no limit)\n"
             "  --json           print the stats answer as raw JSON\n"
+            "  --tls            speak TLS, verifying the server's certificate and name\n"
+            "  --tls-ca FILE    CA certificates (PEM) to verify the server with (default:\n"
+            "                   the system's)\n"
+            "  --tls-cert FILE  a client certificate (PEM) for servers that ask for one,\n"
+            "  --tls-key FILE   and its key\n"
+            "  --tls-server-name NAME\n"
+            "                   the name to send (SNI) and to check the certificate\n"
+            "                   against (default: --host)\n"
+            "                   SSLKEYLOGFILE=FILE in the environment appends the session\n"
+            "                   keys to FILE, for Wireshark to decrypt a capture\n"
             "  -v, --verbose    say what is sent and received; twice (-v -v): each\n"
             "                   message's header and a hex dump of its first bytes\n"
             "  -h, --help       show this help and exit\n"
@@ -127,14 +133,21 @@ static const char *where(const struct cli *cli)
     return buf;
 }
 
-static int connect_or_report(const struct cli *cli)
+/* Connects (and with --tls, runs the handshake); false after saying why
+ * not. */
+static bool connect_or_report(const struct cli *cli, struct stream *conn)
 {
     char err[1024];
-    log_verbose("Starting connection to %s", where(cli));
-    int fd = net_connect_endpoint(&cli->ep, remaining_ms(cli), err, sizeof err);
-    if (fd < 0)
+    log_verbose("Starting connection to %s%s", where(cli), cli->use_tls ? " (TLS)" : "");
+    if (client_open(&cli->ep, &cli->tls, cli->deadline, conn, err, sizeof err) < 0) {
         complain("%s", err);
-    return fd;
+        return false;
+    }
+    if (conn->ssl)
+        log_verbose("TLS: %s, %s%s", SSL_get_version(conn->ssl),
+                    SSL_CIPHER_get_name(SSL_get_current_cipher(conn->ssl)),
+                    SSL_session_reused(conn->ssl) ? ", resumed" : "");
+    return true;
 }
 
 /* Prints a text/json response as the original client does. */
@@ -192,15 +205,15 @@ static int run_request(const struct cli *cli, const char *action, const char *va
             return EXIT_FAILURE;
         snprintf(content, length + 1, "%s%s", action, value);
     }
-    int fd = connect_or_report(cli);
-    if (fd < 0) {
+    struct stream conn;
+    if (!connect_or_report(cli, &conn)) {
         free(content);
         return EXIT_FAILURE;
     }
     struct client_response resp;
     char err[512];
     log_verbose("Sending %zu bytes of %s", length, search ? PROTO_TEXT_JSON : PROTO_CLIENT_BINARY_TYPE);
-    int rc = client_exchange(fd, search ? PROTO_TEXT_JSON : PROTO_CLIENT_BINARY_TYPE,
+    int rc = client_exchange_on(&conn, search ? PROTO_TEXT_JSON : PROTO_CLIENT_BINARY_TYPE,
                              search ? PROTO_UTF8 : PROTO_BINARY, content, length, cli->max_content,
                              cli->deadline, &resp, err, sizeof err);
     if (rc < 0) {
@@ -212,8 +225,26 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     log_verbose("Closing connection to %s", where(cli));
     client_response_free(&resp);
     free(content);
-    close(fd);
+    client_close(&conn);
     return rc;
+}
+
+/* Reads exactly n bytes of echo (see enum net_read). */
+static enum net_read read_echo(const struct stream *conn, uint8_t *buf, size_t n,
+                               long long deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = stream_read_until(conn, buf + got, n - got, deadline);
+        if (r < 0)
+            return NET_READ_ERR;
+        if (r == 0) {
+            errno = EPIPE;
+            return got ? NET_READ_ERR : NET_READ_EOF;
+        }
+        got += (size_t)r;
+    }
+    return NET_READ_OK;
 }
 
 /* The tutorial's echo client: send, read the same number of bytes back. */
@@ -221,17 +252,16 @@ static int run_echo(const struct cli *cli, const char *text)
 {
     size_t n = strlen(text);
     uint8_t *back = malloc(n + 1);
-    int fd = back ? connect_or_report(cli) : -1;
-    if (fd < 0) {
+    struct stream conn;
+    if (!back || !connect_or_report(cli, &conn)) {
         free(back);
         return EXIT_FAILURE;
     }
     int rc = EXIT_FAILURE;
-    struct iovec iov = {.iov_base = (void *)text, .iov_len = n};
-    if (net_writev_until(fd, &iov, 1, cli->deadline) < 0) {
+    if (stream_write_until(&conn, text, n, cli->deadline) < 0) {
         complain("sending: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
     } else {
-        enum net_read r = net_read_full(fd, back, n, cli->deadline);
+        enum net_read r = read_echo(&conn, back, n, cli->deadline);
         if (r == NET_READ_OK) {
             printf("Received ");
             print_bytes_repr(stdout, back, n);
@@ -244,7 +274,7 @@ static int run_echo(const struct cli *cli, const char *text)
             complain("reading the echo: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
         }
     }
-    close(fd);
+    client_close(&conn);
     free(back);
     return rc;
 }
@@ -268,6 +298,29 @@ static void print_number(json_t *v)
         printf("%.3f", json_number_value(v));
 }
 
+/* "name 3", or for a group within a group (tls failed), "name: a 1 b 2";
+ * lists (the latency buckets) are left to --json. */
+static void print_counters(const char *name, json_t *v)
+{
+    escape_fputs(stdout, name, strlen(name));
+    if (json_is_number(v)) {
+        putchar(' ');
+        print_number(v);
+        return;
+    }
+    const char *k;
+    json_t *inner;
+    putchar(':');
+    json_object_foreach(v, k, inner) {
+        if (json_is_number(inner)) {
+            putchar(' ');
+            escape_fputs(stdout, k, strlen(k));
+            putchar(' ');
+            print_number(inner);
+        }
+    }
+}
+
 /* Prints one line per group of counters: "connections: accepted 3, ...";
  * lists (the latency buckets) are left to --json. */
 static void print_stats(json_t *stats)
@@ -282,12 +335,10 @@ static void print_stats(json_t *stats)
             json_t *v;
             const char *sep = " ";
             json_object_foreach(value, k, v) {
-                if (!json_is_number(v))
+                if (!json_is_number(v) && !json_is_object(v))
                     continue;
                 fputs(sep, stdout);
-                escape_fputs(stdout, k, strlen(k));
-                putchar(' ');
-                print_number(v);
+                print_counters(k, v);
                 sep = ", ";
             }
         } else {
@@ -301,7 +352,7 @@ static void print_stats(json_t *stats)
 /* stats --watch SEC [--count N]: what follows the command. */
 static int run_watch(const struct cli *cli, int argc, char **argv)
 {
-    struct watch_config w = {.ep = &cli->ep, .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
+    struct watch_config w = {.ep = &cli->ep, .tls = &cli->tls, .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
     for (int i = 0; i < argc; i += 2) {
         long v;
         int ms;
@@ -327,13 +378,13 @@ static int run_watch(const struct cli *cli, int argc, char **argv)
 static int run_stats(const struct cli *cli)
 {
     const char *content = "{\"action\": \"stats\"}";
-    int fd = connect_or_report(cli);
-    if (fd < 0)
+    struct stream conn;
+    if (!connect_or_report(cli, &conn))
         return EXIT_FAILURE;
     struct client_response resp;
     char err[512];
     int rc = EXIT_FAILURE;
-    if (client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
+    if (client_exchange_on(&conn, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
                         cli->max_content, cli->deadline, &resp, err, sizeof err) < 0) {
         complain("%s", err);
     } else {
@@ -354,11 +405,12 @@ static int run_stats(const struct cli *cli)
         json_decref(obj);
         client_response_free(&resp);
     }
-    close(fd);
+    client_close(&conn);
     return rc;
 }
 
-enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT, OPT_JSON };
+enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_CA,
+       OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -366,6 +418,11 @@ static const struct option long_options[] = {
     {"port", required_argument, NULL, OPT_PORT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -396,6 +453,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
             }
             break;
         case OPT_JSON: cli->json = true; break;
+        case OPT_TLS: cli->use_tls = true; break;
+        case OPT_TLS_CA: cli->tls_files.ca_file = optarg; break;
+        case OPT_TLS_CERT: cli->tls_files.cert_file = optarg; break;
+        case OPT_TLS_KEY: cli->tls_files.key_file = optarg; break;
+        case OPT_TLS_NAME: cli->tls.server_name = optarg; break;
         case 'v': verbosity++; break;
         case 'h': usage(stdout); return EXIT_SUCCESS;
         case 'V': printf("enchufe-cli %s\n", ENCHUFE_VERSION); return EXIT_SUCCESS;
@@ -405,6 +467,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         }
     }
     log_set_verbosity(verbosity);
+    if (!cli->use_tls && (cli->tls_files.ca_file || cli->tls_files.cert_file ||
+                          cli->tls_files.key_file || cli->tls.server_name)) {
+        fprintf(stderr, "enchufe-cli: the --tls-* options need --tls\n");
+        return EXIT_USAGE;
+    }
     bool stats = argc - optind >= 1 && strcmp(argv[optind], "stats") == 0;
     if (argc - optind != 2 && !stats) {
         fprintf(stderr, "enchufe-cli: expected a command and one argument, e.g. 'search ring'\n"
@@ -412,6 +479,25 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         return EXIT_USAGE;
     }
     return -1;
+}
+
+/* Makes the TLS context of --tls; false after saying why not. */
+static bool start_tls(struct cli *cli, const char *command)
+{
+    char err[512];
+    if (strcmp(command, "multiconn") == 0) {
+        complain("multiconn speaks in clear only (it is the tutorial's non-blocking client)");
+        return false;
+    }
+    if (cli->ep.unix_path) {
+        complain("--tls is for TCP; a Unix socket is served in clear");
+        return false;
+    }
+    if (!(cli->tls.ctx = tls_client_context(&cli->tls_files, err, sizeof err))) {
+        complain("%s", err);
+        return false;
+    }
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -424,6 +510,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     cli.deadline = monotime_deadline(cli.timeout_ms);
     const char *command = argv[optind], *arg = argv[optind + 1];
+    if (cli.use_tls && !start_tls(&cli, command))
+        return strcmp(command, "multiconn") == 0 ? EXIT_USAGE : EXIT_FAILURE;
     if (strcmp(command, "stats") == 0)
         return argc - optind > 1 ? run_watch(&cli, argc - optind - 1, argv + optind + 1)
                                  : run_stats(&cli);

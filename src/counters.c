@@ -16,3 +16,12 @@ const char *counter_kind_name(enum counter k)
 {
     return (unsigned)k < COUNTER_FIRST_ERROR ? kind_names[k] : "unknown";
 }
+
+static const char *const tls_failure_names[COUNTER_TLS_FAILURES] = {
+    "timeout", "protocol", "verify", "closed",
+};
+
+const char *counter_tls_failure_name(int reason)
+{
+    return reason >= 0 && reason < COUNTER_TLS_FAILURES ? tls_failure_names[reason] : "unknown";
+}

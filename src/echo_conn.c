@@ -10,7 +10,7 @@
 #include "echo_conn.h"
 #include "log.h"
 #include "monotime.h"
-#include "net.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <string.h>
@@ -21,15 +21,14 @@
 void echo_conn_serve(struct worker *w, void *arg)
 {
     const struct echo_conn_config *cfg = arg;
-    int fd = worker_fd(w);
+    const struct stream *s = worker_stream(w);
     char buf[ECHO_CHUNK];
     bool echoed_all = false; /* the last read did not fill buf */
     enum worker_wait why;
     ssize_t n;
     while ((n = worker_next(w, buf, sizeof buf, echoed_all, &why)) > 0) {
         worker_count(w, COUNTER_BYTES_IN, (uint64_t)n);
-        struct iovec iov = {.iov_base = buf, .iov_len = (size_t)n};
-        if (net_writev_until(fd, &iov, 1, monotime_deadline(cfg->write_timeout_ms)) < 0) {
+        if (stream_write_until(s, buf, (size_t)n, monotime_deadline(cfg->write_timeout_ms)) < 0) {
             log_verbose("echo connection: send: %s", strerror(errno));
             return;
         }

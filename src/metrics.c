@@ -83,6 +83,15 @@ static void write_server(FILE *f, const struct snapshot *s)
     one(f, "enchufe_sent_bytes_total", "counter", "Bytes written to clients.",
         (double)s->bytes_out);
     write_histogram(f, &s->latency);
+    one(f, "enchufe_tls_handshakes_total", "counter", "TLS handshakes completed.",
+        (double)s->tls_handshakes);
+    one(f, "enchufe_tls_resumed_total", "counter",
+        "TLS handshakes that resumed a session (a ticket).", (double)s->tls_resumed);
+    family(f, "enchufe_tls_handshake_failures_total", "counter",
+           "TLS handshakes that failed, by reason.");
+    for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
+        fprintf(f, "enchufe_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+                counter_tls_failure_name(i), (unsigned long long)s->tls_failed[i]);
 }
 
 /* --- process_* (the names every Prometheus client library uses) ------------ */

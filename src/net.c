@@ -471,9 +471,7 @@ int net_writev_full(int fd, struct iovec *iov, int iovcnt)
     return send_all(fd, iov, iovcnt, true, 0);
 }
 
-/* Waits until fd is ready for events or the deadline passes (ETIMEDOUT);
- * deadline 0 waits for as long as it takes. */
-static int wait_ready(int fd, short events, long long deadline)
+int net_wait_ready(int fd, short events, long long deadline)
 {
     struct pollfd p = {.fd = fd, .events = events};
     for (;;) {
@@ -501,7 +499,7 @@ ssize_t net_recv_until(int fd, void *buf, size_t len, long long deadline)
         ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
         if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
             return n;
-        if (errno != EINTR && wait_ready(fd, POLLIN, deadline) < 0)
+        if (errno != EINTR && net_wait_ready(fd, POLLIN, deadline) < 0)
             return -1;
     }
 }
@@ -539,7 +537,7 @@ static int send_all(int fd, struct iovec *iov, int iovcnt, bool blocking, long l
             continue;
         if (blocking || (errno != EAGAIN && errno != EWOULDBLOCK))
             return -1;
-        if (wait_ready(fd, POLLOUT, deadline) < 0)
+        if (net_wait_ready(fd, POLLOUT, deadline) < 0)
             return -1;
     }
     return 0;

@@ -2,7 +2,7 @@
  * outbox.c - answers sent together (see outbox.h).
  */
 #include "outbox.h"
-#include "net.h"
+#include "stream.h"
 
 #include <sys/uio.h>
 
@@ -33,7 +33,7 @@ bool outbox_full(const struct outbox *o)
     return o->n == OUTBOX_ANSWERS || o->bytes >= OUTBOX_BYTES;
 }
 
-ssize_t outbox_send(struct outbox *o, int fd, long long deadline)
+ssize_t outbox_send(struct outbox *o, const struct stream *s, long long deadline)
 {
     struct iovec iov[2 * OUTBOX_ANSWERS], *v = iov;
     for (int i = 0; i < o->n; i++) {
@@ -41,7 +41,7 @@ ssize_t outbox_send(struct outbox *o, int fd, long long deadline)
         *v++ = (struct iovec){.iov_base = (void *)o->answers[i].resp.content,
                               .iov_len = o->answers[i].resp.length};
     }
-    if (o->n > 0 && net_writev_until(fd, iov, (int)(v - iov), deadline) < 0)
+    if (o->n > 0 && stream_writev_until(s, iov, (int)(v - iov), deadline) < 0)
         return -1;
     return (ssize_t)o->bytes;
 }

@@ -11,6 +11,7 @@
 #include "monotime.h"
 #include "log.h"
 #include "net.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,6 +35,7 @@ struct entry {
 
 struct poller {
     struct queue *queue;
+    struct tls_server *tls; /* closes go through it (TLS state by fd) */
     int idle_timeout_ms;
     int epfd;
     int wake_fd; /* eventfd: written to stop the thread */
@@ -170,7 +172,7 @@ static int take_ready(struct poller *p, const struct epoll_event *ev, int n, int
     }
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < ngone; i++)
-        close(gone[i]);
+        tls_server_close(p->tls, gone[i]);
     atomic_fetch_add_explicit(&p->peer_closed, (uint64_t)ngone, memory_order_relaxed);
     return k;
 }
@@ -180,7 +182,7 @@ static void requeue(struct poller *p, const int *ready, int k)
     atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
     int done = queue_push_many(p->queue, ready, k);
     for (int i = done; i < k; i++)
-        close(ready[i]); /* the queue closed: a stop ran out of time */
+        tls_server_close(p->tls, ready[i]); /* the queue closed: a stop ran out of time */
     atomic_fetch_add_explicit(&p->dropped, (uint64_t)(k - done), memory_order_relaxed);
 }
 
@@ -211,7 +213,7 @@ static void close_expired(struct poller *p, bool all)
         if (!all) /* counted before the close a client could see */
             atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
         for (int i = 0; i < k; i++)
-            close(doomed[i]); /* closing also takes it out of the epoll set */
+            tls_server_close(p->tls, doomed[i]); /* closing also takes it out of the epoll set */
         requeue(p, fresh, f);
         if (k + f < MAX_EVENTS)
             return;
@@ -266,12 +268,13 @@ static void *poller_main(void *arg)
 
 /* --- life cycle -------------------------------------------------------------- */
 
-struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds)
+struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds,
+                            struct tls_server *tls)
 {
     struct poller *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    *p = (struct poller){.queue = q, .idle_timeout_ms = idle_timeout_ms, .max_fds = max_fds,
+    *p = (struct poller){.queue = q, .tls = tls, .idle_timeout_ms = idle_timeout_ms, .max_fds = max_fds,
                          .head = -1, .tail = -1, .epfd = -1, .wake_fd = -1};
     /* calloc: pages of the fd-indexed table cost memory only once touched. */
     p->entries = calloc(max_fds, sizeof *p->entries);

@@ -77,6 +77,8 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
     p->rules.queue = cfg->queue;
     p->rules.poller = cfg->poller;
     p->rules.idle_timeout_ms = cfg->idle_timeout_ms;
+    p->rules.tls = cfg->tls;
+    p->rules.handshake_timeout_ms = cfg->handshake_timeout_ms;
     p->rules.linger_ms = cfg->poller ? cfg->linger_ms : 0;
     p->rules.serve = cfg->serve;
     p->rules.serve_arg = cfg->serve_arg;

@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "queue.h"
 #include "snapshot.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -46,6 +47,8 @@ struct server {
     struct acceptor acceptor; /* owns the listening sockets */
     struct poller *poller;    /* NULL with --no-park */
     struct metrics *metrics;  /* NULL without --metrics */
+    struct tls_server *tls;   /* NULL without a TLS listener */
+    bool tls_listener[NET_MAX_LISTENERS];
     struct app_conn_config app;   /* what the serve functions are given */
     struct echo_conn_config echo;
     struct net_unix_id unix_id;   /* the socket file we made, if any */
@@ -96,6 +99,10 @@ void server_snapshot(struct server *s, struct snapshot *out)
     out->bytes_in = pool_total(p, COUNTER_BYTES_IN);
     out->bytes_out = pool_total(p, COUNTER_BYTES_OUT);
     pool_latency(p, &out->latency);
+    out->tls_handshakes = pool_total(p, COUNTER_TLS_HANDSHAKES);
+    out->tls_resumed = pool_total(p, COUNTER_TLS_RESUMED);
+    for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
+        out->tls_failed[i] = pool_total(p, (enum counter)(COUNTER_TLS_FAILED_FIRST + i));
 }
 
 json_t *server_stats(struct server *s)
@@ -139,6 +146,31 @@ static size_t fd_limit(const struct server_config *cfg)
     return (size_t)rl.rlim_cur;
 }
 
+/* The plain listeners (unless TLS only), then the TLS ones on the same
+ * host. SOMAXCONN: the kernel's backlog absorbs bursts while the queue
+ * is full. */
+static int open_own_listeners(struct server *s, const struct net_endpoint *ep, int *fds,
+                              char *err, size_t errlen)
+{
+    const struct server_config *cfg = &s->cfg;
+    int n = 0;
+    if (!(cfg->tls_port && cfg->tls_only) &&
+        (n = net_listen_endpoint(ep, SOMAXCONN, fds, NET_MAX_LISTENERS, err, errlen)) < 0)
+        return -1;
+    if (!cfg->tls_port)
+        return n;
+    struct net_endpoint tls_ep = {.host = cfg->host, .port = cfg->tls_port,
+                                  .reuseport = cfg->reuseport};
+    int k = net_listen_endpoint(&tls_ep, SOMAXCONN, fds + n, NET_MAX_LISTENERS - n, err, errlen);
+    if (k < 0) {
+        close_listeners(fds, n);
+        return -1;
+    }
+    for (int i = n; i < n + k; i++)
+        s->tls_listener[i] = true;
+    return n + k;
+}
+
 /* Listens on the configured address; returns how many listeners, or -1. */
 static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
 {
@@ -153,10 +185,11 @@ static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
     }
     if (n > 0) {
         memcpy(fds, cfg->inherited, (size_t)n * sizeof *fds);
+        for (int i = 0; i < n; i++)
+            s->tls_listener[i] = cfg->inherited_tls && cfg->inherited_tls[i];
         s->cfg.unix_path = NULL; /* the socket file is not ours to remove */
     } else {
-        /* SOMAXCONN: the kernel's backlog absorbs bursts while the queue is full. */
-        n = net_listen_endpoint(&ep, SOMAXCONN, fds, NET_MAX_LISTENERS, err, errlen);
+        n = open_own_listeners(s, &ep, fds, err, errlen);
     }
     if (n < 0)
         return -1;
@@ -178,6 +211,15 @@ static void remove_socket_file(struct server *s)
         net_unix_unlink_if_ours(s->cfg.unix_path, &s->unix_id);
 }
 
+/* Whether a socket handed over by systemd speaks TLS. */
+static bool has_tls(const struct server_config *cfg)
+{
+    for (int i = 0; i < cfg->ninherited; i++)
+        if (cfg->inherited_tls[i])
+            return true;
+    return false;
+}
+
 /* Starts everything but the listeners; on failure, undoes what it did. */
 static int start_threads(struct server *s, int *fds, char *err, size_t errlen);
 
@@ -191,8 +233,17 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
     int fds[NET_MAX_LISTENERS];
     s->cfg = *cfg;
     atomic_init(&s->draining, false);
+    /* The certificate first: a bad file must stop the start before any
+     * port is taken. */
+    if (cfg->tls_port || (cfg->inherited_tls && has_tls(cfg))) {
+        if (!(s->tls = tls_server_new(&cfg->tls, fd_limit(cfg), err, errlen))) {
+            free(s);
+            return NULL;
+        }
+    }
     s->nlisten = open_listeners(s, fds, err, errlen);
     if (s->nlisten < 0 || start_threads(s, fds, err, errlen) < 0) {
+        tls_server_free(s->tls);
         free(s);
         return NULL;
     }
@@ -212,7 +263,8 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
         goto close_listeners;
     }
     s->poller = NULL;
-    if (cfg->park && !(s->poller = poller_start(&s->queue, cfg->idle_timeout_ms, fd_limit(cfg)))) {
+    if (cfg->park && !(s->poller = poller_start(&s->queue, cfg->idle_timeout_ms, fd_limit(cfg),
+                                                s->tls))) {
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
     }
@@ -228,6 +280,7 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     struct pool_config pc = {
         .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
         .idle_timeout_ms = cfg->idle_timeout_ms, .linger_ms = cfg->linger_ms,
+        .tls = s->tls, .handshake_timeout_ms = cfg->read_timeout_ms,
         .serve = echo ? echo_conn_serve : app_conn_serve,
         .serve_arg = echo ? (void *)&s->echo : (void *)&s->app};
     if (pool_start(&s->pool, &pc) < 0) {
@@ -236,7 +289,8 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     }
     /* Inherited sockets outlive us: what waits in their backlog waits for
      * the next process, and is not taken at the stop. */
-    if (acceptor_start(&s->acceptor, fds, s->nlisten, &s->queue, cfg->ninherited == 0) < 0) {
+    if (acceptor_start(&s->acceptor, fds, s->tls_listener, s->nlisten, &s->queue,
+                       cfg->ninherited == 0, s->tls) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
@@ -268,6 +322,19 @@ int server_address(const struct server *s, int i, char *out, size_t outlen)
 int server_port(const struct server *s)
 {
     return net_local_port(acceptor_listener(&s->acceptor, 0));
+}
+
+bool server_listener_is_tls(const struct server *s, int i)
+{
+    return i >= 0 && i < s->nlisten && s->tls_listener[i];
+}
+
+int server_tls_port(const struct server *s)
+{
+    for (int i = 0; i < s->nlisten; i++)
+        if (s->tls_listener[i])
+            return net_local_port(acceptor_listener(&s->acceptor, i));
+    return -1;
 }
 
 void server_announce_stop(struct server *s)
@@ -335,6 +402,7 @@ void server_free(struct server *s)
     if (s->poller)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
+    tls_server_free(s->tls); /* after every thread that could close a socket */
     free(s);
 }
 

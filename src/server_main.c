@@ -58,6 +58,14 @@ static void usage(FILE *out)
             "  --metrics HOST:PORT  serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "  --reuseport          share the port with other enchufe-servers (SO_REUSEPORT):\n"
             "                       the kernel spreads new connections across them\n"
+            "  --tls-port PORT      also serve TLS on this port of the same host (0: any free)\n"
+            "  --tls-only           serve TLS only: no port in clear (needs --tls-port)\n"
+            "  --tls-cert FILE      the server's certificate, PEM, followed by its chain\n"
+            "  --tls-key FILE       its private key, PEM (unencrypted)\n"
+            "  --tls-ca FILE        CA certificates, PEM, that sign client certificates\n"
+            "  --tls-auth-clients no|optional|yes\n"
+            "                       ask clients for a certificate signed by --tls-ca: yes\n"
+            "                       refuses clients without one (default no)\n"
             "  --shutdown-delay SEC on SIGTERM, first answer health checks \"draining\" for SEC\n"
             "                       seconds, serving as before, so that a load balancer stops\n"
             "                       sending; then drain (default 0)\n"
@@ -74,7 +82,8 @@ static void usage(FILE *out)
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
        OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_REUSEPORT,
-       OPT_SHUTDOWN_DELAY, OPT_NO_PARK };
+       OPT_SHUTDOWN_DELAY, OPT_NO_PARK, OPT_TLS_PORT, OPT_TLS_ONLY, OPT_TLS_CERT, OPT_TLS_KEY,
+       OPT_TLS_CA, OPT_TLS_AUTH };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -94,6 +103,12 @@ static const struct option long_options[] = {
     {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
     {"no-park", no_argument, NULL, OPT_NO_PARK},
+    {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+    {"tls-only", no_argument, NULL, OPT_TLS_ONLY},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-auth-clients", required_argument, NULL, OPT_TLS_AUTH},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -135,6 +150,40 @@ static bool parse_mode(const char *arg, mode_t *out)
         return bad_value("unix-mode", arg, "an octal mode from 0 to 0777, such as 0660");
     *out = (mode_t)v;
     return true;
+}
+
+static bool parse_auth_clients(const char *arg, enum tls_auth_clients *out)
+{
+    if (strcmp(arg, "no") == 0)
+        *out = TLS_AUTH_NO;
+    else if (strcmp(arg, "optional") == 0)
+        *out = TLS_AUTH_OPTIONAL;
+    else if (strcmp(arg, "yes") == 0)
+        *out = TLS_AUTH_YES;
+    else
+        return bad_value("tls-auth-clients", arg, "no, optional or yes");
+    return true;
+}
+
+/* The TLS options make sense together, or the server says which is
+ * missing. tls_listeners: sockets handed over for TLS (systemd). */
+static bool check_tls_options(const struct server_config *cfg, bool tls_listeners)
+{
+    const char *problem = NULL;
+    bool tls = cfg->tls_port || tls_listeners;
+    if (tls && (!cfg->tls.cert_file || !cfg->tls.key_file))
+        problem = "TLS needs --tls-cert and --tls-key";
+    else if (!tls && (cfg->tls_only || cfg->tls.cert_file || cfg->tls.key_file ||
+                      cfg->tls.ca_file || cfg->tls.auth_clients != TLS_AUTH_NO))
+        problem = "the --tls-* options need --tls-port";
+    else if (cfg->tls.auth_clients != TLS_AUTH_NO && !cfg->tls.ca_file)
+        problem = "--tls-auth-clients needs --tls-ca, the CA that signs client certificates";
+    else if (cfg->tls_only && cfg->unix_path)
+        problem = "--tls-only leaves nothing for --unix: TLS is served on TCP only";
+    if (problem)
+        fprintf(stderr, "enchufe-server: %s\nTry 'enchufe-server --help' for more information.\n",
+                problem);
+    return !problem;
 }
 
 /* What main needs besides the server's own configuration. */
@@ -180,6 +229,14 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg,
     case OPT_SHUTDOWN_DELAY:
         return parse_timeout("shutdown-delay", arg, &run->shutdown_delay_ms);
     case OPT_NO_PARK: cfg->park = false; return true;
+    case OPT_TLS_PORT:
+        cfg->tls_port = arg;
+        return parse_long(arg, 0, 65535, &port) || bad_value("tls-port", arg, "0 to 65535");
+    case OPT_TLS_ONLY: cfg->tls_only = true; return true;
+    case OPT_TLS_CERT: cfg->tls.cert_file = arg; return true;
+    case OPT_TLS_KEY: cfg->tls.key_file = arg; return true;
+    case OPT_TLS_CA: cfg->tls.ca_file = arg; return true;
+    case OPT_TLS_AUTH: return parse_auth_clients(arg, &cfg->tls.auth_clients);
     case 'v': run->verbosity++; return true;
     default: return false;
     }
@@ -285,7 +342,8 @@ static void status_line(void *arg, char *out, size_t cap)
 
 /* Listening sockets handed over by systemd, if any, become the server's.
  * Returns false (after saying why) if they cannot be used. */
-static bool take_activated_sockets(struct server_config *cfg, int *fds, char names[][64])
+static bool take_activated_sockets(struct server_config *cfg, int *fds, bool *tls,
+                                   char names[][64])
 {
     char err[256];
     int n = service_listen_fds(fds, names, SERVICE_MAX_FDS, err, sizeof err);
@@ -293,9 +351,21 @@ static bool take_activated_sockets(struct server_config *cfg, int *fds, char nam
         fprintf(stderr, "enchufe-server: %s\n", err);
         return false;
     }
+    /* A socket named tls... (FileDescriptorName=tls) speaks TLS. */
+    for (int i = 0; i < n; i++)
+        tls[i] = strncmp(names[i], "tls", 3) == 0;
     cfg->inherited = fds;
+    cfg->inherited_tls = tls;
     cfg->ninherited = n;
     return true;
+}
+
+static bool any(const bool *flags, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (flags[i])
+            return true;
+    return false;
 }
 
 static void log_started(struct server *srv, const struct server_config *cfg, long capacity,
@@ -308,10 +378,11 @@ static void log_started(struct server *srv, const struct server_config *cfg, lon
                        : "idle connections held by their workers (--no-park)",
              cfg->park ? capacity : (long)cfg->workers);
     for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++) {
+        const char *tls = server_listener_is_tls(srv, i) ? " (TLS)" : "";
         if (cfg->ninherited)
-            log_info("Listening on %s (handed over by systemd as '%s')", addr, names[i]);
+            log_info("Listening on %s%s (handed over by systemd as '%s')", addr, tls, names[i]);
         else
-            log_info("Listening on %s", addr);
+            log_info("Listening on %s%s", addr, tls);
     }
     if (server_metrics_address(srv, addr, sizeof addr) == 0)
         log_info("Metrics on http://%s/metrics", addr);
@@ -363,9 +434,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
     int fds[SERVICE_MAX_FDS];
+    bool tls[SERVICE_MAX_FDS];
     char names[SERVICE_MAX_FDS][64];
-    if (!take_activated_sockets(&cfg, fds, names))
+    if (!take_activated_sockets(&cfg, fds, tls, names))
         return EXIT_FAILURE;
+    if (!check_tls_options(&cfg, any(tls, cfg.ninherited)))
+        return EXIT_USAGE;
     /* With parking an idle connection costs only a descriptor: take every
      * one the hard limit allows, less a margin for listeners, pipes, epoll
      * and stdio. */

@@ -18,6 +18,16 @@ static json_t *latency_json(const struct latency_sum *l)
                      "p999_ms", latency_quantile(l, 0.999) * 1e3, "buckets", buckets);
 }
 
+static json_t *tls_json(const struct snapshot *s)
+{
+    json_t *failed = json_object();
+    for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
+        json_object_set_new(failed, counter_tls_failure_name(i),
+                            json_integer((json_int_t)s->tls_failed[i]));
+    return json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)s->tls_handshakes,
+                     "resumed", (json_int_t)s->tls_resumed, "failed", failed);
+}
+
 json_t *snapshot_to_json(const struct snapshot *s)
 {
     json_t *requests = json_pack("{s:I}", "total", (json_int_t)s->requests);
@@ -28,7 +38,8 @@ json_t *snapshot_to_json(const struct snapshot *s)
     for (int e = 0; e < PROTO_ERR_COUNT; e++)
         json_object_set_new(errors, proto_error_code((enum proto_error)e),
                             json_integer((json_int_t)s->errors[e]));
-    return json_pack("{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:{s:I, s:I}, s:o}",
+    return json_pack("{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:{s:I, s:I}, s:o, "
+                     "s:o}",
                      "uptime_s", s->uptime_s,
                      "connections", "accepted", (json_int_t)s->accepted,
                      "active", (json_int_t)s->active, "queued", (json_int_t)s->queued,
@@ -36,7 +47,7 @@ json_t *snapshot_to_json(const struct snapshot *s)
                      "workers", "total", (json_int_t)s->workers, "busy", (json_int_t)s->busy,
                      "requests", requests, "errors", errors,
                      "bytes", "in", (json_int_t)s->bytes_in, "out", (json_int_t)s->bytes_out,
-                     "latency", latency_json(&s->latency));
+                     "latency", latency_json(&s->latency), "tls", tls_json(s));
 }
 
 static uint64_t get(json_t *obj, const char *group, const char *key)
@@ -65,6 +76,10 @@ int snapshot_from_json(json_t *obj, struct snapshot *s)
         s->errors[e] = get(obj, "errors", proto_error_code((enum proto_error)e));
     s->bytes_in = get(obj, "bytes", "in");
     s->bytes_out = get(obj, "bytes", "out");
+    s->tls_handshakes = get(obj, "tls", "handshakes");
+    s->tls_resumed = get(obj, "tls", "resumed");
+    for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
+        s->tls_failed[i] = get(json_object_get(obj, "tls"), "failed", counter_tls_failure_name(i));
     for (size_t i = 0; i <= LATENCY_BOUNDS && i < json_array_size(buckets); i++) {
         json_int_t n = json_integer_value(json_array_get(buckets, i));
         s->latency.buckets[i] = n > 0 ? (uint64_t)n : 0;

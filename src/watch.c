@@ -20,18 +20,18 @@
 
 static const char stats_request[] = "{\"action\": \"stats\"}";
 
-/* Asks for one stats answer on *fd (reconnecting if needed). */
-static int fetch(const struct watch_config *cfg, int *fd, struct snapshot *out, char *err,
-                 size_t errlen)
+/* Asks for one stats answer on *conn (reconnecting if needed). */
+static int fetch(const struct watch_config *cfg, struct stream *conn, struct snapshot *out,
+                 char *err, size_t errlen)
 {
-    if (*fd < 0 && (*fd = net_connect_endpoint(cfg->ep, cfg->timeout_ms, err, errlen)) < 0)
+    if (conn->fd < 0 &&
+        client_open(cfg->ep, cfg->tls, monotime_deadline(cfg->timeout_ms), conn, err, errlen) < 0)
         return -1;
     struct client_response resp;
-    if (client_exchange(*fd, PROTO_TEXT_JSON, PROTO_UTF8, stats_request,
+    if (client_exchange_on(conn, PROTO_TEXT_JSON, PROTO_UTF8, stats_request,
                         sizeof stats_request - 1, FRAME_DEFAULT_MAX_CONTENT,
                         monotime_deadline(cfg->timeout_ms), &resp, err, errlen) < 0) {
-        close(*fd);
-        *fd = -1;
+        client_close(conn);
         return -1;
     }
     json_t *obj = json_loadb((const char *)resp.content, resp.length, 0, NULL);
@@ -87,9 +87,9 @@ static void sleep_until(long long when)
 int watch_run(const struct watch_config *cfg)
 {
     char err[512];
-    int fd = -1;
+    struct stream conn = {.fd = -1};
     struct snapshot prev, now;
-    if (fetch(cfg, &fd, &prev, err, sizeof err) < 0) {
+    if (fetch(cfg, &conn, &prev, err, sizeof err) < 0) {
         fputs("enchufe-cli: ", stderr);
         escape_fputs(stderr, err, strlen(err));
         fputc('\n', stderr);
@@ -99,12 +99,11 @@ int watch_run(const struct watch_config *cfg)
     for (int n = 0; cfg->count == 0 || n < cfg->count; n++) {
         next += cfg->interval_ms;
         sleep_until(next);
-        if (fetch(cfg, &fd, &now, err, sizeof err) < 0) {
+        if (fetch(cfg, &conn, &now, err, sizeof err) < 0) {
             fputs("enchufe-cli: ", stderr);
             escape_fputs(stderr, err, strlen(err));
             fputc('\n', stderr);
-            if (fd >= 0)
-                close(fd);
+            client_close(&conn);
             return -1;
         }
         if (n % LINES_PER_HEADER == 0)
@@ -112,7 +111,6 @@ int watch_run(const struct watch_config *cfg)
         line(&prev, &now);
         prev = now;
     }
-    if (fd >= 0)
-        close(fd);
+    client_close(&conn);
     return 0;
 }

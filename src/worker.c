@@ -13,11 +13,14 @@
  * worker close it unserved.
  */
 #include "worker.h"
+#include "log.h"
 #include "monotime.h"
 #include "net.h"
 #include "poller.h"
+#include "tls.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -38,9 +41,9 @@ void worker_destroy(struct worker *w)
     buf_free(&w->buf);
 }
 
-int worker_fd(const struct worker *w)
+const struct stream *worker_stream(const struct worker *w)
 {
-    return w->fd;
+    return &w->stream;
 }
 
 struct buf *worker_buf(struct worker *w)
@@ -70,9 +73,14 @@ uint64_t worker_counter(struct worker *w, enum counter which)
  * so that it sees a stop. This is the only blocking recv on a worker's
  * socket: every other read polls with its own deadline (net_recv_until),
  * so the tick changes nothing anywhere else. */
+static ssize_t wait_in_worker_tls(struct worker *w, void *buf, size_t len,
+                                  enum worker_wait *why);
+
 static ssize_t wait_in_worker(struct worker *w, void *buf, size_t len, enum worker_wait *why)
 {
     const struct worker_rules *r = w->rules;
+    if (w->stream.ssl)
+        return wait_in_worker_tls(w, buf, len, why);
     if (!w->timeout_set) {
         net_set_recv_timeout(w->fd, WORKER_TICK_MS);
         w->timeout_set = true;
@@ -107,20 +115,44 @@ static ssize_t wait_in_worker(struct worker *w, void *buf, size_t len, enum work
     }
 }
 
-/* A read that does not wait: what recv says, with EINTR retried; nothing
- * there yet is WORKER_STOPPING (the caller only asks when it would
- * otherwise park, or may not). */
-static ssize_t read_now(int fd, void *buf, size_t len, enum worker_wait *why)
+/* A read that does not wait; nothing there yet is WORKER_STOPPING (the
+ * caller only asks when it would otherwise park, or may not). */
+static ssize_t read_now(struct worker *w, void *buf, size_t len, enum worker_wait *why)
 {
-    ssize_t n;
-    do
-        n = recv(fd, buf, len, MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    ssize_t n = stream_read_now(&w->stream, buf, len);
     if (n >= 0)
         *why = WORKER_REQUEST;
     else
         *why = errno == EAGAIN || errno == EWOULDBLOCK ? WORKER_STOPPING : WORKER_ERROR;
     return n;
+}
+
+/* The same wait for a TLS connection: its socket is non-blocking (tls.h),
+ * so the worker waits for a tick in poll, then reads what OpenSSL makes
+ * of what arrived (part of a record is still nothing). */
+static ssize_t wait_in_worker_tls(struct worker *w, void *buf, size_t len,
+                                  enum worker_wait *why)
+{
+    const struct worker_rules *r = w->rules;
+    long long deadline = monotime_deadline(r->idle_timeout_ms);
+    for (;;) {
+        if (atomic_load(&r->forced)) {
+            *why = WORKER_STOPPING;
+            return -1;
+        }
+        bool stopping = atomic_load(&r->stopping);
+        ssize_t n = read_now(w, buf, len, why);
+        if (*why != WORKER_STOPPING)
+            return n;
+        if (stopping)
+            return -1;
+        if (deadline && monotime_ms() >= deadline) {
+            *why = WORKER_IDLE_TIMEOUT;
+            return -1;
+        }
+        struct pollfd p = {.fd = w->fd, .events = POLLIN};
+        poll(&p, 1, WORKER_TICK_MS);
+    }
 }
 
 /* Waits up to the linger for the client's next request, in one blocking
@@ -129,8 +161,12 @@ static ssize_t read_now(int fd, void *buf, size_t len, enum worker_wait *why)
  * end of stream (WORKER_REQUEST), or -1: WORKER_ERROR, or WORKER_PARKED
  * meaning "nothing came: park it" (the linger ran out, or the worker was
  * called back by worker_call_back's signal). */
+static ssize_t linger_tls(struct worker *w, void *buf, size_t len, enum worker_wait *why);
+
 static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait *why)
 {
+    if (w->stream.ssl)
+        return linger_tls(w, buf, len, why);
     if (!w->timeout_set) {
         net_set_recv_timeout(w->fd, w->rules->linger_ms);
         w->timeout_set = true;
@@ -151,6 +187,25 @@ static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait 
     return -1;
 }
 
+/* The linger of a TLS connection: a wait in poll (which the call-back
+ * signal ends just the same), then a read of what came. */
+static ssize_t linger_tls(struct worker *w, void *buf, size_t len, enum worker_wait *why)
+{
+    struct pollfd p = {.fd = w->fd, .events = POLLIN};
+    int ready = 0;
+    atomic_store(&w->lingering, true);
+    if (queue_backlog(w->rules->queue) <= 0 && !atomic_load(&w->rules->stopping))
+        ready = poll(&p, 1, w->rules->linger_ms);
+    atomic_store(&w->lingering, false);
+    if (ready > 0) {
+        ssize_t n = read_now(w, buf, len, why);
+        if (*why != WORKER_STOPPING)
+            return n;
+    }
+    *why = WORKER_PARKED;
+    return -1;
+}
+
 /* Whether to linger rather than park at once: only when no connection
  * waits for a worker (a queued one must not wait behind an idle client). */
 static bool may_linger(const struct worker *w)
@@ -167,7 +222,8 @@ static bool may_linger(const struct worker *w)
 static ssize_t first_request_at_stop(struct worker *w, void *buf, size_t len,
                                      enum worker_wait *why)
 {
-    ssize_t n = net_recv_until(w->fd, buf, len, monotime_deadline(WORKER_FIRST_REQUEST_GRACE_MS));
+    ssize_t n = stream_read_until(&w->stream, buf, len,
+                                  monotime_deadline(WORKER_FIRST_REQUEST_GRACE_MS));
     if (n >= 0)
         *why = WORKER_REQUEST;
     else
@@ -207,8 +263,10 @@ static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket
     }
     if (!r->poller)
         return wait_in_worker(w, buf, len, why);
-    if (!socket_was_empty) {
-        ssize_t n = read_now(w->fd, buf, len, why);
+    /* Bytes OpenSSL has already taken off the socket are there to read,
+     * and epoll would never say so. */
+    if (!socket_was_empty || stream_has_pending(&w->stream)) {
+        ssize_t n = read_now(w, buf, len, why);
         if (*why != WORKER_STOPPING) /* bytes, end of stream or an error */
             return n;
     }
@@ -224,7 +282,7 @@ static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket
     }
     /* Refused: the server is stopping. A request that arrived since the
      * last read must still be answered, so look once more. */
-    return read_now(w->fd, buf, len, why);
+    return read_now(w, buf, len, why);
 }
 
 bool worker_turn_over(struct worker *w, unsigned answered)
@@ -276,6 +334,7 @@ static bool claim(struct worker *w, int fd)
     bool ok = !atomic_load(&w->rules->forced);
     if (ok) {
         w->fd = fd;
+        w->stream = (struct stream){.fd = fd, .ssl = tls_server_session(w->rules->tls, fd)};
         w->timeout_set = false;
         w->parked = false;
         w->turn_requests = 0;
@@ -293,12 +352,45 @@ static void release(struct worker *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+_Static_assert(TLS_FAIL_CLOSED + 1 == COUNTER_TLS_FAILURES, "one counter per tls_failure");
+
+/* The counter of a handshake that failed for this reason. */
+static enum counter failure_counter(enum tls_failure f)
+{
+    return (enum counter)(COUNTER_TLS_FAILED_FIRST + (int)f);
+}
+
+/* A new TLS connection's handshake, bounded like a request. True if it
+ * is done (or the connection is not TLS). */
+static bool handshake(struct worker *w)
+{
+    SSL *ssl = w->stream.ssl;
+    if (!ssl || SSL_is_init_finished(ssl))
+        return true;
+    enum tls_failure why;
+    char err[256], peer[128] = "?";
+    long long deadline = monotime_deadline(w->rules->handshake_timeout_ms);
+    if (stream_handshake(&w->stream, deadline, &why, err, sizeof err) == 0) {
+        worker_count(w, COUNTER_TLS_HANDSHAKES, 1);
+        if (SSL_session_reused(ssl))
+            worker_count(w, COUNTER_TLS_RESUMED, 1);
+        return true;
+    }
+    worker_count(w, failure_counter(why), 1);
+    if (why != TLS_FAIL_CLOSED || log_verbosity() >= 1) {
+        net_peer_address(w->fd, peer, sizeof peer);
+        log_info("%s: TLS handshake failed: %s", peer, err);
+    }
+    return false;
+}
+
 static void serve_one(struct worker *w, int fd)
 {
     struct worker_rules *r = w->rules;
     if (claim(w, fd)) {
         atomic_fetch_add(&r->busy, 1);
-        r->serve(w, r->serve_arg);
+        if (handshake(w))
+            r->serve(w, r->serve_arg);
         release(w);
         atomic_fetch_sub(&r->busy, 1);
         if (w->parked)
@@ -311,7 +403,7 @@ static void serve_one(struct worker *w, int fd)
     if (r->poller)
         poller_forget(r->poller, fd);
     worker_count(w, COUNTER_CLOSED, 1);
-    close(fd);
+    tls_server_close(r->tls, fd);
 }
 
 void worker_run(struct worker *w)

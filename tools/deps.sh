@@ -29,7 +29,11 @@ fi
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists libsystemd; then
   missing+=(libsystemd-dev)
 fi
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then
+  missing+=(libssl-dev)
+fi
 if [ "$what" = test ]; then
+  command -v openssl >/dev/null || missing+=(openssl)
   if ! command -v pkg-config >/dev/null || ! pkg-config --exists criterion; then
     missing+=(libcriterion-dev)
   fi

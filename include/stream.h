@@ -1,0 +1,55 @@
+/*
+ * stream.h - reads and writes on a connection, in clear or in TLS, with
+ * the deadlines of net.h.
+ *
+ * A stream is a socket and, for TLS, its SSL object (tls.h). Every call
+ * behaves the same either way: a read returns bytes, 0 at the end of the
+ * stream, or -1 with errno; a write sends everything or fails. In TLS the
+ * socket is non-blocking, OpenSSL says what it waits for (to read or to
+ * write, in either call), and the call waits for that in poll, never
+ * past its deadline. A TLS failure that leaves the connection unusable
+ * (a protocol error, a reset) marks it so that closing it sends nothing
+ * more.
+ */
+#ifndef ENCHUFE_STREAM_H
+#define ENCHUFE_STREAM_H
+
+#include "tls.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct stream {
+    int fd;
+    SSL *ssl; /* NULL: in clear */
+};
+
+/* Reads up to len bytes, waiting no later than the absolute monotime_ms()
+ * deadline (0 = none; ETIMEDOUT). A TLS error is EPROTO. */
+ssize_t stream_read_until(const struct stream *s, void *buf, size_t len, long long deadline);
+
+/* Reads what is there now, never waiting: -1 with EAGAIN if nothing (in
+ * TLS, also when only part of a record has arrived). */
+ssize_t stream_read_now(const struct stream *s, void *buf, size_t len);
+
+/* True if bytes already read from the socket wait in OpenSSL, where poll
+ * cannot see them: such a connection must be read, not parked. */
+bool stream_has_pending(const struct stream *s);
+
+/* Writes all of iov by the deadline (0 = none). iov is modified. */
+int stream_writev_until(const struct stream *s, struct iovec *iov, int iovcnt,
+                        long long deadline);
+int stream_write_until(const struct stream *s, const void *buf, size_t len, long long deadline);
+
+/* Says that nothing more will be written: close_notify in TLS (one try),
+ * then a FIN. Reading goes on. */
+void stream_end_write(const struct stream *s);
+
+/* Runs the TLS handshake (either side, as the SSL object was set up) by
+ * the deadline. Returns 0, or -1 with *why saying why and a line in err. */
+int stream_handshake(const struct stream *s, long long deadline, enum tls_failure *why,
+                     char *err, size_t errlen);
+
+#endif

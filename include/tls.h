@@ -1,0 +1,98 @@
+/*
+ * tls.h - TLS with OpenSSL: the server's context and the TLS state of its
+ * sockets, and the client's context.
+ *
+ * The server's sockets travel as bare descriptors: through the queue, to
+ * the poller and back. A TLS connection's state (its SSL object) must
+ * travel with it, so it lives in a table indexed by descriptor that the
+ * server owns: the acceptor attaches an SSL object to each socket it
+ * accepts on a TLS listener, the worker that holds the socket looks it up,
+ * and whoever closes the socket closes it through tls_server_close(),
+ * which frees the object first. Only the thread that owns a socket (the
+ * queue and the poller hand ownership over) touches its entry.
+ *
+ * Nothing here does I/O on a connection; stream.h does.
+ */
+#ifndef ENCHUFE_TLS_H
+#define ENCHUFE_TLS_H
+
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum tls_auth_clients {
+    TLS_AUTH_NO,       /* no client certificate asked for */
+    TLS_AUTH_OPTIONAL, /* asked for; if one is sent, it must verify */
+    TLS_AUTH_YES,      /* required, and it must verify */
+};
+
+struct tls_server_config {
+    const char *cert_file; /* PEM: the certificate, then its chain */
+    const char *key_file;  /* PEM private key */
+    const char *ca_file;   /* PEM CAs that sign client certificates (or NULL) */
+    enum tls_auth_clients auth_clients;
+};
+
+struct tls_server;
+
+/* Loads the certificate and key (which must match), and the CA file when
+ * client certificates are asked for. Returns the context, or NULL with
+ * one line in err naming the file and the reason. max_fds bounds the
+ * descriptors the table must index. */
+struct tls_server *tls_server_new(const struct tls_server_config *cfg, size_t max_fds,
+                                  char *err, size_t errlen);
+
+/* Frees the context and every SSL object still in the table. */
+void tls_server_free(struct tls_server *t);
+
+/* Gives an accepted socket its TLS state (server side, handshake not yet
+ * done). The socket is made non-blocking: OpenSSL then says what it
+ * waits for, and the stream waits for it in poll by a deadline. -1 if
+ * memory ran out. */
+int tls_server_attach(struct tls_server *t, int fd);
+
+/* The socket's TLS state, or NULL for a plain socket (or t NULL). */
+SSL *tls_server_session(const struct tls_server *t, int fd);
+
+/* Closes a socket, and first frees its TLS state if it has any, after
+ * sending close_notify if the connection is in a state to (never
+ * blocking). t may be NULL: then it is close(fd). */
+void tls_server_close(struct tls_server *t, int fd);
+
+/* Why a server-side handshake failed (counted in the stats). */
+enum tls_failure {
+    TLS_FAIL_TIMEOUT,  /* not done within the read timeout */
+    TLS_FAIL_PROTOCOL, /* not TLS, a version or cipher mismatch, an alert */
+    TLS_FAIL_VERIFY,   /* the client's certificate was missing or did not verify */
+    TLS_FAIL_CLOSED,   /* the peer closed or reset the connection */
+};
+
+/* A client's context. */
+struct tls_client_config {
+    const char *ca_file;   /* CAs to verify the server with (NULL: the system's) */
+    const char *cert_file; /* a client certificate and its key (or NULL) */
+    const char *key_file;
+    bool no_verify;        /* benchmarks against a throwaway certificate only */
+};
+
+/* Returns a client context that verifies the server (unless no_verify),
+ * or NULL with one line in err naming the file and the reason. When the
+ * environment names a SSLKEYLOGFILE, the session keys are appended to it
+ * in the NSS key log format, as browsers and curl do, so that Wireshark
+ * can decrypt a capture. */
+SSL_CTX *tls_client_context(const struct tls_client_config *cfg, char *err, size_t errlen);
+
+/* Binds a client's SSL object to a connected socket, through a BIO that
+ * sends with MSG_NOSIGNAL, and makes the socket non-blocking (the stream
+ * waits in poll). -1 if memory ran out. */
+int tls_client_attach(SSL *ssl, int fd);
+
+/* Sets the name the client sends (SNI, for a host name) and checks the
+ * server's certificate against (a host name or an IP address). */
+int tls_client_set_name(SSL *ssl, const char *name);
+
+/* OpenSSL's last error on this thread, as one line ("" if none), and the
+ * queue cleared. */
+const char *tls_last_error(char *out, size_t outlen);
+
+#endif

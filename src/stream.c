@@ -1,0 +1,234 @@
+/*
+ * stream.c - clear or TLS reads and writes with deadlines (see stream.h).
+ */
+#include "stream.h"
+#include "net.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* TLS records carry at most 16 KiB: small pieces of a gathered write are
+ * copied together up to that, so that a batch of answers goes out in few
+ * records and few system calls. */
+#define GATHER_BYTES 16384
+
+/* What SSL_get_error said, as the next step. */
+enum step { STEP_DONE, STEP_WAIT_READ, STEP_WAIT_WRITE, STEP_EOF, STEP_FAIL };
+
+/* Classifies a failed SSL call; on a fatal one, errno says what (EPROTO
+ * for a TLS error) and the connection is marked to close quietly. */
+static enum step step_after(SSL *ssl, int rc)
+{
+    int saved = errno;
+    switch (SSL_get_error(ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        return STEP_WAIT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return STEP_WAIT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        return STEP_EOF;
+    case SSL_ERROR_SYSCALL:
+        SSL_set_quiet_shutdown(ssl, 1);
+        if (saved == 0) /* the peer closed without close_notify */
+            return STEP_EOF;
+        errno = saved;
+        return STEP_FAIL;
+    default:
+        SSL_set_quiet_shutdown(ssl, 1);
+        errno = EPROTO;
+        return STEP_FAIL;
+    }
+}
+
+/* Waits for what OpenSSL asked; -1 past the deadline (ETIMEDOUT). */
+static int wait_for(const struct stream *s, enum step step, long long deadline)
+{
+    return net_wait_ready(s->fd, step == STEP_WAIT_READ ? POLLIN : POLLOUT, deadline);
+}
+
+static ssize_t tls_read(const struct stream *s, void *buf, size_t len, bool wait,
+                        long long deadline)
+{
+    for (;;) {
+        size_t n = 0;
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_read_ex(s->ssl, buf, len, &n);
+        if (rc == 1)
+            return (ssize_t)n;
+        enum step step = step_after(s->ssl, rc);
+        if (step == STEP_EOF)
+            return 0;
+        if (step == STEP_FAIL)
+            return -1;
+        if (!wait) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (wait_for(s, step, deadline) < 0)
+            return -1;
+    }
+}
+
+ssize_t stream_read_until(const struct stream *s, void *buf, size_t len, long long deadline)
+{
+    if (!s->ssl)
+        return net_recv_until(s->fd, buf, len, deadline);
+    return tls_read(s, buf, len, true, deadline);
+}
+
+ssize_t stream_read_now(const struct stream *s, void *buf, size_t len)
+{
+    if (s->ssl)
+        return tls_read(s, buf, len, false, 0);
+    ssize_t n;
+    do
+        n = recv(s->fd, buf, len, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+bool stream_has_pending(const struct stream *s)
+{
+    return s->ssl && SSL_has_pending(s->ssl);
+}
+
+/* Writes one whole buffer: OpenSSL must be called again with the same
+ * bytes until it has taken them all. */
+static int tls_write(const struct stream *s, const void *buf, size_t len, long long deadline)
+{
+    while (len > 0) {
+        size_t n = 0;
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_write_ex(s->ssl, buf, len, &n);
+        if (rc == 1) {
+            buf = (const char *)buf + n;
+            len -= n;
+            continue;
+        }
+        enum step step = step_after(s->ssl, rc);
+        if (step == STEP_EOF) {
+            errno = EPIPE;
+            return -1;
+        }
+        if (step == STEP_FAIL || wait_for(s, step, deadline) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Small pieces are copied together; a piece as large as a record or
+ * larger goes out from where it is. */
+static int tls_writev(const struct stream *s, const struct iovec *iov, int iovcnt,
+                      long long deadline)
+{
+    char gather[GATHER_BYTES];
+    size_t used = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        if (used + left > sizeof gather && used > 0) {
+            if (tls_write(s, gather, used, deadline) < 0)
+                return -1;
+            used = 0;
+        }
+        if (left >= sizeof gather) {
+            if (tls_write(s, p, left, deadline) < 0)
+                return -1;
+            continue;
+        }
+        memcpy(gather + used, p, left);
+        used += left;
+    }
+    return used > 0 ? tls_write(s, gather, used, deadline) : 0;
+}
+
+int stream_writev_until(const struct stream *s, struct iovec *iov, int iovcnt,
+                        long long deadline)
+{
+    if (!s->ssl)
+        return net_writev_until(s->fd, iov, iovcnt, deadline);
+    return tls_writev(s, iov, iovcnt, deadline);
+}
+
+int stream_write_until(const struct stream *s, const void *buf, size_t len, long long deadline)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return stream_writev_until(s, &iov, 1, deadline);
+}
+
+void stream_end_write(const struct stream *s)
+{
+    if (s->ssl && SSL_is_init_finished(s->ssl)) {
+        ERR_clear_error();
+        SSL_shutdown(s->ssl);
+        ERR_clear_error();
+    }
+    shutdown(s->fd, SHUT_WR);
+}
+
+/* Why a handshake that OpenSSL refused failed, in words and in kind. */
+static enum tls_failure refused(SSL *ssl, int err, char *out, size_t outlen)
+{
+    unsigned long e = ERR_peek_last_error();
+    int reason = ERR_GET_REASON(e);
+    long verify = SSL_get_verify_result(ssl);
+    char what[256];
+    tls_last_error(what, sizeof what);
+    if (verify != X509_V_OK) {
+        snprintf(out, outlen, "certificate verify failed: %s",
+                 X509_verify_cert_error_string(verify));
+        return TLS_FAIL_VERIFY;
+    }
+    if (reason == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE ||
+        reason == SSL_R_CERTIFICATE_VERIFY_FAILED ||
+        reason == SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED ||
+        reason == SSL_R_SSLV3_ALERT_BAD_CERTIFICATE ||
+        reason == SSL_R_TLSV1_ALERT_UNKNOWN_CA) {
+        snprintf(out, outlen, "%s", what);
+        return TLS_FAIL_VERIFY;
+    }
+    if (err == SSL_ERROR_SYSCALL) {
+        snprintf(out, outlen, "%s", errno ? strerror(errno) : "the peer closed the connection");
+        return TLS_FAIL_CLOSED;
+    }
+    bool in_clear = reason == SSL_R_WRONG_VERSION_NUMBER || reason == SSL_R_HTTP_REQUEST ||
+                    reason == SSL_R_UNKNOWN_PROTOCOL || reason == SSL_R_PACKET_LENGTH_TOO_LONG;
+    snprintf(out, outlen, "%s%s", what[0] ? what : "TLS protocol error",
+             in_clear ? " (not TLS: a client in clear on the TLS port?)" : "");
+    return TLS_FAIL_PROTOCOL;
+}
+
+int stream_handshake(const struct stream *s, long long deadline, enum tls_failure *why,
+                     char *err, size_t errlen)
+{
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int rc = SSL_do_handshake(s->ssl);
+        if (rc == 1)
+            return 0;
+        int e = SSL_get_error(s->ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+            short events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+            if (net_wait_ready(s->fd, events, deadline) == 0)
+                continue;
+            *why = errno == ETIMEDOUT ? TLS_FAIL_TIMEOUT : TLS_FAIL_CLOSED;
+            snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "the handshake timed out"
+                                                           : strerror(errno));
+        } else if (e == SSL_ERROR_ZERO_RETURN) {
+            *why = TLS_FAIL_CLOSED;
+            snprintf(err, errlen, "the peer closed the connection");
+        } else {
+            *why = refused(s->ssl, e, err, errlen);
+        }
+        SSL_set_quiet_shutdown(s->ssl, 1);
+        return -1;
+    }
+}
