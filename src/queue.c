@@ -78,8 +78,11 @@ static int push_one(struct queue *q, int fd, bool wait, const atomic_bool *cance
     while (wait && q->count == q->capacity && !q->closed && !(cancel && atomic_load(cancel)))
         pthread_cond_wait(&q->not_full, &q->lock);
     if (q->closed || q->count == q->capacity) {
+        /* Read under the lock: a producer may close the queue the moment
+         * it is released. */
+        int err = q->closed ? EPIPE : wait ? ECANCELED : EAGAIN;
         pthread_mutex_unlock(&q->lock);
-        errno = q->closed ? EPIPE : wait ? ECANCELED : EAGAIN;
+        errno = err;
         return -1;
     }
     long backlog = append(q, fd);
