@@ -47,10 +47,15 @@ test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
 	  test-dissector test-multihost test-prometheus test-scaling
 
-test-unit: build/tests all
+# A throwaway PKI for the TLS tests, made at test time (tools/make_test_certs.sh).
+TLS_CERTS := build/tls/server.pem
+$(TLS_CERTS): tools/make_test_certs.sh
+	@tools/make_test_certs.sh build/tls
+
+test-unit: build/tests all $(TLS_CERTS)
 	ENCHUFE_BIN=bin tools/run_suites.sh build/tests build/tests.log --jobs=2
 
-test-asan: build/asan/tests all
+test-asan: build/asan/tests all $(TLS_CERTS)
 	ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run_suites.sh --sanitized build/asan/tests build/asan/tests.log --jobs=2
 

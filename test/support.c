@@ -8,6 +8,7 @@
 #include "net.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -413,4 +414,46 @@ int ts_run(char *out, size_t cap, const char *fmt, ...)
     out[n] = '\0';
     int status = pclose(p);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+const char *ts_tls_path(const char *name)
+{
+    static char paths[8][512];
+    static atomic_uint next;
+    char *out = paths[atomic_fetch_add(&next, 1) % 8];
+    const char *dir = getenv("ENCHUFE_TLS_DIR");
+    snprintf(out, sizeof paths[0], "%s/%s", dir && *dir ? dir : "build/tls", name);
+    return out;
+}
+
+void ts_tls_config(struct server_config *cfg)
+{
+    cfg->tls_port = "0";
+    cfg->tls.cert_file = ts_tls_path("server.pem");
+    cfg->tls.key_file = ts_tls_path("server.key");
+}
+
+SSL_CTX *ts_tls_client(const char *name)
+{
+    char cert[64], key[64], err[256];
+    struct tls_client_config cfg = {.ca_file = ts_tls_path("ca.pem")};
+    if (name) {
+        snprintf(cert, sizeof cert, "%s.pem", name);
+        snprintf(key, sizeof key, "%s.key", name);
+        cfg.cert_file = ts_tls_path(cert);
+        cfg.key_file = ts_tls_path(key);
+    }
+    SSL_CTX *ctx = tls_client_context(&cfg, err, sizeof err);
+    if (!ctx)
+        fprintf(stderr, "ts_tls_client: %s\n", err);
+    return ctx;
+}
+
+int ts_tls_open(SSL_CTX *ctx, int port, struct stream *out, char *err, size_t errlen)
+{
+    char p[16];
+    snprintf(p, sizeof p, "%d", port);
+    struct net_endpoint ep = {.host = "127.0.0.1", .port = p};
+    struct client_tls tls = {.ctx = ctx, .server_name = "localhost"};
+    return client_open(&ep, &tls, ts_deadline(), out, err, errlen);
 }

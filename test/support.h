@@ -104,6 +104,23 @@ const char *ts_bin_dir(void);
  * stderr into out, and returns its exit status (-1 if it died). */
 int ts_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A file of the test PKI that tools/make_test_certs.sh made (in
+ * ENCHUFE_TLS_DIR, default build/tls): "ca.pem", "server.pem", ... The
+ * path stays valid until eight more calls. */
+const char *ts_tls_path(const char *name);
+
+/* Has cfg serve TLS as well, on a port of its own (port 0), with the test
+ * server certificate. */
+void ts_tls_config(struct server_config *cfg);
+
+/* A client context that trusts the test CA and presents the certificate
+ * NAME.pem / NAME.key ("client", "stranger"), or none (NULL). */
+SSL_CTX *ts_tls_client(const char *name);
+
+/* Connects to 127.0.0.1:port and runs the handshake (name "localhost").
+ * 0, or -1 with a message in err. */
+int ts_tls_open(SSL_CTX *ctx, int port, struct stream *out, char *err, size_t errlen);
+
 /* Milliseconds on the monotonic clock. */
 long long ts_now_ms(void);
 
