@@ -33,7 +33,7 @@ Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
         test-dissector deps-dissector test-multihost test-prometheus test-scaling \
-        deps deps-test clean \
+        test-tls deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -45,7 +45,7 @@ run: all
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
-	  test-dissector test-multihost test-prometheus test-scaling
+	  test-dissector test-multihost test-prometheus test-scaling test-tls
 
 # A throwaway PKI for the TLS tests, made at test time (tools/make_test_certs.sh).
 TLS_CERTS := build/tls/server.pem
@@ -61,9 +61,12 @@ test-asan: build/asan/tests all $(TLS_CERTS)
 
 # Criterion itself aborts under TSan, so these are plain programs that
 # exit non-zero on any failed check or reported race.
-test-tsan: $(STRESS:%=build/tsan/%)
+test-tsan: $(STRESS:%=build/tsan/%) $(TLS_CERTS)
 	@for t in $(STRESS); do echo "== $$t (ThreadSanitizer)"; \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/$$t || exit 1; done
+
+test-tls: all $(TLS_CERTS)
+	python3 tools/test_tls.py --bin bin --certs build/tls
 
 test-interop: all
 	python3 test/interop.py --bin bin

@@ -19,8 +19,9 @@ def start_server(bin_dir, *args, port=0):
                             stderr=subprocess.PIPE, text=True)
     for _ in range(10):
         line = proc.stderr.readline()
-        if "Listening on" in line:
-            return proc, int(line.strip().rsplit(":", 1)[1])
+        m = re.search(r"Listening on .*:(\d+)( \(TLS\))?$", line.strip())
+        if m:
+            return proc, int(m.group(1))
     proc.kill()
     proc.wait()
     raise SystemExit(f"{bin_dir}/enchufe-server {' '.join(args)} did not start")

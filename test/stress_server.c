@@ -5,6 +5,8 @@
  * workers called back, pipelined connections handed back at the end of
  * their turn), then a stop while they are still sending. Every answer that arrives must be whole and right; after
  * the stop a client sees a refusal or a close, never a torn response.
+ * Each round runs in clear and over TLS (handshakes in the workers, TLS
+ * state carried through the queue and the poller).
  */
 #include "app.h"
 #include "client.h"
@@ -26,6 +28,7 @@
 #define REQUESTS 150
 
 static int port;
+static SSL_CTX *tls_ctx; /* NULL: the round is in clear */
 static atomic_int answered, refused_or_closed;
 static atomic_bool stop_clients;
 
@@ -33,7 +36,7 @@ static atomic_bool stop_clients;
 
 /* Sends DEPTH searches at once and checks the DEPTH answers, in order.
  * Returns false if the exchange failed. */
-static bool pipelined_round(int fd, int id)
+static bool pipelined_round(const struct stream *conn, int id)
 {
     uint8_t burst[DEPTH * 256];
     size_t len = 0;
@@ -45,12 +48,12 @@ static bool pipelined_round(int fd, int id)
         len += n;
         free(content);
     }
-    if (net_write_full(fd, burst, len) < 0)
+    if (stream_write_until(conn, burst, len, ts_deadline()) < 0)
         return false;
     for (int k = 0; k < DEPTH; k++) {
         struct client_response resp;
         char err[256], expected[256];
-        if (client_read_response(fd, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
+        if (client_read_response_on(conn, 1 << 20, ts_deadline(), &resp, err, sizeof err) < 0)
             return false;
         ts_expected_search(k % 2 ? "ring" : "nobody", expected, sizeof expected);
         CHECK(ts_content_is(&resp, expected), "pipelining client %d: answer %d wrong", id, k);
@@ -60,6 +63,16 @@ static bool pipelined_round(int fd, int id)
     return true;
 }
 
+/* A connection, in clear or TLS as the round says; false if refused. */
+static bool open_conn(struct stream *conn)
+{
+    char err[512];
+    if (tls_ctx)
+        return ts_tls_open(tls_ctx, port, conn, err, sizeof err) == 0;
+    *conn = (struct stream){.fd = ts_connect(port)};
+    return conn->fd >= 0;
+}
+
 /* Keep-alive clients, one-shot ones that reconnect for each request like
  * the tutorial's client, and pipelining ones. Returns when done or told to
  * stop. */
@@ -67,14 +80,14 @@ static void *client(void *arg)
 {
     int id = (int)(long)arg;
     bool one_shot = id % 2, pipelining = id % 4 == 2;
-    int fd = -1;
+    struct stream conn = {.fd = -1};
     for (int i = 0; i < REQUESTS && !atomic_load(&stop_clients); i++) {
-        if (fd < 0 && (fd = ts_connect(port)) < 0) {
+        if (conn.fd < 0 && !open_conn(&conn)) {
             atomic_fetch_add(&refused_or_closed, 1);
             return NULL;
         }
         if (pipelining) {
-            if (!pipelined_round(fd, id)) {
+            if (!pipelined_round(&conn, id)) {
                 CHECK(atomic_load(&stop_clients), "client %d round %d failed before the stop", id, i);
                 atomic_fetch_add(&refused_or_closed, 1);
                 break;
@@ -86,7 +99,7 @@ static void *client(void *arg)
         struct client_response resp;
         char expected[256];
         ts_expected_search(value, expected, sizeof expected);
-        if (ts_search(fd, value, &resp) < 0) {
+        if (ts_search_on(&conn, value, &resp) < 0) {
             /* Only legitimate once the server is stopping. */
             CHECK(atomic_load(&stop_clients), "client %d request %d failed before the stop", id, i);
             atomic_fetch_add(&refused_or_closed, 1);
@@ -96,13 +109,10 @@ static void *client(void *arg)
         CHECK(ts_content_is(&resp, expected), "client %d got a wrong answer", id);
         client_response_free(&resp);
         atomic_fetch_add(&answered, 1);
-        if (one_shot) {
-            close(fd);
-            fd = -1;
-        }
+        if (one_shot)
+            client_close(&conn);
     }
-    if (fd >= 0)
-        close(fd);
+    client_close(&conn);
     return NULL;
 }
 
@@ -115,8 +125,12 @@ static void run_round(bool stop_midway, bool park)
     cfg.workers = 4;
     cfg.queue_capacity = 2;
     cfg.drain_timeout_ms = 5000;
+    if (tls_ctx)
+        ts_tls_config(&cfg);
     port = ts_start(&srv, &cfg);
     CHECK(port > 0, "server start");
+    if (tls_ctx)
+        port = server_tls_port(srv);
     atomic_store(&answered, 0);
     atomic_store(&refused_or_closed, 0);
     atomic_store(&stop_clients, false);
@@ -139,17 +153,23 @@ static void run_round(bool stop_midway, bool park)
               expected);
         CHECK(server_stop(srv), "an idle server stops at once");
     }
-    printf("stress_server: %s, %s: %d answers, %d clients refused or closed at the stop\n",
-           park ? "parking" : "no parking", stop_midway ? "stop under load" : "full run",
+    printf("stress_server: %s%s, %s: %d answers, %d clients refused or closed at the stop\n",
+           tls_ctx ? "TLS, " : "", park ? "parking" : "no parking", stop_midway ? "stop under load" : "full run",
            atomic_load(&answered), atomic_load(&refused_or_closed));
 }
 
 int main(void)
 {
     json_object_seed(0);
-    for (int park = 1; park >= 0; park--) {
-        run_round(false, park);
-        run_round(true, park);
+    SSL_CTX *ctx = ts_tls_client(NULL);
+    CHECK(ctx != NULL, "the test PKI (make build/tls/server.pem)");
+    for (int tls = 0; tls <= 1; tls++) {
+        tls_ctx = tls ? ctx : NULL;
+        for (int park = 1; park >= 0; park--) {
+            run_round(false, park);
+            run_round(true, park);
+        }
     }
+    SSL_CTX_free(ctx);
     return 0;
 }

@@ -75,9 +75,15 @@ size_t ts_frame(uint8_t *out, size_t cap, const char *header_json, const void *c
 
 int ts_search(int fd, const char *value, struct client_response *resp)
 {
+    struct stream s = {.fd = fd};
+    return ts_search_on(&s, value, resp);
+}
+
+int ts_search_on(const struct stream *s, const char *value, struct client_response *resp)
+{
     char *content = client_search_content("search", value);
     char err[256];
-    int rc = client_exchange(fd, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
+    int rc = client_exchange_on(s, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
                              FRAME_DEFAULT_MAX_CONTENT, ts_deadline(), resp, err, sizeof err);
     free(content);
     return rc;

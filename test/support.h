@@ -48,6 +48,7 @@ void *ts_write_all(void *writer);
 
 /* Sends a search request for value and reads the response; 0 or -1. */
 int ts_search(int fd, const char *value, struct client_response *resp);
+int ts_search_on(const struct stream *s, const char *value, struct client_response *resp);
 
 /* True if the response is text/json with exactly this content. */
 bool ts_content_is(const struct client_response *resp, const char *content);

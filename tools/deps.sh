@@ -34,6 +34,7 @@ if ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then
 fi
 if [ "$what" = test ]; then
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v stunnel4 >/dev/null || missing+=(stunnel4)
   if ! command -v pkg-config >/dev/null || ! pkg-config --exists criterion; then
     missing+=(libcriterion-dev)
   fi
