@@ -5,6 +5,7 @@
 #include "net.h"
 #include "parse.h"
 #include "report.h"
+#include "tls.h"
 #include "version.h"
 
 #include <errno.h>
@@ -45,6 +46,14 @@ static void usage(FILE *out)
             "      --raw-response-len N     ... and expect N bytes back\n"
             "      --raw-response BYTES     ... which must be exactly these (optional)\n"
             "      --timeout SEC      a request not answered by then is an error (default 5)\n"
+            "      --tls              speak TLS, verifying the server (see --tls-ca)\n"
+            "      --tls-ca FILE      CA certificates (PEM) to verify it with (default: the\n"
+            "                         system's)\n"
+            "      --tls-cert FILE    a client certificate (PEM), and --tls-key FILE its key\n"
+            "      --tls-server-name NAME  the name to send and verify (default: --host)\n"
+            "      --tls-resume       each new connection resumes the session of its slot's\n"
+            "                         last one (a ticket): per-conn then measures resumed\n"
+            "                         handshakes; the report counts full and resumed apart\n"
             "      --json             print one JSON object instead of the text report\n"
             "  -q, --quiet            no progress lines on stderr\n"
             "  -h, --help             show this help and exit\n"
@@ -88,6 +97,8 @@ struct args {
     char *raw_request, *raw_response;
     long raw_len;
     bool json;
+    bool tls;
+    struct tls_client_config tls_files;
 };
 
 static bool add_request(struct args *a, const char *spec)
@@ -122,7 +133,8 @@ static bool add_request(struct args *a, const char *spec)
 }
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
-       OPT_TIMEOUT, OPT_JSON };
+       OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME,
+       OPT_TLS_RESUME };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -142,6 +154,12 @@ static const struct option long_options[] = {
     {"raw-response", required_argument, NULL, OPT_RAW_RESP},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
+    {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -198,6 +216,12 @@ static bool parse_one(struct args *a, int opt, char *arg)
                    ? true
                    : bad("--timeout", arg, "seconds");
     case OPT_JSON: a->json = true; return true;
+    case OPT_TLS: a->tls = true; return true;
+    case OPT_TLS_CA: a->tls_files.ca_file = arg; return true;
+    case OPT_TLS_CERT: a->tls_files.cert_file = arg; return true;
+    case OPT_TLS_KEY: a->tls_files.key_file = arg; return true;
+    case OPT_TLS_NAME: c->tls_name = arg; return true;
+    case OPT_TLS_RESUME: c->tls_resume = true; return true;
     case 'q': c->progress = false; return true;
     default: return false;
     }
@@ -252,6 +276,15 @@ static int parse_args(int argc, char **argv, struct args *a)
     }
     if (a->cfg.connections < a->cfg.threads)
         a->cfg.threads = a->cfg.connections;
+    if (!a->tls && (a->tls_files.ca_file || a->tls_files.cert_file || a->tls_files.key_file ||
+                    a->cfg.tls_name || a->cfg.tls_resume)) {
+        fprintf(stderr, "enchufe-bench: the --tls-* options need --tls\n");
+        return EXIT_USAGE;
+    }
+    if (a->tls && a->cfg.unix_path) {
+        fprintf(stderr, "enchufe-bench: --tls is for TCP; a Unix socket is served in clear\n");
+        return EXIT_USAGE;
+    }
     if (a->cfg.pipeline > 1 && a->cfg.rate > 0) {
         fprintf(stderr, "enchufe-bench: --pipeline and --rate do not go together: a fixed rate "
                         "sends each request when it is due\n");
@@ -273,7 +306,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     net_raise_fd_limit(); /* every connection is a descriptor */
     static struct bench_result res;
-    char err[256], target[300];
+    char err[512], target[300];
+    if (a.tls && !(a.cfg.tls = tls_client_context(&a.tls_files, err, sizeof err))) {
+        fprintf(stderr, "enchufe-bench: %s\n", err);
+        return EXIT_FAILURE;
+    }
     if (bench_run(&a.cfg, &res, err, sizeof err) < 0) {
         fprintf(stderr, "enchufe-bench: %s\n", err);
         return EXIT_FAILURE;

@@ -12,12 +12,14 @@
 #include "frame.h"
 #include "monotime.h"
 #include "net.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,10 +34,12 @@
 #define SWEEP_NS 100000000ULL /* timeouts and reconnects are checked this often */
 #define MAX_EVENTS 256
 
-enum slot_state { S_CLOSED, S_CONNECTING, S_IDLE, S_SENDING, S_READING };
+enum slot_state { S_CLOSED, S_CONNECTING, S_HANDSHAKE, S_IDLE, S_SENDING, S_READING };
 
 struct slot {
     int fd;
+    SSL *ssl;             /* with --tls */
+    SSL_SESSION *session; /* --tls-resume: the last connection's, to resume */
     enum slot_state state;
     bool has_request; /* a request is assigned (possibly waiting to connect) */
     bool want_out;    /* EPOLLOUT is in the interest set */
@@ -81,8 +85,8 @@ struct worker {
 
 const char *bench_error_name(enum bench_error e)
 {
-    static const char *const names[] = {"connect", "read", "write", "timeout",
-                                        "closed", "framing", "header", "content"};
+    static const char *const names[] = {"connect", "read", "write", "timeout", "closed",
+                                        "framing", "header", "content", "tls"};
     return e < BENCH_ERR_KINDS ? names[e] : "?";
 }
 
@@ -97,8 +101,30 @@ static void set_interest(struct worker *w, struct slot *s, bool out)
     s->want_out = out;
 }
 
-static void close_slot(struct slot *s)
+/* Ends a TLS connection as clients do (close_notify), keeping its session
+ * for the next connection to resume when asked to. */
+static void end_tls(struct slot *s, bool resume)
 {
+    if (resume) {
+        SSL_SESSION *sess = SSL_get1_session(s->ssl);
+        if (sess && SSL_SESSION_is_resumable(sess)) {
+            SSL_SESSION_free(s->session);
+            s->session = sess;
+        } else {
+            SSL_SESSION_free(sess);
+        }
+    }
+    if (SSL_is_init_finished(s->ssl))
+        SSL_shutdown(s->ssl);
+    SSL_free(s->ssl);
+    s->ssl = NULL;
+    ERR_clear_error();
+}
+
+static void close_slot(struct worker *w, struct slot *s)
+{
+    if (s->ssl)
+        end_tls(s, w->cfg->tls_resume);
     if (s->fd >= 0)
         close(s->fd); /* also leaves the epoll set */
     s->fd = -1;
@@ -140,7 +166,7 @@ static bool retry(struct worker *w, struct slot *s, enum bench_error e)
         return false;
     s->retried = true;
     w->res.retried += s->depth;
-    close_slot(s);
+    close_slot(w, s);
     s->next = s->first; /* the same requests again */
     open_slot(w, s);    /* the batch goes out once connected */
     return true;
@@ -161,7 +187,7 @@ static void fail(struct worker *w, struct slot *s, enum bench_error e)
             w->issued++;
     }
     s->has_request = false;
-    close_slot(s);
+    close_slot(w, s);
     if (w->interval)
         push_idle(w, s);
 }
@@ -196,16 +222,69 @@ static void open_slot(struct worker *w, struct slot *s)
     s->state = S_CONNECTING;
 }
 
+/* What a failed SSL call asks for: -1 with errno EAGAIN after setting
+ * the interest it waits for, 0 at the end of the stream, or -1 with
+ * errno saying what failed (EPROTO: a TLS error). */
+static ssize_t tls_retry(struct worker *w, struct slot *s, int rc)
+{
+    int saved = errno;
+    int err = SSL_get_error(s->ssl, rc);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        set_interest(w, s, err == SSL_ERROR_WANT_WRITE);
+        errno = EAGAIN;
+        return -1;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    /* The queue is left empty after a failure, so that no call needs to
+     * clear it first (the next SSL_get_error on this thread relies on it). */
+    ERR_clear_error();
+    SSL_set_quiet_shutdown(s->ssl, 1);
+    if (err == SSL_ERROR_SYSCALL && saved == 0)
+        return 0; /* closed without close_notify */
+    errno = err == SSL_ERROR_SYSCALL ? saved : EPROTO;
+    return -1;
+}
+
+/* send() or SSL_write: the bytes taken, or -1 (EAGAIN: wait; for TLS the
+ * interest is set). OpenSSL must be called again with the same bytes. */
+static ssize_t send_bytes(struct worker *w, struct slot *s, const uint8_t *p, size_t n)
+{
+    if (!s->ssl)
+        return send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    size_t done = 0;
+    errno = 0;
+    if (SSL_write_ex(s->ssl, p, n, &done) == 1)
+        return (ssize_t)done;
+    if (tls_retry(w, s, 0) == 0)
+        errno = EPIPE;
+    return -1;
+}
+
+/* recv() or SSL_read: bytes, 0 at the end, -1 (EAGAIN: nothing yet). */
+static ssize_t recv_bytes(struct worker *w, struct slot *s, uint8_t *p, size_t n)
+{
+    if (!s->ssl)
+        return recv(s->fd, p, n, MSG_DONTWAIT);
+    size_t got = 0;
+    errno = 0;
+    if (SSL_read_ex(s->ssl, p, n, &got) == 1)
+        return (ssize_t)got;
+    return tls_retry(w, s, 0);
+}
+
+static void read_answer(struct worker *w, struct slot *s);
+
 /* Sends what is left of the batch; moves on to reading when done. */
 static void send_some(struct worker *w, struct slot *s)
 {
     while (s->sent < s->out_len) {
-        ssize_t n = send(s->fd, s->out + s->sent, s->out_len - s->sent,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send_bytes(w, s, s->out + s->sent, s->out_len - s->sent);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_interest(w, s, true);
+            if (!s->ssl)
+                set_interest(w, s, true);
             return;
         }
         if (n < 0) {
@@ -216,6 +295,10 @@ static void send_some(struct worker *w, struct slot *s)
     }
     set_interest(w, s, false);
     s->state = S_READING;
+    /* An answer may already wait decrypted in OpenSSL, where epoll
+     * cannot see it. */
+    if (s->ssl && SSL_has_pending(s->ssl))
+        read_answer(w, s);
 }
 
 /* The k-th request of the slot's batch. */
@@ -274,7 +357,7 @@ static void next_request(struct worker *w, struct slot *s)
     s->state = S_IDLE;
     s->has_request = false;
     if (w->cfg->mode == BENCH_PER_CONN)
-        close_slot(s);
+        close_slot(w, s);
     if (w->interval) {
         push_idle(w, s);
         return;
@@ -359,7 +442,7 @@ static void read_answer(struct worker *w, struct slot *s)
                                                           : BENCH_ERR_CONTENT);
             return;
         }
-        ssize_t n = recv(s->fd, s->buf + s->len, s->cap - s->len, MSG_DONTWAIT);
+        ssize_t n = recv_bytes(w, s, s->buf + s->len, s->cap - s->len);
         if (n > 0) {
             w->res.bytes_read += (size_t)n;
             s->len += (size_t)n;
@@ -369,9 +452,9 @@ static void read_answer(struct worker *w, struct slot *s)
                 ;
             /* Done with the batch, or the socket had no more for now:
              * epoll will say when there is, without a recv that fails. */
-            if (s->state != S_READING || s->fd < 0 || s->len < s->cap)
+            if (s->state != S_READING || s->fd < 0 || (s->len < s->cap && !s->ssl))
                 return;
-            continue;
+            continue; /* TLS: until OpenSSL has nothing more */
         }
         if (n < 0 && errno == EINTR)
             continue;
@@ -384,6 +467,41 @@ static void read_answer(struct worker *w, struct slot *s)
 
 /* --- events ----------------------------------------------------------------- */
 
+static void ready(struct worker *w, struct slot *s);
+
+/* Drives the TLS handshake as events come; ready() once it is done. */
+static void handshake(struct worker *w, struct slot *s)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(s->ssl);
+    if (rc == 1) {
+        if (SSL_session_reused(s->ssl))
+            w->res.tls_resumed++;
+        else
+            w->res.tls_full++;
+        ready(w, s);
+        return;
+    }
+    if (tls_retry(w, s, rc) < 0 && errno == EAGAIN)
+        return;
+    fail(w, s, BENCH_ERR_TLS);
+}
+
+static void start_tls(struct worker *w, struct slot *s)
+{
+    const char *name = w->cfg->tls_name ? w->cfg->tls_name : w->cfg->host;
+    s->ssl = SSL_new((SSL_CTX *)w->cfg->tls);
+    if (!s->ssl || tls_client_attach(s->ssl, s->fd) < 0 || tls_client_set_name(s->ssl, name) < 0) {
+        fail(w, s, BENCH_ERR_TLS);
+        return;
+    }
+    if (w->cfg->tls_resume && s->session)
+        SSL_set_session(s->ssl, s->session);
+    s->state = S_HANDSHAKE;
+    handshake(w, s);
+}
+
 static void connected(struct worker *w, struct slot *s)
 {
     int soerr = 0;
@@ -394,6 +512,15 @@ static void connected(struct worker *w, struct slot *s)
         return;
     }
     w->res.ever_connected = true;
+    if (w->cfg->tls)
+        start_tls(w, s);
+    else
+        ready(w, s);
+}
+
+/* The connection is up (TLS included): the request goes out. */
+static void ready(struct worker *w, struct slot *s)
+{
     uint64_t now = monotime_ns();
     hist_record(&w->res.connect, now - s->connect_start);
     w->res.connections_opened++;
@@ -411,6 +538,9 @@ static void on_event(struct worker *w, struct slot *s, uint32_t events)
     case S_CONNECTING:
         connected(w, s);
         break;
+    case S_HANDSHAKE:
+        handshake(w, s);
+        break;
     case S_SENDING:
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             send_some(w, s);
@@ -421,12 +551,12 @@ static void on_event(struct worker *w, struct slot *s, uint32_t events)
     case S_IDLE: {
         /* Nothing is outstanding: the server closed an idle connection
          * (its idle timeout), or sent bytes nobody asked for. */
-        char junk[256];
-        ssize_t n = recv(s->fd, junk, sizeof junk, MSG_DONTWAIT);
+        uint8_t junk[256];
+        ssize_t n = recv_bytes(w, s, junk, sizeof junk);
         if (n > 0)
             fail(w, s, BENCH_ERR_FRAMING);
         else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            close_slot(s);
+            close_slot(w, s);
         break;
     }
     case S_CLOSED:
@@ -439,7 +569,8 @@ static void sweep(struct worker *w, uint64_t now)
 {
     for (int i = 0; i < w->nslots; i++) {
         struct slot *s = &w->slots[i];
-        bool busy = s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_READING;
+        bool busy = s->state == S_CONNECTING || s->state == S_HANDSHAKE ||
+                    s->state == S_SENDING || s->state == S_READING;
         if (busy && now > s->deadline) {
             fail(w, s, BENCH_ERR_TIMEOUT);
         } else if (s->state == S_CLOSED && !w->interval && w->cfg->mode == BENCH_KEEPALIVE &&
@@ -469,7 +600,7 @@ static void issue_due(struct worker *w, uint64_t now)
         w->next_due += w->interval;
         if (s->state == S_IDLE && s->fd >= 0)
             start_request(w, s, s->origin);
-        else if (s->state != S_CONNECTING)
+        else if (s->state != S_CONNECTING && s->state != S_HANDSHAKE)
             open_slot(w, s); /* closed, or per-conn: it goes once connected */
     }
 }
@@ -478,8 +609,8 @@ static void issue_due(struct worker *w, uint64_t now)
 
 static bool slot_busy(const struct slot *s)
 {
-    return s->has_request &&
-           (s->state == S_CONNECTING || s->state == S_SENDING || s->state == S_READING);
+    return s->has_request && (s->state == S_CONNECTING || s->state == S_HANDSHAKE ||
+                              s->state == S_SENDING || s->state == S_READING);
 }
 
 static uint64_t in_flight(const struct worker *w)
@@ -495,6 +626,7 @@ static void reset_stats(struct worker *w)
 {
     memset(w->res.errors, 0, sizeof w->res.errors);
     w->res.completed = w->res.bytes_read = w->res.connections_opened = 0;
+    w->res.tls_full = w->res.tls_resumed = 0;
     hist_reset(&w->res.latency);
     hist_reset(&w->res.connect);
     atomic_store_explicit(&w->progress, 0, memory_order_relaxed);
@@ -681,6 +813,8 @@ static void merge(struct bench_result *dst, const struct bench_result *src)
     dst->retried += src->retried;
     dst->never_answered += src->never_answered;
     dst->connections_opened += src->connections_opened;
+    dst->tls_full += src->tls_full;
+    dst->tls_resumed += src->tls_resumed;
     dst->ever_connected |= src->ever_connected;
     if (src->connect_errno)
         dst->connect_errno = src->connect_errno;
@@ -712,7 +846,8 @@ static void free_workers(struct worker *ws, int n)
 {
     for (int i = 0; i < n; i++) {
         for (int j = 0; ws[i].slots && j < ws[i].nslots; j++) {
-            close_slot(&ws[i].slots[j]);
+            close_slot(&ws[i], &ws[i].slots[j]);
+            SSL_SESSION_free(ws[i].slots[j].session);
             free(ws[i].slots[j].buf);
             free(ws[i].slots[j].sendbuf);
         }

@@ -32,6 +32,7 @@ enum bench_error {
     BENCH_ERR_FRAMING, /* the answer is not a valid frame, or extra bytes came */
     BENCH_ERR_HEADER,  /* wrong content-type or content-encoding */
     BENCH_ERR_CONTENT, /* wrong content */
+    BENCH_ERR_TLS,     /* the TLS handshake failed */
     BENCH_ERR_KINDS
 };
 
@@ -53,6 +54,9 @@ struct bench_config {
     const struct bench_request *mix;
     size_t mix_len;    /* each connection cycles through the mix */
     bool progress;     /* a line a second on stderr */
+    struct ssl_ctx_st *tls; /* SSL_CTX: speak TLS (NULL: in clear) */
+    const char *tls_name;   /* the name to send and verify (NULL: host) */
+    bool tls_resume;        /* each connection resumes its slot's last session */
 };
 
 struct bench_result {
@@ -68,7 +72,8 @@ struct bench_result {
     bool ever_connected;      /* some connection got through (warmup included) */
     int connect_errno;        /* why the last failed connect failed, or 0 */
     struct histogram latency; /* ns */
-    struct histogram connect; /* ns, from connect() to established */
+    struct histogram connect; /* ns, from connect() to established (TLS: handshake done) */
+    uint64_t tls_full, tls_resumed; /* TLS handshakes, full and resumed */
 };
 
 /* Runs the load. Returns 0, or -1 with a message in err (bad address,

@@ -72,6 +72,9 @@ void report_text(FILE *out, const struct bench_config *cfg, const struct report_
     fmt_bytes(read, sizeof read, (double)res->bytes_read);
     fprintf(out, "  %" PRIu64 " requests in %.2fs, %s read, %" PRIu64 " connections opened\n",
             res->completed, res->elapsed_s, read, res->connections_opened);
+    if (cfg->tls)
+        fprintf(out, "  TLS: %" PRIu64 " full handshakes, %" PRIu64 " resumed\n", res->tls_full,
+                res->tls_resumed);
     if (res->in_flight)
         fprintf(out, "  %" PRIu64 " requests in flight at the end (not counted)\n",
                 res->in_flight);
@@ -120,9 +123,12 @@ void report_json(FILE *out, const struct bench_config *cfg, const struct report_
             info->rate, res->elapsed_s);
     fprintf(out, "\"requests\": %" PRIu64 ", \"requests_per_s\": %.2f, \"bytes_read\": %" PRIu64
                  ", \"in_flight\": %" PRIu64 ", \"connections_opened\": %" PRIu64
-                 ", \"never_answered\": %" PRIu64 ", \"retried\": %" PRIu64 ", ",
+                 ", \"never_answered\": %" PRIu64 ", \"retried\": %" PRIu64
+                 ", \"tls\": %s, \"tls_full_handshakes\": %" PRIu64
+                 ", \"tls_resumed\": %" PRIu64 ", ",
             res->completed, (double)res->completed / secs, res->bytes_read, res->in_flight,
-            res->connections_opened, res->never_answered, res->retried);
+            res->connections_opened, res->never_answered, res->retried,
+            cfg->tls ? "true" : "false", res->tls_full, res->tls_resumed);
     json_hist(out, "latency_us", &res->latency);
     fprintf(out, ", ");
     json_hist(out, "connect_us", &res->connect);

@@ -38,6 +38,10 @@ ssize_t stream_read_now(const struct stream *s, void *buf, size_t len);
  * cannot see them: such a connection must be read, not parked. */
 bool stream_has_pending(const struct stream *s);
 
+/* The connection is about to wait idle (parked): OpenSSL's record
+ * buffers (about 34 KiB) are given back, unless they hold bytes. */
+void stream_park(const struct stream *s);
+
 /* Writes all of iov by the deadline (0 = none). iov is modified. */
 int stream_writev_until(const struct stream *s, struct iovec *iov, int iovcnt,
                         long long deadline);
@@ -46,6 +50,9 @@ int stream_write_until(const struct stream *s, const void *buf, size_t len, long
 /* Says that nothing more will be written: close_notify in TLS (one try),
  * then a FIN. Reading goes on. */
 void stream_end_write(const struct stream *s);
+
+/* After a read or write failed with EPROTO: OpenSSL's reason, in words. */
+const char *stream_last_error(void);
 
 /* Runs the TLS handshake (either side, as the SSL object was set up) by
  * the deadline. Returns 0, or -1 with *why saying why and a line in err. */

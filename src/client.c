@@ -32,8 +32,8 @@ static void describe_failure(const struct stream *s, char *out, size_t outlen)
                                    "--tls-cert and --tls-key)" : "");
         return;
     }
-    tls_last_error(why, sizeof why);
-    snprintf(out, outlen, "TLS: %s%s", why[0] ? why : "protocol error",
+    snprintf(why, sizeof why, "%s", stream_last_error());
+    snprintf(out, outlen, "TLS: %s%s", why,
              strstr(why, "certificate required") || strstr(why, "unknown ca") ||
                      strstr(why, "bad certificate")
                  ? " (the server wants a client certificate it trusts: --tls-cert and --tls-key)"

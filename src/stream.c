@@ -17,15 +17,31 @@
  * records and few system calls. */
 #define GATHER_BYTES 16384
 
+/* The reason of this thread's last TLS failure (stream_last_error). */
+static _Thread_local char last_error[256];
+
+const char *stream_last_error(void)
+{
+    return last_error[0] ? last_error : "TLS protocol error";
+}
+
 /* What SSL_get_error said, as the next step. */
 enum step { STEP_DONE, STEP_WAIT_READ, STEP_WAIT_WRITE, STEP_EOF, STEP_FAIL };
 
 /* Classifies a failed SSL call; on a fatal one, errno says what (EPROTO
- * for a TLS error) and the connection is marked to close quietly. */
+ * for a TLS error) and the connection is marked to close quietly.
+ *
+ * OpenSSL's thread-local error queue must be empty before each call for
+ * SSL_get_error to be right. Rather than clear it before every read and
+ * write (which costs more than one would think), a failure takes its
+ * reason out of the queue (stream_last_error) and leaves it empty. */
 static enum step step_after(SSL *ssl, int rc)
 {
     int saved = errno;
-    switch (SSL_get_error(ssl, rc)) {
+    int err = SSL_get_error(ssl, rc);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE && err != SSL_ERROR_ZERO_RETURN)
+        tls_last_error(last_error, sizeof last_error);
+    switch (err) {
     case SSL_ERROR_WANT_READ:
         return STEP_WAIT_READ;
     case SSL_ERROR_WANT_WRITE:
@@ -56,7 +72,6 @@ static ssize_t tls_read(const struct stream *s, void *buf, size_t len, bool wait
 {
     for (;;) {
         size_t n = 0;
-        ERR_clear_error();
         errno = 0;
         int rc = SSL_read_ex(s->ssl, buf, len, &n);
         if (rc == 1)
@@ -98,13 +113,18 @@ bool stream_has_pending(const struct stream *s)
     return s->ssl && SSL_has_pending(s->ssl);
 }
 
+void stream_park(const struct stream *s)
+{
+    if (s->ssl)
+        SSL_free_buffers(s->ssl); /* refuses, harmlessly, if bytes are held */
+}
+
 /* Writes one whole buffer: OpenSSL must be called again with the same
  * bytes until it has taken them all. */
 static int tls_write(const struct stream *s, const void *buf, size_t len, long long deadline)
 {
     while (len > 0) {
         size_t n = 0;
-        ERR_clear_error();
         errno = 0;
         int rc = SSL_write_ex(s->ssl, buf, len, &n);
         if (rc == 1) {

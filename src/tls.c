@@ -177,8 +177,14 @@ static SSL_CTX *server_context(const struct tls_server_config *cfg, char *err, s
      * their own lengths, so a truncation cannot pass for a message. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                  SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* An idle connection gives its record buffers back (about 34 KiB). */
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Not SSL_MODE_RELEASE_BUFFERS, which frees and allocates the record
+     * buffers around every record: a connection gives them back when it
+     * is parked (stream_park), where being idle is known. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* One recv takes whatever has arrived, rather than a record's header
+     * then its body: half the system calls. What it reads beyond the
+     * current record waits in OpenSSL (stream_has_pending). */
+    SSL_CTX_set_read_ahead(ctx, 1);
     /* Resumption by ticket only: tickets carry the session, so the
      * server keeps no cache (no memory per client, no lock across
      * workers). One ticket per handshake: a client resumes with it once. */
@@ -333,6 +339,7 @@ SSL_CTX *tls_client_context(const struct tls_client_config *cfg, char *err, size
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1); /* as the server's: one recv per read */
     SSL_CTX_set_verify(ctx, cfg->no_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     if (client_files(ctx, cfg, err, errlen) < 0) {
         SSL_CTX_free(ctx);

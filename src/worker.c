@@ -275,6 +275,7 @@ static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket
         if (*why != WORKER_PARKED)
             return n;
     }
+    stream_park(&w->stream);
     if (poller_park(r->poller, w->fd, w->fresh) == 0) {
         w->parked = true;
         *why = WORKER_PARKED;
