@@ -207,8 +207,8 @@ deps-bench:
 # The matrix against enchufe-server and Redis, a few minutes in all
 # (BENCH_SECONDS per row); results land in bench/results/.
 BENCH_SECONDS ?= 5
-bench: all deps-bench
-	python3 bench/run.py --seconds $(BENCH_SECONDS)
+bench: all deps-bench $(TLS_CERTS)
+	python3 bench/run.py --seconds $(BENCH_SECONDS) --certs build/tls
 
 # --- fuzzing (libFuzzer) and static analysis --------------------------------
 

@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import tls_bench  # noqa: E402
 
 BIN = "bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -534,6 +535,7 @@ def ratios(run):
         out.append((rps(f"enchufe pipelined search, depth {depth}") /
                     rps("enchufe pipelined search, depth 1"),
                     f"enchufe pipelined {depth} deep / 1 deep, 16 conns", "more is better"))
+    out += tls_bench.tls_ratios(rps, run.get)
     return out
 
 
@@ -549,6 +551,12 @@ def print_report(run, ratio_list):
     big = next(r for r in run.rows if r["connections"] == 10000)
     print(f"    10,000 connections on 16 workers: {big['raw']['never_answered']} never answered, "
           f"{big['errors']} errors, server RSS {run.extra['rss_kib_at_10000'] / 1024:.1f} MiB")
+    big = run.get("enchufe TLS keep-alive search, 10,000 conns")
+    if big:
+        print(f"    10,000 TLS connections on 16 workers: {big['raw']['never_answered']} never "
+              f"answered, {big['errors']} errors, {big['raw']['tls_full_handshakes']} handshakes, "
+              f"server RSS peak {run.extra['tls_rss_kib_at_10000'] / 1024:.1f} MiB "
+              f"(target < 256 MiB)")
     for k, v in run.extra.items():
         if k.startswith("idle starvation"):
             print(f"    {k}: {v} idle connections")
@@ -593,6 +601,7 @@ def main():
     ap = argparse.ArgumentParser(description="enchufe benchmark matrix")
     ap.add_argument("--seconds", type=float, default=5, help="per row (default 5)")
     ap.add_argument("--bin", default="bin")
+    ap.add_argument("--certs", default="build/tls", help="tools/make_test_certs.sh's output")
     args = ap.parse_args()
     global BIN
     BIN = args.bin
@@ -606,6 +615,8 @@ def main():
     finally:
         sv.stop()
     scaling_rows(run)
+    tls_bench.tls_rows(run, lambda port, *a: bench(port, run.s, 50, *a), BIN,
+                       os.path.abspath(args.certs))
     per_request_costs(run)
     metrics_overhead(run)
     idle_starvation(run)

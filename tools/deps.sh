@@ -66,6 +66,8 @@ if [ "$what" = bench ]; then
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v perf >/dev/null || missing+=(linux-perf)
   command -v haproxy >/dev/null || missing+=(haproxy)
+  command -v stunnel4 >/dev/null || missing+=(stunnel4)
+  command -v openssl >/dev/null || missing+=(openssl)
 fi
 if [ "$what" = dissector ]; then
   command -v tshark >/dev/null || missing+=(tshark)
