@@ -74,8 +74,8 @@ test-interop: all
 test-install: all
 	tools/test_install.sh
 
-test-dissector: deps-dissector
-	tools/wireshark/test_dissector.sh
+test-dissector: deps-dissector all $(TLS_CERTS)
+	ENCHUFE_BIN=bin ENCHUFE_TLS_DIR=build/tls tools/wireshark/test_dissector.sh
 
 # systemd socket activation, HAProxy in front of three instances in
 # network namespaces, --reuseport (tools/test_scaling.py says what each

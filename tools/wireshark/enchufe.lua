@@ -7,6 +7,12 @@
 -- or copy it to ~/.local/lib/wireshark/plugins/. The port is a preference
 -- (Edit > Preferences > Protocols > ENCHUFE), 65432 by default.
 --
+-- TLS (enchufe-server --tls-port): set the "TLS port" preference, tell
+-- Wireshark that port is TLS, and give it the session keys the client
+-- wrote where SSLKEYLOGFILE said (enchufe-cli honours it, as curl does):
+--   tshark -X lua_script:enchufe.lua -o enchufe.tls_port:65443 \
+--     -o tls.keylog_file:keys.log -d tcp.port==65443,tls -r capture.pcap -O enchufe
+--
 -- A message split over several TCP segments is reassembled (TCP
 -- desegmentation), and several messages in one segment are all shown.
 
@@ -23,6 +29,8 @@ f.content = ProtoField.bytes("enchufe.content", "content")
 f.content_text = ProtoField.string("enchufe.content_text", "content (text)")
 
 enchufe.prefs.port = Pref.uint("TCP port", 65432, "TCP port of enchufe traffic")
+enchufe.prefs.tls_port = Pref.uint("TLS port", 65443,
+                                   "TCP port of enchufe traffic in TLS (decrypted with a key log)")
 
 -- The value of a string or integer key of the header text. The dissector
 -- shows what is there; it does not validate JSON (the server does).
@@ -93,12 +101,20 @@ function enchufe.dissector(tvb, pinfo, tree)
 end
 
 local registered_port = enchufe.prefs.port
+local registered_tls_port = enchufe.prefs.tls_port
 DissectorTable.get("tcp.port"):add(registered_port, enchufe)
+-- What TLS decrypts on that port comes here (the TLS dissector's table).
+DissectorTable.get("tls.port"):add(registered_tls_port, enchufe)
 
 function enchufe.prefs_changed()
   if registered_port ~= enchufe.prefs.port then
     DissectorTable.get("tcp.port"):remove(registered_port, enchufe)
     registered_port = enchufe.prefs.port
     DissectorTable.get("tcp.port"):add(registered_port, enchufe)
+  end
+  if registered_tls_port ~= enchufe.prefs.tls_port then
+    DissectorTable.get("tls.port"):remove(registered_tls_port, enchufe)
+    registered_tls_port = enchufe.prefs.tls_port
+    DissectorTable.get("tls.port"):add(registered_tls_port, enchufe)
   end
 end

@@ -2,7 +2,11 @@
 # Tests the Wireshark dissector on a capture built deterministically with
 # text2pcap: a request split across two TCP segments, then a segment
 # carrying two whole answers. tshark must show all three messages with
-# their header fields. Run by `make test` (installs tshark if missing).
+# their header fields. Then over TLS: a live capture on loopback of
+# enchufe-cli --tls talking to enchufe-server --tls-only, with the keys
+# the client wrote to SSLKEYLOGFILE: tshark decrypts it and the dissector
+# shows the request and the answer (and, without the keys, shows neither).
+# Run by `make test` (installs tshark if missing), as root (to capture).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
@@ -49,5 +53,44 @@ expect 1 "content (text): {\"result\": \"Follow the white rabbit."
 expect 3 "JSON header length:"
 expect 1 "2 enchufe messages"
 [ "$fail" -eq 0 ] || { echo "--- tshark said:"; cat "$work/out" "$work/err"; }
+
+# --- TLS, decrypted with the client's key log ---------------------------------
+bin=${ENCHUFE_BIN:-bin}
+certs=${ENCHUFE_TLS_DIR:-build/tls}
+tls_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin/enchufe-server" --port 0 --tls-only --tls-port "$tls_port" --tls-cert "$certs/server.pem" \
+  --tls-key "$certs/server.key" 2>"$work/server.log" &
+server=$!
+tshark -i lo -f "tcp port $tls_port" -w "$work/tls.pcapng" -q 2>"$work/capture.log" &
+capture=$!
+stop_all() { kill "$server" "$capture" 2>/dev/null || true; wait "$server" "$capture" 2>/dev/null || true; }
+trap 'stop_all; rm -rf "$work"' EXIT
+# Both ready: the server says it listens, tshark says it captures.
+for _ in $(seq 100); do
+  grep -q "Listening on" "$work/server.log" && grep -q "Capturing on" "$work/capture.log" && break
+  sleep 0.1
+done
+SSLKEYLOGFILE="$work/keys.log" "$bin/enchufe-cli" --tls --tls-ca "$certs/ca.pem" \
+  --host localhost --port "$tls_port" search morpheus >"$work/cli.out"
+SSLKEYLOGFILE="$work/keys.log" "$bin/enchufe-cli" --tls --tls-ca "$certs/ca.pem" \
+  --host localhost --port "$tls_port" getsomething x >>"$work/cli.out"
+sleep 1 # the last packets reach the capture file
+stop_all
+decode() {
+  tshark -X "lua_script:$here/enchufe.lua" -o "enchufe.tls_port:$tls_port" "$@" \
+    -d "tcp.port==$tls_port,tls" -r "$work/tls.pcapng" -O enchufe -V 2>>"$work/err"
+}
+decode -o "tls.keylog_file:$work/keys.log" >"$work/out"
+decode >"$work/out-without-keys"
+expect 1 "content (text): {\"action\": \"search\", \"value\": \"morpheus\"}"
+expect 1 "content (text): {\"result\": \"Follow the white rabbit."
+expect 2 "content-type: binary/custom-"
+expect 4 "enchufe message:"
+if grep -q "morpheus" "$work/out-without-keys"; then
+  fail=$((fail + 1)); echo "FAIL: without the key log, nothing should be decrypted"
+else
+  pass=$((pass + 1))
+fi
+[ "$fail" -eq 0 ] || { echo "--- tshark said:"; cat "$work/out" "$work/err" "$work/capture.log"; }
 echo "dissector: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
