@@ -10,6 +10,8 @@
   from another CA is not.
 - stunnel4 terminates TLS in front of a plain enchufe-server: enchufe-cli
   --tls against it (our client against a TLS server we did not write).
+- systemd-socket-activate hands over a socket named tls (FileDescriptorName=
+  tls in a .socket unit): it is served in TLS.
 - 1,000 failed handshakes (bytes in clear, half a ClientHello then close,
   a client that rejects the certificate): the server's open descriptors
   come back to where they were and its RSS grows by less than 4 MiB.
@@ -169,6 +171,24 @@ def test_stunnel(bin_dir, certs):
         harness.stop_server(plain)
 
 
+def test_socket_activation(bin_dir, certs):
+    with socket.socket() as t:
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+    p = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=tls",
+                          f"{bin_dir}/enchufe-server", "--tls-cert", f"{certs}/server.pem",
+                          "--tls-key", f"{certs}/server.key"],
+                         stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(port)
+        with python_client(port, certs) as s:
+            check(served(s, 2), f"a socket named 'tls' handed over by systemd-socket-activate: "
+                                f"served in {s.version()}")
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
 def proc_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -243,6 +263,7 @@ def main():
         harness.stop_server(proc)
     test_client_certificates(args.bin, certs)
     test_stunnel(args.bin, certs)
+    test_socket_activation(args.bin, certs)
     test_failed_handshakes(args.bin, certs)
     print(f"tls: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
