@@ -8,8 +8,10 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
+import time
 
 
 def start_server(bin_dir, *args, port=0):
@@ -35,6 +37,41 @@ def stop_server(proc):
     proc.wait(30)
     m = re.search(r"Stopped after (\d+) requests", out)
     return int(m.group(1)) if m else None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, seconds=5):
+    """True once something accepts connections on 127.0.0.1:port."""
+    for _ in range(int(seconds * 20)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_stunnel(certs, backend_port, workdir):
+    """stunnel4 terminating TLS (certs/server.pem and .key) in front of
+    127.0.0.1:backend_port; returns (process, its TLS port)."""
+    port = free_port()
+    conf = os.path.join(workdir, "stunnel.conf")
+    with open(conf, "w") as f:
+        f.write(f"foreground = yes\npid =\n[enchufe]\naccept = 127.0.0.1:{port}\n"
+                f"connect = 127.0.0.1:{backend_port}\ncert = {certs}/server.pem\n"
+                f"key = {certs}/server.key\n")
+    proc = subprocess.Popen(["stunnel4", conf], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    if not wait_listening(port):
+        proc.kill()
+        proc.wait()
+        raise SystemExit("stunnel4 did not start")
+    return proc, port
 
 
 def frame(content, ctype="text/json", cenc="utf-8"):

@@ -13,7 +13,6 @@ open. Every process is stopped by its PID.
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -39,27 +38,6 @@ def start_both(bin_dir, certs, *opts):
             return proc, ports["clear"], ports["tls"]
     proc.kill()
     raise SystemExit("enchufe-server with --tls-port did not start")
-
-
-def start_stunnel(certs, backend_port, work):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = os.path.join(work, "stunnel.conf")
-    with open(conf, "w") as f:
-        f.write(f"foreground = yes\npid =\n[enchufe]\naccept = 127.0.0.1:{port}\n"
-                f"connect = 127.0.0.1:{backend_port}\ncert = {certs}/server.pem\n"
-                f"key = {certs}/server.key\n")
-    proc = subprocess.Popen(["stunnel4", conf], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("stunnel4 did not start")
 
 
 def tls_args(certs):
@@ -119,7 +97,7 @@ def tls_rows(run, bench, bin_dir, certs):
     work = tempfile.mkdtemp(prefix="enchufe-bench-stunnel-")
     tunnel = None
     try:
-        tunnel, st_port = start_stunnel(certs, clear, work)
+        tunnel, st_port = harness.start_stunnel(certs, clear, work)
         t = tls_args(certs)
         keep = median_run(bench, {
             "enchufe keep-alive search, clear (TLS server)": (clear, []),

@@ -132,31 +132,12 @@ def test_client_certificates(bin_dir, certs):
         harness.stop_server(proc)
 
 
-def wait_listening(port):
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
 def test_stunnel(bin_dir, certs):
-    with socket.socket() as t:
-        t.bind(("127.0.0.1", 0))
-        tls_port = t.getsockname()[1]
     plain, plain_port = harness.start_server(bin_dir)
     tunnel = None
     try:
         with tempfile.TemporaryDirectory() as d:
-            conf = os.path.join(d, "stunnel.conf")
-            with open(conf, "w") as f:
-                f.write(f"foreground = yes\npid =\n[enchufe]\naccept = 127.0.0.1:{tls_port}\n"
-                        f"connect = 127.0.0.1:{plain_port}\ncert = {certs}/server.pem\n"
-                        f"key = {certs}/server.key\n")
-            tunnel = subprocess.Popen(["stunnel4", conf], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
-            wait_listening(tls_port)
+            tunnel, tls_port = harness.start_stunnel(certs, plain_port, d)
             out = subprocess.run([f"{bin_dir}/enchufe-cli", "--tls", "--tls-ca",
                                   f"{certs}/ca.pem", "--host", "localhost", "--port",
                                   str(tls_port), "search", "ring"],
@@ -172,15 +153,13 @@ def test_stunnel(bin_dir, certs):
 
 
 def test_socket_activation(bin_dir, certs):
-    with socket.socket() as t:
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
+    port = harness.free_port()
     p = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=tls",
                           f"{bin_dir}/enchufe-server", "--tls-cert", f"{certs}/server.pem",
                           "--tls-key", f"{certs}/server.key"],
                          stderr=subprocess.DEVNULL)
     try:
-        wait_listening(port)
+        harness.wait_listening(port)
         with python_client(port, certs) as s:
             check(served(s, 2), f"a socket named 'tls' handed over by systemd-socket-activate: "
                                 f"served in {s.version()}")
