@@ -450,11 +450,13 @@ static void read_answer(struct worker *w, struct slot *s)
             while (request_at(w, s, s->done)->framed ? check_frame(w, s, now)
                                                       : check_raw(w, s, now))
                 ;
-            /* Done with the batch, or the socket had no more for now:
-             * epoll will say when there is, without a recv that fails. */
-            if (s->state != S_READING || s->fd < 0 || (s->len < s->cap && !s->ssl))
+            /* Done with the batch, or nothing more for now: epoll says when
+             * the socket has more (level-triggered); bytes OpenSSL has
+             * already read ahead, it cannot see. */
+            if (s->state != S_READING || s->fd < 0 ||
+                (s->len < s->cap && !(s->ssl && SSL_has_pending(s->ssl))))
                 return;
-            continue; /* TLS: until OpenSSL has nothing more */
+            continue;
         }
         if (n < 0 && errno == EINTR)
             continue;

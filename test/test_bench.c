@@ -254,3 +254,89 @@ Test(wrong_server, closing_without_answering_is_counted, .timeout = 60)
 {
     expect_counted(WRONG_CLOSE, BENCH_ERR_CLOSED);
 }
+
+/* --- over TLS ---------------------------------------------------------------- */
+
+static SSL_CTX *tls_ctx;
+
+static void start_tls(void)
+{
+    json_object_seed(0);
+    server_config_defaults(&cfg);
+    cfg.workers = 16;
+    ts_tls_config(&cfg);
+    cr_assert_gt(ts_start(&srv, &cfg), 0);
+    snprintf(port_s, sizeof port_s, "%d", server_tls_port(srv));
+    tls_ctx = ts_tls_client(NULL);
+    cr_assert_not_null(tls_ctx);
+}
+
+static void stop_tls(void)
+{
+    server_stop(srv);
+    SSL_CTX_free(tls_ctx);
+}
+
+static long long server_handshakes(void)
+{
+    json_t *stats = server_stats(srv);
+    long long n = json_integer_value(json_object_get(json_object_get(stats, "tls"), "handshakes"));
+    json_decref(stats);
+    return n;
+}
+
+TestSuite(loadgen_tls, .init = start_tls, .fini = stop_tls, .timeout = 60);
+
+Test(loadgen_tls, per_conn_resumes_each_slots_session)
+{
+    bench_prepare(&mix[0], BENCH_HIT, 0);
+    struct bench_config c = config(4, BENCH_PER_CONN);
+    c.requests = 100;
+    c.tls = tls_ctx;
+    c.tls_name = "localhost";
+    c.tls_resume = true;
+    char err[128];
+    cr_assert_eq(bench_run(&c, &res, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(res.completed, 100);
+    cr_assert_eq(res.connections_opened, 100);
+    for (int e = 0; e < BENCH_ERR_KINDS; e++)
+        cr_assert_eq(res.errors[e], 0, "no %s errors", bench_error_name(e));
+    /* A slot's first connection has nothing to resume; the ticket comes
+     * before the answer on the same stream, so every later one resumes. */
+    cr_assert_eq(res.tls_full, 4);
+    cr_assert_eq(res.tls_resumed, 96);
+    cr_assert_eq(server_handshakes(), 100, "the server counted the same handshakes");
+    bench_request_free(&mix[0]);
+}
+
+Test(loadgen_tls, keepalive_pipelined_checks_every_answer)
+{
+    bench_prepare(&mix[0], BENCH_MISS, 0);
+    struct bench_config c = config(2, BENCH_KEEPALIVE);
+    c.requests = 400;
+    c.pipeline = 8;
+    c.tls = tls_ctx;
+    c.tls_name = "localhost";
+    char err[128];
+    cr_assert_eq(bench_run(&c, &res, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(res.completed, 400);
+    cr_assert_eq(res.tls_full, 2);
+    cr_assert_eq(res.tls_resumed, 0);
+    for (int e = 0; e < BENCH_ERR_KINDS; e++)
+        cr_assert_eq(res.errors[e], 0, "no %s errors", bench_error_name(e));
+    bench_request_free(&mix[0]);
+}
+
+Test(loadgen_tls, a_certificate_it_cannot_verify_is_a_tls_error)
+{
+    bench_prepare(&mix[0], BENCH_HIT, 0);
+    struct bench_config c = config(2, BENCH_PER_CONN);
+    c.requests = 10;
+    c.tls = tls_ctx;
+    c.tls_name = "example.com"; /* not the certificate's name */
+    char err[128];
+    cr_assert_eq(bench_run(&c, &res, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(res.completed, 0);
+    cr_assert_geq(res.errors[BENCH_ERR_TLS], 1);
+    bench_request_free(&mix[0]);
+}
