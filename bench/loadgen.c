@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "monotime.h"
 #include "net.h"
+#include "stream.h"
 #include "tls.h"
 
 #include <errno.h>
@@ -222,28 +223,23 @@ static void open_slot(struct worker *w, struct slot *s)
     s->state = S_CONNECTING;
 }
 
-/* What a failed SSL call asks for: -1 with errno EAGAIN after setting
- * the interest it waits for, 0 at the end of the stream, or -1 with
- * errno saying what failed (EPROTO: a TLS error). */
+/* What a failed SSL call asks for (stream_tls_step): -1 with errno
+ * EAGAIN after setting the interest it waits for, 0 at the end of the
+ * stream, or -1 with errno saying what failed. */
 static ssize_t tls_retry(struct worker *w, struct slot *s, int rc)
 {
-    int saved = errno;
-    int err = SSL_get_error(s->ssl, rc);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        set_interest(w, s, err == SSL_ERROR_WANT_WRITE);
+    enum stream_step step = stream_tls_step(s->ssl, rc);
+    switch (step) {
+    case STREAM_WAIT_READ:
+    case STREAM_WAIT_WRITE:
+        set_interest(w, s, step == STREAM_WAIT_WRITE);
         errno = EAGAIN;
         return -1;
-    }
-    if (err == SSL_ERROR_ZERO_RETURN)
+    case STREAM_EOF:
         return 0;
-    /* The queue is left empty after a failure, so that no call needs to
-     * clear it first (the next SSL_get_error on this thread relies on it). */
-    ERR_clear_error();
-    SSL_set_quiet_shutdown(s->ssl, 1);
-    if (err == SSL_ERROR_SYSCALL && saved == 0)
-        return 0; /* closed without close_notify */
-    errno = err == SSL_ERROR_SYSCALL ? saved : EPROTO;
-    return -1;
+    default:
+        return -1;
+    }
 }
 
 /* send() or SSL_write: the bytes taken, or -1 (EAGAIN: wait; for TLS the

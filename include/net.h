@@ -17,13 +17,6 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/* Result of net_read_full: three distinct outcomes, never a short count. */
-enum net_read {
-    NET_READ_OK = 0,   /* all n bytes arrived */
-    NET_READ_EOF = 1,  /* peer closed before sending a single byte */
-    NET_READ_ERR = -1, /* error (errno set; EOF after some bytes is EPIPE) */
-};
-
 /* Where a server listens or a client connects: a Unix socket path, or a
  * host (name or address; an IPv6 literal may be in brackets) and port. */
 struct net_endpoint {
@@ -100,10 +93,6 @@ int net_set_send_timeout(int fd, int timeout_ms);
 /* Disables Nagle: our messages are written whole with one writev, so
  * waiting to coalesce them only adds latency. */
 int net_set_nodelay(int fd);
-
-/* Reads exactly n bytes (see enum net_read) by the absolute monotime_ms()
- * deadline (0 = none; ETIMEDOUT when it passes). */
-enum net_read net_read_full(int fd, void *buf, size_t n, long long deadline);
 
 /* Writes all n bytes / all iovecs, retrying EINTR and short writes.
  * Returns 0 or -1 (errno set). iov is modified. */

@@ -30,6 +30,17 @@ struct stream {
  * deadline (0 = none; ETIMEDOUT). A TLS error is EPROTO. */
 ssize_t stream_read_until(const struct stream *s, void *buf, size_t len, long long deadline);
 
+/* Result of stream_read_full: three outcomes, never a short count. */
+enum stream_read {
+    STREAM_READ_OK = 0,   /* all n bytes arrived */
+    STREAM_READ_EOF = 1,  /* the peer closed before sending a single byte */
+    STREAM_READ_ERR = -1, /* error (errno set; the end after some bytes is EPIPE) */
+};
+
+/* Reads exactly n bytes by the deadline (0 = none; ETIMEDOUT). */
+enum stream_read stream_read_full(const struct stream *s, void *buf, size_t n,
+                                  long long deadline);
+
 /* Reads what is there now, never waiting: -1 with EAGAIN if nothing (in
  * TLS, also when only part of a record has arrived). */
 ssize_t stream_read_now(const struct stream *s, void *buf, size_t len);
@@ -50,6 +61,14 @@ int stream_write_until(const struct stream *s, const void *buf, size_t len, long
 /* Says that nothing more will be written: close_notify in TLS (one try),
  * then a FIN. Reading goes on. */
 void stream_end_write(const struct stream *s);
+
+/* What a failed SSL call (rc, its return value) waits for, or how it
+ * ended. On STREAM_FAIL errno says what (EPROTO: a TLS error, whose
+ * reason stream_last_error gives) and the session is marked to close
+ * without sending anything more; OpenSSL's error queue is left empty.
+ * For callers that drive OpenSSL from their own event loop. */
+enum stream_step { STREAM_WAIT_READ, STREAM_WAIT_WRITE, STREAM_EOF, STREAM_FAIL };
+enum stream_step stream_tls_step(SSL *ssl, int rc);
 
 /* After a read or write failed with EPROTO: OpenSSL's reason, in words. */
 const char *stream_last_error(void);

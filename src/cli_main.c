@@ -229,24 +229,6 @@ static int run_request(const struct cli *cli, const char *action, const char *va
     return rc;
 }
 
-/* Reads exactly n bytes of echo (see enum net_read). */
-static enum net_read read_echo(const struct stream *conn, uint8_t *buf, size_t n,
-                               long long deadline)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = stream_read_until(conn, buf + got, n - got, deadline);
-        if (r < 0)
-            return NET_READ_ERR;
-        if (r == 0) {
-            errno = EPIPE;
-            return got ? NET_READ_ERR : NET_READ_EOF;
-        }
-        got += (size_t)r;
-    }
-    return NET_READ_OK;
-}
-
 /* The tutorial's echo client: send, read the same number of bytes back. */
 static int run_echo(const struct cli *cli, const char *text)
 {
@@ -261,13 +243,13 @@ static int run_echo(const struct cli *cli, const char *text)
     if (stream_write_until(&conn, text, n, cli->deadline) < 0) {
         complain("sending: %s", errno == ETIMEDOUT ? "timed out" : strerror(errno));
     } else {
-        enum net_read r = read_echo(&conn, back, n, cli->deadline);
-        if (r == NET_READ_OK) {
+        enum stream_read r = stream_read_full(&conn, back, n, cli->deadline);
+        if (r == STREAM_READ_OK) {
             printf("Received ");
             print_bytes_repr(stdout, back, n);
             printf("\n");
             rc = EXIT_SUCCESS;
-        } else if (r == NET_READ_EOF || errno == EPIPE) {
+        } else if (r == STREAM_READ_EOF || errno == EPIPE) {
             complain("the server closed the connection before echoing everything "
                      "(is it in echo mode?)");
         } else {

@@ -440,24 +440,6 @@ int net_set_nodelay(int fd)
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-enum net_read net_read_full(int fd, void *buf, size_t n, long long deadline)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = net_recv_until(fd, (char *)buf + got, n - got, deadline);
-        if (r < 0)
-            return NET_READ_ERR;
-        if (r == 0) {
-            if (got == 0)
-                return NET_READ_EOF;
-            errno = EPIPE;
-            return NET_READ_ERR;
-        }
-        got += (size_t)r;
-    }
-    return NET_READ_OK;
-}
-
 int net_write_full(int fd, const void *buf, size_t n)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};

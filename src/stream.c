@@ -25,17 +25,11 @@ const char *stream_last_error(void)
     return last_error[0] ? last_error : "TLS protocol error";
 }
 
-/* What SSL_get_error said, as the next step. */
-enum step { STEP_DONE, STEP_WAIT_READ, STEP_WAIT_WRITE, STEP_EOF, STEP_FAIL };
-
-/* Classifies a failed SSL call; on a fatal one, errno says what (EPROTO
- * for a TLS error) and the connection is marked to close quietly.
- *
- * OpenSSL's thread-local error queue must be empty before each call for
+/* OpenSSL's thread-local error queue must be empty before each call for
  * SSL_get_error to be right. Rather than clear it before every read and
  * write (which costs more than one would think), a failure takes its
  * reason out of the queue (stream_last_error) and leaves it empty. */
-static enum step step_after(SSL *ssl, int rc)
+enum stream_step stream_tls_step(SSL *ssl, int rc)
 {
     int saved = errno;
     int err = SSL_get_error(ssl, rc);
@@ -43,28 +37,28 @@ static enum step step_after(SSL *ssl, int rc)
         tls_last_error(last_error, sizeof last_error);
     switch (err) {
     case SSL_ERROR_WANT_READ:
-        return STEP_WAIT_READ;
+        return STREAM_WAIT_READ;
     case SSL_ERROR_WANT_WRITE:
-        return STEP_WAIT_WRITE;
+        return STREAM_WAIT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
-        return STEP_EOF;
+        return STREAM_EOF;
     case SSL_ERROR_SYSCALL:
         SSL_set_quiet_shutdown(ssl, 1);
         if (saved == 0) /* the peer closed without close_notify */
-            return STEP_EOF;
+            return STREAM_EOF;
         errno = saved;
-        return STEP_FAIL;
+        return STREAM_FAIL;
     default:
         SSL_set_quiet_shutdown(ssl, 1);
         errno = EPROTO;
-        return STEP_FAIL;
+        return STREAM_FAIL;
     }
 }
 
 /* Waits for what OpenSSL asked; -1 past the deadline (ETIMEDOUT). */
-static int wait_for(const struct stream *s, enum step step, long long deadline)
+static int wait_for(const struct stream *s, enum stream_step step, long long deadline)
 {
-    return net_wait_ready(s->fd, step == STEP_WAIT_READ ? POLLIN : POLLOUT, deadline);
+    return net_wait_ready(s->fd, step == STREAM_WAIT_READ ? POLLIN : POLLOUT, deadline);
 }
 
 static ssize_t tls_read(const struct stream *s, void *buf, size_t len, bool wait,
@@ -76,10 +70,10 @@ static ssize_t tls_read(const struct stream *s, void *buf, size_t len, bool wait
         int rc = SSL_read_ex(s->ssl, buf, len, &n);
         if (rc == 1)
             return (ssize_t)n;
-        enum step step = step_after(s->ssl, rc);
-        if (step == STEP_EOF)
+        enum stream_step step = stream_tls_step(s->ssl, rc);
+        if (step == STREAM_EOF)
             return 0;
-        if (step == STEP_FAIL)
+        if (step == STREAM_FAIL)
             return -1;
         if (!wait) {
             errno = EAGAIN;
@@ -95,6 +89,25 @@ ssize_t stream_read_until(const struct stream *s, void *buf, size_t len, long lo
     if (!s->ssl)
         return net_recv_until(s->fd, buf, len, deadline);
     return tls_read(s, buf, len, true, deadline);
+}
+
+enum stream_read stream_read_full(const struct stream *s, void *buf, size_t n,
+                                  long long deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = stream_read_until(s, (char *)buf + got, n - got, deadline);
+        if (r < 0)
+            return STREAM_READ_ERR;
+        if (r == 0) {
+            if (got == 0)
+                return STREAM_READ_EOF;
+            errno = EPIPE;
+            return STREAM_READ_ERR;
+        }
+        got += (size_t)r;
+    }
+    return STREAM_READ_OK;
 }
 
 ssize_t stream_read_now(const struct stream *s, void *buf, size_t len)
@@ -132,12 +145,12 @@ static int tls_write(const struct stream *s, const void *buf, size_t len, long l
             len -= n;
             continue;
         }
-        enum step step = step_after(s->ssl, rc);
-        if (step == STEP_EOF) {
+        enum stream_step step = stream_tls_step(s->ssl, rc);
+        if (step == STREAM_EOF) {
             errno = EPIPE;
             return -1;
         }
-        if (step == STEP_FAIL || wait_for(s, step, deadline) < 0)
+        if (step == STREAM_FAIL || wait_for(s, step, deadline) < 0)
             return -1;
     }
     return 0;

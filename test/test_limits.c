@@ -116,7 +116,8 @@ static void slow_reader_gets_everything(bool park)
     pthread_t t;
     pthread_create(&t, NULL, ts_write_all, &w);
     usleep(PAUSE_US); /* the server's send is stuck meanwhile */
-    cr_assert_eq(net_read_full(fd, back, LEN, ts_deadline() + 10000), NET_READ_OK);
+    cr_assert_eq(stream_read_full(&(struct stream){.fd = fd}, back, LEN, ts_deadline() + 10000),
+                 STREAM_READ_OK);
     pthread_join(t, NULL);
     cr_assert_eq(w.rc, 0);
     cr_assert(memcmp(data, back, LEN) == 0, "every byte came back");

@@ -329,10 +329,10 @@ Test(echo, sends_back_a_mebibyte_unchanged)
     struct ts_writer w = {fd, out, len, -1};
     pthread_t t;
     pthread_create(&t, NULL, ts_write_all, &w);
-    enum net_read r = net_read_full(fd, in, len, ts_deadline());
+    enum stream_read r = stream_read_full(&(struct stream){.fd = fd}, in, len, ts_deadline());
     pthread_join(t, NULL);
     cr_assert_eq(w.rc, 0);
-    cr_assert_eq(r, NET_READ_OK);
+    cr_assert_eq(r, STREAM_READ_OK);
     cr_assert(memcmp(in, out, len) == 0, "every byte must come back in order");
     shutdown(fd, SHUT_WR);
     cr_assert(peer_closed(fd), "the server closes after the client does");
@@ -533,7 +533,7 @@ Test(server_binary, ignores_sigpipe_from_a_vanished_client, .timeout = 60)
     cr_assert_geq(fd, 0, "the server is still alive");
     cr_assert_eq(net_write_full(fd, "ping", 4), 0);
     char back[4];
-    cr_assert_eq(net_read_full(fd, back, 4, ts_deadline()), NET_READ_OK);
+    cr_assert_eq(stream_read_full(&(struct stream){.fd = fd}, back, 4, ts_deadline()), STREAM_READ_OK);
     close(fd);
     kill(pid, SIGINT);
     cr_assert_eq(ts_wait_exit(pid, 15000), 0);
