@@ -57,15 +57,9 @@ static void stop(void)
 static bool search_on(const struct stream *s, const char *value)
 {
     struct client_response resp;
-    char err[256], expected[256];
-    char *content = client_search_content("search", value);
-    int rc = client_exchange_on(s, PROTO_TEXT_JSON, PROTO_UTF8, content, strlen(content),
-                                1 << 20, ts_deadline(), &resp, err, sizeof err);
-    free(content);
-    if (rc < 0) {
-        fprintf(stderr, "search %s: %s\n", value, err);
+    char expected[256];
+    if (ts_search_on(s, value, &resp) < 0)
         return false;
-    }
     ts_expected_search(value, expected, sizeof expected);
     bool ok = ts_content_is(&resp, expected);
     client_response_free(&resp);
