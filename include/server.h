@@ -57,6 +57,10 @@ struct server_config {
 
 void server_config_defaults(struct server_config *cfg);
 
+/* Whether the configuration serves TLS: a TLS port, or a socket handed
+ * over for TLS. */
+bool server_config_wants_tls(const struct server_config *cfg);
+
 /* A running server; what is inside is server.c's business. */
 struct server;
 struct poller;

@@ -211,13 +211,12 @@ static void remove_socket_file(struct server *s)
         net_unix_unlink_if_ours(s->cfg.unix_path, &s->unix_id);
 }
 
-/* Whether a socket handed over by systemd speaks TLS. */
-static bool has_tls(const struct server_config *cfg)
+bool server_config_wants_tls(const struct server_config *cfg)
 {
-    for (int i = 0; i < cfg->ninherited; i++)
+    for (int i = 0; cfg->inherited_tls && i < cfg->ninherited; i++)
         if (cfg->inherited_tls[i])
             return true;
-    return false;
+    return cfg->tls_port != NULL;
 }
 
 /* Starts everything but the listeners; on failure, undoes what it did. */
@@ -235,7 +234,7 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
     atomic_init(&s->draining, false);
     /* The certificate first: a bad file must stop the start before any
      * port is taken. */
-    if (cfg->tls_port || (cfg->inherited_tls && has_tls(cfg))) {
+    if (server_config_wants_tls(cfg)) {
         if (!(s->tls = tls_server_new(&cfg->tls, fd_limit(cfg), err, errlen))) {
             free(s);
             return NULL;

@@ -166,11 +166,11 @@ static bool parse_auth_clients(const char *arg, enum tls_auth_clients *out)
 }
 
 /* The TLS options make sense together, or the server says which is
- * missing. tls_listeners: sockets handed over for TLS (systemd). */
-static bool check_tls_options(const struct server_config *cfg, bool tls_listeners)
+ * missing. */
+static bool check_tls_options(const struct server_config *cfg)
 {
     const char *problem = NULL;
-    bool tls = cfg->tls_port || tls_listeners;
+    bool tls = server_config_wants_tls(cfg);
     if (tls && (!cfg->tls.cert_file || !cfg->tls.key_file))
         problem = "TLS needs --tls-cert and --tls-key";
     else if (!tls && (cfg->tls_only || cfg->tls.cert_file || cfg->tls.key_file ||
@@ -360,13 +360,6 @@ static bool take_activated_sockets(struct server_config *cfg, int *fds, bool *tl
     return true;
 }
 
-static bool any(const bool *flags, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (flags[i])
-            return true;
-    return false;
-}
 
 static void log_started(struct server *srv, const struct server_config *cfg, long capacity,
                         char names[][64])
@@ -438,7 +431,7 @@ int main(int argc, char **argv)
     char names[SERVICE_MAX_FDS][64];
     if (!take_activated_sockets(&cfg, fds, tls, names))
         return EXIT_FAILURE;
-    if (!check_tls_options(&cfg, any(tls, cfg.ninherited)))
+    if (!check_tls_options(&cfg))
         return EXIT_USAGE;
     /* With parking an idle connection costs only a descriptor: take every
      * one the hard limit allows, less a margin for listeners, pipes, epoll
