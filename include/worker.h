@@ -81,10 +81,10 @@ struct worker_rules {
  * neighbours sharing a line would slow each other down for nothing. */
 struct worker {
     _Alignas(64) pthread_t thread;
-    pthread_mutex_t lock;  /* guards fd against worker_cut */
+    pthread_mutex_t lock;  /* guards stream.fd against worker_cut */
     struct worker_rules *rules;
-    int fd;                /* -1 when the worker holds no connection */
-    struct stream stream;  /* fd, and its TLS state if it came from a TLS listener */
+    struct stream stream;  /* the connection: its socket (-1 when the worker holds */
+                           /* none) and its TLS state if it came from a TLS listener */
     bool timeout_set;      /* fd has its receive timeout (the tick, or the linger) */
     bool parked;           /* fd went to the poller or the queue: not ours to close */
     bool fresh;            /* nothing read on fd yet since the worker took it */

@@ -30,7 +30,7 @@ int worker_init(struct worker *w, struct worker_rules *rules)
 {
     memset(w, 0, sizeof *w);
     w->rules = rules;
-    w->fd = -1;
+    w->stream.fd = -1;
     atomic_init(&w->lingering, false);
     return pthread_mutex_init(&w->lock, NULL);
 }
@@ -82,7 +82,7 @@ static ssize_t wait_in_worker(struct worker *w, void *buf, size_t len, enum work
     if (w->stream.ssl)
         return wait_in_worker_tls(w, buf, len, why);
     if (!w->timeout_set) {
-        net_set_recv_timeout(w->fd, WORKER_TICK_MS);
+        net_set_recv_timeout(w->stream.fd, WORKER_TICK_MS);
         w->timeout_set = true;
     }
     long long deadline = monotime_deadline(r->idle_timeout_ms);
@@ -93,7 +93,7 @@ static ssize_t wait_in_worker(struct worker *w, void *buf, size_t len, enum work
             return -1;
         }
         /* While stopping, answer what the client already sent, no more. */
-        ssize_t n = recv(w->fd, buf, len, stopping ? MSG_DONTWAIT : 0);
+        ssize_t n = recv(w->stream.fd, buf, len, stopping ? MSG_DONTWAIT : 0);
         if (n >= 0) {
             *why = WORKER_REQUEST;
             return n;
@@ -150,7 +150,7 @@ static ssize_t wait_in_worker_tls(struct worker *w, void *buf, size_t len,
             *why = WORKER_IDLE_TIMEOUT;
             return -1;
         }
-        struct pollfd p = {.fd = w->fd, .events = POLLIN};
+        struct pollfd p = {.fd = w->stream.fd, .events = POLLIN};
         poll(&p, 1, WORKER_TICK_MS);
     }
 }
@@ -168,7 +168,7 @@ static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait 
     if (w->stream.ssl)
         return linger_tls(w, buf, len, why);
     if (!w->timeout_set) {
-        net_set_recv_timeout(w->fd, w->rules->linger_ms);
+        net_set_recv_timeout(w->stream.fd, w->rules->linger_ms);
         w->timeout_set = true;
     }
     atomic_store(&w->lingering, true);
@@ -176,7 +176,7 @@ static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait 
     errno = EAGAIN;
     /* Checked after the flag is up: a push from here on calls us back. */
     if (queue_backlog(w->rules->queue) <= 0 && !atomic_load(&w->rules->stopping))
-        n = recv(w->fd, buf, len, 0);
+        n = recv(w->stream.fd, buf, len, 0);
     atomic_store(&w->lingering, false);
     if (n >= 0) {
         *why = WORKER_REQUEST;
@@ -191,7 +191,7 @@ static ssize_t linger(struct worker *w, void *buf, size_t len, enum worker_wait 
  * signal ends just the same), then a read of what came. */
 static ssize_t linger_tls(struct worker *w, void *buf, size_t len, enum worker_wait *why)
 {
-    struct pollfd p = {.fd = w->fd, .events = POLLIN};
+    struct pollfd p = {.fd = w->stream.fd, .events = POLLIN};
     int ready = 0;
     atomic_store(&w->lingering, true);
     if (queue_backlog(w->rules->queue) <= 0 && !atomic_load(&w->rules->stopping))
@@ -276,7 +276,7 @@ static ssize_t next_request(struct worker *w, void *buf, size_t len, bool socket
             return n;
     }
     stream_park(&w->stream);
-    if (poller_park(r->poller, w->fd, w->fresh) == 0) {
+    if (poller_park(r->poller, w->stream.fd, w->fresh) == 0) {
         w->parked = true;
         *why = WORKER_PARKED;
         return -1;
@@ -297,7 +297,7 @@ bool worker_turn_over(struct worker *w, unsigned answered)
 
 bool worker_requeue(struct worker *w)
 {
-    if (queue_try_push(w->rules->queue, w->fd) < 0)
+    if (queue_try_push(w->rules->queue, w->stream.fd) < 0)
         return false;
     w->parked = true; /* in the queue: the worker that pops it owns it */
     return true;
@@ -334,7 +334,6 @@ static bool claim(struct worker *w, int fd)
     pthread_mutex_lock(&w->lock);
     bool ok = !atomic_load(&w->rules->forced);
     if (ok) {
-        w->fd = fd;
         w->stream = (struct stream){.fd = fd, .ssl = tls_server_session(w->rules->tls, fd)};
         w->timeout_set = false;
         w->parked = false;
@@ -349,7 +348,7 @@ static bool claim(struct worker *w, int fd)
 static void release(struct worker *w)
 {
     pthread_mutex_lock(&w->lock);
-    w->fd = -1;
+    w->stream = (struct stream){.fd = -1};
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -379,7 +378,7 @@ static bool handshake(struct worker *w)
     }
     worker_count(w, failure_counter(why), 1);
     if (why != TLS_FAIL_CLOSED || log_verbosity() >= 1) {
-        net_peer_address(w->fd, peer, sizeof peer);
+        net_peer_address(w->stream.fd, peer, sizeof peer);
         log_info("%s: TLS handshake failed: %s", peer, err);
     }
     return false;
@@ -417,12 +416,12 @@ void worker_run(struct worker *w)
 bool worker_cut(struct worker *w)
 {
     pthread_mutex_lock(&w->lock);
-    bool held = w->fd >= 0;
+    bool held = w->stream.fd >= 0;
     /* Counted before the shutdown: the worker may exit the moment its
      * socket is shut, and whoever waits for it must see the count. */
     if (held) {
         atomic_fetch_add(&w->rules->cut, 1);
-        shutdown(w->fd, SHUT_RDWR);
+        shutdown(w->stream.fd, SHUT_RDWR);
     }
     pthread_mutex_unlock(&w->lock);
     return held;
