@@ -187,7 +187,12 @@ build/asan/test/%.o: test/%.c | deps-test
 build/tsan/test/%.o: test/%.c | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -MMD -MP -c $< -o $@
+	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -Ibench -MMD -MP -c $< -o $@
+
+build/tsan/bench/%.o: bench/%.c | deps
+	@mkdir -p $(@D)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Ibench -MMD -MP -c $< -o $@
 
 build/tests: $(TEST_SRC:test/%.c=build/obj/test/%.o) $(BENCH_OBJ) $(OBJ)
 	$(CC) $(CFLAGS_ALL) $^ $(TESTLIBS) $(LIBS) -o $@
@@ -196,7 +201,10 @@ build/asan/tests: $(TEST_SRC:test/%.c=build/asan/test/%.o) build/asan/test/asan_
                   $(ASAN_BENCH_OBJ) $(ASAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(ASAN) $^ $(TESTLIBS) $(LIBS) -o $@
 
-build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o $(TSAN_OBJ)
+# The hostile clients of enchufe-bench --hostile (bench/siege.c) attack
+# the server in stress_hostile.
+build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o \
+                     build/tsan/bench/siege.o $(TSAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(TSAN) $^ $(LIBS) -o $@
 
 # --- benchmarks -------------------------------------------------------------

@@ -5,6 +5,7 @@
 #include "net.h"
 #include "parse.h"
 #include "report.h"
+#include "siege.h"
 #include "tls.h"
 #include "version.h"
 
@@ -54,6 +55,15 @@ static void usage(FILE *out)
             "      --tls-resume       each new connection resumes the session of its slot's\n"
             "                         last one (a ticket): per-conn then measures resumed\n"
             "                         handshakes; the report counts full and resumed apart\n"
+            "      --hostile KIND:N   while the load runs, hold N hostile connections of a kind\n"
+            "                         (repeatable): silent, slowloris (a byte of a request\n"
+            "                         every 5 s), header-dribble (a header byte a second),\n"
+            "                         content-dribble (a header promising 1 MiB, then a byte\n"
+            "                         a second), half-handshake (half a TLS ClientHello),\n"
+            "                         tls-stall (a TLS handshake, then one byte; needs --tls),\n"
+            "                         non-reader (pipelines, never reads); each one the server\n"
+            "                         closes is opened again, and the report counts them\n"
+            "      --hostile-drip MS  every dribbling kind sends a byte this often instead\n"
             "      --json             print one JSON object instead of the text report\n"
             "  -q, --quiet            no progress lines on stderr\n"
             "  -h, --help             show this help and exit\n"
@@ -99,6 +109,8 @@ struct args {
     bool json;
     bool tls;
     struct tls_client_config tls_files;
+    struct siege_config siege;
+    bool hostile;
 };
 
 static bool add_request(struct args *a, const char *spec)
@@ -134,7 +146,7 @@ static bool add_request(struct args *a, const char *spec)
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
        OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME,
-       OPT_TLS_RESUME };
+       OPT_TLS_RESUME, OPT_HOSTILE, OPT_HOSTILE_DRIP };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -160,6 +172,8 @@ static const struct option long_options[] = {
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
     {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
+    {"hostile", required_argument, NULL, OPT_HOSTILE},
+    {"hostile-drip", required_argument, NULL, OPT_HOSTILE_DRIP},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -170,6 +184,26 @@ static bool bad(const char *opt, const char *value, const char *expected)
 {
     fprintf(stderr, "enchufe-bench: invalid %s '%s': expected %s\n", opt, value, expected);
     return false;
+}
+
+/* KIND:N, added to what earlier --hostile options asked for. */
+static bool add_hostile(struct args *a, char *arg)
+{
+    long n;
+    char *colon = strrchr(arg, ':');
+    if (!colon || !parse_long(colon + 1, 1, 1000000, &n))
+        return bad("--hostile", arg, "KIND:N, N from 1 to 1000000");
+    *colon = '\0';
+    int k = siege_kind_of(arg);
+    *colon = ':';
+    if (k < 0) {
+        fprintf(stderr, "enchufe-bench: unknown hostile kind in '%s': expected one of %s\n", arg,
+                siege_kind_names());
+        return false;
+    }
+    a->siege.count[k] += (int)n;
+    a->hostile = true;
+    return true;
 }
 
 static bool parse_one(struct args *a, int opt, char *arg)
@@ -222,6 +256,10 @@ static bool parse_one(struct args *a, int opt, char *arg)
     case OPT_TLS_KEY: a->tls_files.key_file = arg; return true;
     case OPT_TLS_NAME: c->tls_name = arg; return true;
     case OPT_TLS_RESUME: c->tls_resume = true; return true;
+    case OPT_HOSTILE: return add_hostile(a, arg);
+    case OPT_HOSTILE_DRIP:
+        return parse_long(arg, 1, 3600000, &v) ? (a->siege.drip_ms = (int)v, true)
+                                               : bad("--hostile-drip", arg, "milliseconds");
     case 'q': c->progress = false; return true;
     default: return false;
     }
@@ -285,12 +323,29 @@ static int parse_args(int argc, char **argv, struct args *a)
         fprintf(stderr, "enchufe-bench: --tls is for TCP; a Unix socket is served in clear\n");
         return EXIT_USAGE;
     }
+    if (a->hostile && a->cfg.unix_path) {
+        fprintf(stderr, "enchufe-bench: --hostile is for TCP targets\n");
+        return EXIT_USAGE;
+    }
     if (a->cfg.pipeline > 1 && a->cfg.rate > 0) {
         fprintf(stderr, "enchufe-bench: --pipeline and --rate do not go together: a fixed rate "
                         "sends each request when it is due\n");
         return EXIT_USAGE;
     }
     return finish_mix(a) ? -1 : EXIT_USAGE;
+}
+
+/* The hostile connections, held against the same target as the load. */
+static struct siege *start_siege(struct args *a, char *err, size_t errlen)
+{
+    struct siege_config *sc = &a->siege;
+    sc->host = a->cfg.host;
+    sc->port = a->cfg.port;
+    sc->tls = a->cfg.tls;
+    sc->tls_name = a->cfg.tls_name;
+    for (size_t i = 0; i < a->cfg.mix_len; i++)
+        sc->echo = sc->echo || a->mix[i].kind == BENCH_ECHO;
+    return siege_start(sc, err, errlen);
 }
 
 int main(int argc, char **argv)
@@ -311,7 +366,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "enchufe-bench: %s\n", err);
         return EXIT_FAILURE;
     }
-    if (bench_run(&a.cfg, &res, err, sizeof err) < 0) {
+    struct siege *siege = NULL;
+    static struct siege_stats hostile;
+    if (a.hostile && !(siege = start_siege(&a, err, sizeof err))) {
+        fprintf(stderr, "enchufe-bench: %s\n", err);
+        return EXIT_FAILURE;
+    }
+    rc = bench_run(&a.cfg, &res, err, sizeof err);
+    if (siege) {
+        siege_stats(siege, &hostile);
+        siege_stop(siege);
+    }
+    if (rc < 0) {
         fprintf(stderr, "enchufe-bench: %s\n", err);
         return EXIT_FAILURE;
     }
@@ -332,7 +398,8 @@ int main(int argc, char **argv)
     struct report_info info = {.target = target,
                                .mode = a.cfg.mode == BENCH_KEEPALIVE ? "keepalive" : "per-conn",
                                .mix = a.mix_names,
-                               .rate = a.cfg.rate};
+                               .rate = a.cfg.rate,
+                               .hostile = siege ? &hostile : NULL};
     if (a.json)
         report_json(stdout, &a.cfg, &info, &res);
     else

@@ -50,6 +50,22 @@ static void print_distribution(FILE *out, const char *title, const struct histog
     }
 }
 
+/* The hostile connections beside the load: how many the server still
+ * let stay at the end, and how many it closed (each then reopened). */
+static void print_hostile(FILE *out, const struct siege_stats *h)
+{
+    fprintf(out, "  Hostile connections (held beside the load; closed ones are reopened):\n");
+    fprintf(out, "  %-16s %8s %8s %18s\n", "kind", "asked", "open", "closed by server");
+    for (int k = 0; k < SIEGE_KINDS; k++) {
+        const struct siege_kind_stats *s = &h->kind[k];
+        if (s->target == 0)
+            continue;
+        fprintf(out, "  %-16s %8d %8d %18" PRIu64 "%s\n", siege_kind_name((enum siege_kind)k),
+                s->target, s->open, s->closed_by_server,
+                s->connect_failed ? "  (some connects failed)" : "");
+    }
+}
+
 void report_text(FILE *out, const struct bench_config *cfg, const struct report_info *info,
                  const struct bench_result *res)
 {
@@ -97,6 +113,8 @@ void report_text(FILE *out, const struct bench_config *cfg, const struct report_
             }
         fprintf(out, ")\n");
     }
+    if (info->hostile)
+        print_hostile(out, info->hostile);
     double secs = res->elapsed_s > 0 ? res->elapsed_s : 1;
     char per_s[32];
     fmt_bytes(per_s, sizeof per_s, (double)res->bytes_read / secs);
@@ -111,6 +129,23 @@ static void json_hist(FILE *out, const char *name, const struct histogram *h)
             name, h->total, hist_mean(h) / 1e3, hist_stdev(h) / 1e3, (double)h->max / 1e3,
             (double)hist_percentile(h, 50) / 1e3, (double)hist_percentile(h, 90) / 1e3,
             (double)hist_percentile(h, 99) / 1e3, (double)hist_percentile(h, 99.9) / 1e3);
+}
+
+static void json_hostile(FILE *out, const struct siege_stats *h)
+{
+    fprintf(out, ", \"hostile\": {");
+    const char *sep = "";
+    for (int k = 0; k < SIEGE_KINDS; k++) {
+        const struct siege_kind_stats *s = &h->kind[k];
+        if (s->target == 0)
+            continue;
+        fprintf(out, "%s\"%s\": {\"asked\": %d, \"open\": %d, \"opened\": %" PRIu64
+                     ", \"closed_by_server\": %" PRIu64 ", \"connect_failed\": %" PRIu64 "}",
+                sep, siege_kind_name((enum siege_kind)k), s->target, s->open, s->opened,
+                s->closed_by_server, s->connect_failed);
+        sep = ", ";
+    }
+    fprintf(out, "}");
 }
 
 void report_json(FILE *out, const struct bench_config *cfg, const struct report_info *info,
@@ -135,5 +170,8 @@ void report_json(FILE *out, const struct bench_config *cfg, const struct report_
     fprintf(out, ", \"errors\": {");
     for (int e = 0; e < BENCH_ERR_KINDS; e++)
         fprintf(out, "%s\"%s\": %" PRIu64, e ? ", " : "", bench_error_name(e), res->errors[e]);
-    fprintf(out, "}}\n");
+    fprintf(out, "}");
+    if (info->hostile)
+        json_hostile(out, info->hostile);
+    fprintf(out, "}\n");
 }

@@ -6,6 +6,7 @@
 #define ENCHUFE_BENCH_REPORT_H
 
 #include "loadgen.h"
+#include "siege.h"
 
 #include <stdio.h>
 
@@ -15,6 +16,7 @@ struct report_info {
     const char *mode;    /* keepalive / per-conn */
     const char *mix;     /* e.g. "hit,binary:4096" */
     double rate;         /* 0: closed loop */
+    const struct siege_stats *hostile; /* the hostile connections held (NULL: none) */
 };
 
 void report_text(FILE *out, const struct bench_config *cfg, const struct report_info *info,

@@ -7,7 +7,8 @@ series for parking (the default), --no-park and Redis PING; the two modes
 at the same worker counts; pipelining depths against Redis at the same
 depth; per-connection, payload and 10,000-connection rows; fairness under
 a flat-out pipeliner; a new client's first answer while every worker is
-taken; system calls and context switches per request; idle starvation.
+taken; system calls and context switches per request; idle starvation;
+good clients beside 1,000 hostile connections of each kind (siege_bench.py).
 It measures Redis PING with redis-benchmark too, checks that the
 generator's counts agree with both servers' own counters, and prints one
 table with the ratios that matter, each against its target. The run is
@@ -27,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import siege_bench  # noqa: E402
 import tls_bench  # noqa: E402
 
 BIN = "bin"
@@ -528,6 +530,7 @@ def ratios(run):
                     rps("enchufe pipelined search, depth 1"),
                     f"enchufe pipelined {depth} deep / 1 deep, 16 conns", "more is better"))
     out += tls_bench.tls_ratios(rps, run.get)
+    out += siege_bench.siege_ratios(run)
     return out
 
 
@@ -560,6 +563,7 @@ def print_report(run, ratio_list):
     fa = run.extra["first answer"]
     print(f"    a new client while 16 idle keep-alive clients hold the 16 workers: first answer "
           f"p50 {fa.get('p50_ms')} ms, p99 {fa.get('p99_ms')} ms (target p99 < 1 ms)")
+    siege_bench.print_siege(run)
     print("\n  per request on the server, 16 workers, 16 conns (target: <= 3 system calls, ~1 "
           "context switch)")
     for label in ("parking", "--no-park"):
@@ -609,6 +613,7 @@ def main():
     scaling_rows(run)
     tls_bench.tls_rows(run, lambda port, *a: bench(port, run.s, 50, *a), BIN,
                        os.path.abspath(args.certs))
+    siege_bench.siege_rows(run, BIN, os.path.abspath(args.certs))
     per_request_costs(run)
     metrics_overhead(run)
     idle_starvation(run)

@@ -1,13 +1,17 @@
 /*
  * acceptor.h - the thread that accepts connections and queues them.
  *
- * It only accepts and hands off; it never reads a byte. When the queue is
- * full it waits (backpressure: the kernel's listen backlog absorbs the
- * burst).
+ * It only accepts and hands off; it never reads a byte. Each accepted
+ * socket becomes a connection (conn.h), with a TLS session when it came
+ * from a TLS listener, and the connection is what it queues. When the
+ * queue is full it waits (backpressure: the kernel's listen backlog
+ * absorbs the burst).
  *
  * Ownership: acceptor_start() takes the listening sockets; the acceptor
- * closes them when it stops. A socket it accepted belongs to it until a
- * push succeeds (then to the worker that pops it).
+ * closes them when it stops. A connection it made belongs to it until a
+ * push succeeds (then to the worker that pops it). While it runs it
+ * counts as an open connection in the ledger, so that a drain waits for
+ * what it has yet to hand over.
  *
  * Stopping: acceptor_stop() asks, without waiting. The thread then takes
  * every connection already waiting in the listen backlog (their clients
@@ -18,6 +22,7 @@
 #ifndef ENCHUFE_ACCEPTOR_H
 #define ENCHUFE_ACCEPTOR_H
 
+#include "conn.h"
 #include "net.h"
 #include "queue.h"
 
@@ -31,24 +36,25 @@ struct acceptor {
     int listen_fds[NET_MAX_LISTENERS]; /* one per address listened on */
     int nlisten;
     bool tls_listener[NET_MAX_LISTENERS]; /* its sockets speak TLS */
-    struct tls_server *tls; /* where their TLS state goes (tls.h) */
+    struct tls_server *tls; /* makes their TLS sessions (tls.h) */
+    struct conn_ledger *ledger;
     int wake[2]; /* self-pipe: a byte on wake[1] stops the loop */
     struct queue *queue;
     pthread_t thread;
     bool take_backlog; /* at the stop, accept what waits in the backlog */
     atomic_bool stopping;
     atomic_ulong accepted;
-    atomic_ulong dropped; /* accepted, then closed unserved: the queue had closed */
 };
 
 /* Starts the thread on n listening sockets, which it now owns; a socket
- * accepted on listener i where tls_listener[i] (NULL: none) gets its TLS
- * state in tls before it is queued, and every socket the acceptor closes
- * is closed through tls_server_close. With take_backlog false the stop leaves the backlog alone (a socket handed
+ * accepted on listener i where tls_listener[i] (NULL: none) gets a TLS
+ * session from tls. Its connections are counted in ledger. With
+ * take_backlog false the stop leaves the backlog alone (a socket handed
  * over by systemd: the next process takes it). Returns 0, or -1 (errno);
  * the caller still owns the sockets then. */
 int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_listener, int n,
-                   struct queue *q, bool take_backlog, struct tls_server *tls);
+                   struct queue *q, bool take_backlog, struct tls_server *tls,
+                   struct conn_ledger *ledger);
 
 /* The i-th listening socket (for its address), or -1 past the last. Only
  * while the acceptor runs. */

@@ -1,7 +1,8 @@
 /*
  * app_conn.h - serves one application-protocol connection in a worker:
- * read a frame, answer it, repeat until the client closes, idles out, or
- * errs. Its twin for the echo protocol is echo_conn.h.
+ * read a frame, answer it, repeat, for as long as the client keeps up;
+ * then the connection waits in the poller, and the next call resumes
+ * where this one stopped. Its twin for the echo protocol is echo_conn.h.
  */
 #ifndef ENCHUFE_APP_CONN_H
 #define ENCHUFE_APP_CONN_H
@@ -19,6 +20,6 @@ struct app_conn_config {
 };
 
 /* A worker_serve_fn; arg is a const struct app_conn_config. */
-void app_conn_serve(struct worker *w, void *arg);
+enum worker_next app_conn_serve(struct worker *w, struct conn *c, void *arg);
 
 #endif

@@ -26,6 +26,13 @@ struct buf {
  * pipelined frames at once). */
 bool buf_reserve(struct buf *b, size_t want);
 
+/* The same without the minimum: a buffer that grows only to what it must
+ * hold (the bytes a parked connection keeps). */
+bool buf_reserve_exact(struct buf *b, size_t want);
+
+/* Gives the buffer's memory to *to (which holds none), leaving b empty. */
+void buf_move(struct buf *to, struct buf *b);
+
 /* The first byte held; where the next read's bytes go, and how many fit. */
 static inline uint8_t *buf_head(const struct buf *b)
 {

@@ -23,7 +23,6 @@ enum counter {
     COUNTER_FIRST_ERROR, /* error answers, one per enum proto_error */
     COUNTER_BYTES_IN = COUNTER_FIRST_ERROR + PROTO_ERR_COUNT,
     COUNTER_BYTES_OUT,
-    COUNTER_CLOSED, /* connections a worker closed */
     COUNTER_TLS_HANDSHAKES, /* TLS handshakes done */
     COUNTER_TLS_RESUMED,    /* ... of which resumed a session */
     COUNTER_TLS_FAILED_FIRST, /* failed handshakes, one per enum tls_failure */

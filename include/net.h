@@ -94,6 +94,12 @@ int net_set_send_timeout(int fd, int timeout_ms);
  * waiting to coalesce them only adds latency. */
 int net_set_nodelay(int fd);
 
+/* TCP_NOTSENT_LOWAT: a send takes no more than `bytes` beyond what the
+ * peer's window lets out (EAGAIN instead), and the socket is writable
+ * again when less than that waits. Without it the kernel grows the send
+ * queue to megabytes for a peer that does not read. */
+int net_set_unsent_limit(int fd, int bytes);
+
 /* Writes all n bytes / all iovecs, retrying EINTR and short writes.
  * Returns 0 or -1 (errno set). iov is modified. */
 int net_write_full(int fd, const void *buf, size_t n);

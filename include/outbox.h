@@ -3,12 +3,13 @@
  *
  * A client that pipelines sends several requests before it reads; the
  * server answers every complete request it already holds and sends the
- * answers together, one writev for the lot (in TLS, few records), rather than one system call
- * each. The caller flushes before any read that may block (the client may
- * be waiting for these answers before it sends more) and when the outbox
- * is full: OUTBOX_ANSWERS answers or OUTBOX_BYTES bytes, so an answer
- * never waits long and memory stays bounded. (It lives on the worker's
- * stack while a connection is served: about 50 KiB.)
+ * answers together, one writev for the lot (in TLS, few records), rather
+ * than one system call each. The caller flushes before any read that may
+ * wait (the client may be waiting for these answers before it sends more)
+ * and when the outbox is full: OUTBOX_ANSWERS answers or OUTBOX_BYTES
+ * bytes, so an answer never waits long and memory stays bounded. (It
+ * lives on the worker's stack while a connection is served, about 50
+ * KiB; what the socket does not take goes to the connection, conn.h.)
  */
 #ifndef ENCHUFE_OUTBOX_H
 #define ENCHUFE_OUTBOX_H
@@ -20,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #define OUTBOX_ANSWERS 64
 #define OUTBOX_BYTES ((size_t)64 << 10)
@@ -44,12 +46,11 @@ int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns)
 
 bool outbox_full(const struct outbox *o);
 
-/* Writes every queued answer with one writev (more if the kernel takes
- * them in parts), by the absolute monotime_ms() deadline (0 = none).
- * Returns the bytes sent, or -1 (errno). The answers stay queued, for the
- * caller to count; outbox_clear() then frees them. */
-struct stream;
-ssize_t outbox_send(struct outbox *o, const struct stream *s, long long deadline);
+/* The queued answers as iovecs (two each: header, content), for one
+ * writev; iov must have room for 2 * OUTBOX_ANSWERS. Returns how many.
+ * The answers stay queued, for the caller to count once they are sent;
+ * outbox_clear() then frees them. */
+int outbox_iov(const struct outbox *o, struct iovec *iov);
 
 void outbox_clear(struct outbox *o);
 

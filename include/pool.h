@@ -5,11 +5,11 @@
  *
  * Stopping has two steps. pool_quiesce(): a worker between requests
  * answers what the client already sent, then closes instead of waiting or
- * parking; one mid-request closes after its response. pool_force() cuts
- * every connection at once (shutdown(SHUT_RDWR)) and makes the workers
- * close unserved whatever they pop afterwards; the server calls it when
- * the drain timeout passes or a second signal arrives. Workers exit once
- * the queue is closed and empty.
+ * parking; one mid-request goes on with it. pool_force() cuts every
+ * connection at once (shutdown(SHUT_RDWR)) and makes the workers close
+ * unserved whatever they pop afterwards; the server calls it when the
+ * drain timeout passes or a second signal arrives. Workers exit once the
+ * queue is closed and empty.
  */
 #ifndef ENCHUFE_POOL_H
 #define ENCHUFE_POOL_H
@@ -27,10 +27,9 @@
 struct pool_config {
     size_t workers;
     struct queue *queue;
-    struct poller *poller; /* NULL: idle connections wait in their worker */
-    int idle_timeout_ms;   /* that wait's limit (0 = none) */
-    int linger_ms;         /* with a poller: how long a worker waits for the next request */
-    struct tls_server *tls; /* the TLS state of sockets from a TLS listener (or NULL) */
+    struct poller *poller; /* NULL: connections wait in their worker (--no-park) */
+    int idle_timeout_ms;   /* the wait for a next request (0 = none) */
+    int linger_ms;         /* with a poller: how long a worker waits before parking */
     int handshake_timeout_ms; /* a TLS handshake's limit (0 = none) */
     worker_serve_fn serve;
     void *serve_arg;
@@ -67,8 +66,7 @@ uint64_t pool_requests(struct pool *p);
 /* Every worker's service-time histogram, added up. */
 void pool_latency(struct pool *p, struct latency_sum *out);
 
-/* Workers holding a connection now, and connections a force cut. */
+/* Workers holding a connection now. */
 size_t pool_busy(struct pool *p);
-uint64_t pool_cut(struct pool *p);
 
 #endif

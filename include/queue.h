@@ -1,8 +1,8 @@
 /*
- * queue.h - the bounded FIFO of accepted sockets between the acceptor and
- * the workers.
+ * queue.h - the bounded FIFO of connections between the acceptor (and the
+ * poller) and the workers.
  *
- * One mutex guards a fixed ring of ints; two condition variables say "not
+ * One mutex guards a fixed ring of connection pointers; two condition variables say "not
  * full" (the acceptor waits on it: backpressure) and "not empty" (workers
  * wait on it). queue_close() wakes every waiter: pushers fail at once,
  * poppers drain what is left and then fail.
@@ -14,8 +14,9 @@
  * is the other way to close it: at once, failing pushes still waiting (a
  * stop that has run out of time).
  *
- * Ownership: after a successful queue_push the socket belongs to whoever
- * pops it; if the push fails, the caller still owns it and must close it.
+ * Ownership: after a successful queue_push the connection belongs to
+ * whoever pops it; if the push fails, the caller still owns it and must
+ * close it. The queue never looks inside a connection.
  */
 #ifndef ENCHUFE_QUEUE_H
 #define ENCHUFE_QUEUE_H
@@ -25,11 +26,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct conn;
+
 struct queue {
     pthread_mutex_t lock;
     pthread_cond_t not_full;
     pthread_cond_t not_empty;
-    int *items;
+    struct conn **items;
     size_t capacity;
     size_t head; /* next to pop */
     size_t count;
@@ -46,29 +49,29 @@ int queue_init(struct queue *q, size_t capacity);
 void queue_destroy(struct queue *q);
 
 /* Blocks while the queue is full. Returns 0, or -1 once it is closed. */
-int queue_push(struct queue *q, int fd);
+int queue_push(struct queue *q, struct conn *c);
 
 /* Pushes without waiting: -1 if the queue is full or closed (the caller
- * keeps fd). */
-int queue_try_push(struct queue *q, int fd);
+ * keeps c). */
+int queue_try_push(struct queue *q, struct conn *c);
 
 /* The same, except that a wait for room ends, failing with ECANCELED,
  * once *cancel is true and queue_wake_pushers() has been called. */
-int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel);
+int queue_push_unless(struct queue *q, struct conn *c, const atomic_bool *cancel);
 
 /* Wakes every push waiting for room, so that it looks at its cancel flag
  * again. */
 void queue_wake_pushers(struct queue *q);
 
-/* Pushes n sockets in order, taking the lock once for as many as fit,
+/* Pushes n connections in order, taking the lock once for as many as fit,
  * and waking as many workers. Blocks while full. Returns how many were
  * pushed: fewer than n only if the queue closed (the rest are still the
  * caller's). */
-int queue_push_many(struct queue *q, const int *fds, int n);
+int queue_push_many(struct queue *q, struct conn *const *conns, int n);
 
 /* Blocks while the queue is empty. Returns 0, or -1 once it is closed
  * and empty. */
-int queue_pop(struct queue *q, int *fd);
+int queue_pop(struct queue *q, struct conn **c);
 
 void queue_close(struct queue *q);
 
@@ -77,8 +80,8 @@ void queue_close(struct queue *q);
 void queue_add_producer(struct queue *q);
 void queue_producer_done(struct queue *q);
 
-/* Sockets queued beyond the poppers already waiting for one: > 0 means
- * a pushed socket will wait for a worker to come back. Read without the
+/* Connections queued beyond the poppers already waiting for one: > 0 means
+ * a pushed connection will wait for a worker to come back. Read without the
  * lock (a snapshot, good for a decision that is retried). */
 long queue_backlog(struct queue *q);
 
@@ -90,7 +93,7 @@ void queue_set_backlog_hook(struct queue *q, void (*fn)(void *arg), void *arg);
 /* True once the queue has closed (pushes fail). */
 bool queue_is_closed(struct queue *q);
 
-/* How many sockets are waiting right now (for stats and tests). */
+/* How many connections are waiting right now (for stats and tests). */
 size_t queue_length(struct queue *q);
 
 #endif

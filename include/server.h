@@ -28,6 +28,18 @@ enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
  * connection (README, "How it works", says how it was chosen). */
 #define SERVER_DEFAULT_LINGER_MS 5
 
+/* What connections waiting in the poller may hold in all: partial
+ * requests and answers their clients are slow to read (--max-buffered). */
+#define SERVER_DEFAULT_MAX_BUFFERED ((size_t)64 << 20)
+
+/* What a connection's socket may hold of answers its client has not let
+ * out yet (TCP_NOTSENT_LOWAT): one outbox. */
+#define SERVER_UNSENT_LIMIT (64 << 10)
+
+/* Allocations from this size on are mapped and unmapped one by one
+ * (server_main.c says why): glibc's default starting threshold, fixed. */
+#define SERVER_MMAP_THRESHOLD (128 << 10)
+
 struct server_config {
     const char *host;
     const char *port;
@@ -43,7 +55,7 @@ struct server_config {
     int drain_timeout_ms; /* how long a stop waits for requests in progress (0: no limit) */
     bool park;            /* idle connections wait in the poller, not a worker */
     int linger_ms;        /* with park: how long a worker waits for the next request first */
-    size_t max_fds;       /* descriptors the poller must cover (0: the soft limit) */
+    size_t max_buffered;  /* bytes connections waiting for their client may hold (0: no limit) */
     const char *metrics;  /* HOST:PORT to serve GET /metrics on, or NULL */
     bool reuseport;       /* share the TCP port with other processes (SO_REUSEPORT) */
     const int *inherited; /* listening sockets to use instead of opening any (socket */

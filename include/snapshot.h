@@ -10,6 +10,7 @@
 #ifndef ENCHUFE_SNAPSHOT_H
 #define ENCHUFE_SNAPSHOT_H
 
+#include "conn.h"
 #include "counters.h"
 #include "latency.h"
 #include "protocol.h"
@@ -20,6 +21,8 @@
 struct snapshot {
     double uptime_s;
     uint64_t accepted, active, queued, parked;
+    uint64_t ended[CONN_END_COUNT];        /* connections closed, by why they ended */
+    uint64_t buffered, buffer_budget;      /* bytes held by waiting connections, and the limit */
     uint64_t workers, busy;
     uint64_t answers[COUNTER_FIRST_ERROR]; /* answers by kind (search_hit, ...) */
     uint64_t errors[PROTO_ERR_COUNT];      /* error answers by code */

@@ -26,6 +26,9 @@ struct stream {
     SSL *ssl; /* NULL: in clear */
 };
 
+/* The most iovecs stream_writev_now takes at once. */
+#define STREAM_IOV_MAX 256
+
 /* Reads up to len bytes, waiting no later than the absolute monotime_ms()
  * deadline (0 = none; ETIMEDOUT). A TLS error is EPROTO. */
 ssize_t stream_read_until(const struct stream *s, void *buf, size_t len, long long deadline);
@@ -53,6 +56,16 @@ bool stream_has_pending(const struct stream *s);
  * buffers (about 34 KiB) are given back, unless they hold bytes. */
 void stream_park(const struct stream *s);
 
+/* Writes what the socket takes now of iov[0..iovcnt), from byte `skip`
+ * on, never waiting. Returns the bytes it took (in TLS, those of whole
+ * records OpenSSL accepted); fewer than were left means the socket is
+ * full, and *wait_for says what to wait for before the next try (POLLOUT,
+ * or POLLIN when TLS must read first). -1 on an error (errno). A TLS
+ * write that had to stop must be retried with the same bytes first, so
+ * the caller keeps what was not taken and offers it again. */
+ssize_t stream_writev_now(const struct stream *s, const struct iovec *iov, int iovcnt,
+                          size_t skip, short *wait_for);
+
 /* Writes all of iov by the deadline (0 = none). iov is modified. */
 int stream_writev_until(const struct stream *s, struct iovec *iov, int iovcnt,
                         long long deadline);
@@ -72,6 +85,12 @@ enum stream_step stream_tls_step(SSL *ssl, int rc);
 
 /* After a read or write failed with EPROTO: OpenSSL's reason, in words. */
 const char *stream_last_error(void);
+
+/* Runs the TLS handshake as far as it goes without waiting: 1 when it is
+ * done, 0 when it waits for the peer (*wait_for: POLLIN or POLLOUT), -1
+ * when it failed, with *why saying why and a line in err. */
+int stream_handshake_step(const struct stream *s, short *wait_for, enum tls_failure *why,
+                          char *err, size_t errlen);
 
 /* Runs the TLS handshake (either side, as the SSL object was set up) by
  * the deadline. Returns 0, or -1 with *why saying why and a line in err. */

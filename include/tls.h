@@ -1,17 +1,11 @@
 /*
- * tls.h - TLS with OpenSSL: the server's context and the TLS state of its
- * sockets, and the client's context.
+ * tls.h - TLS with OpenSSL: the server's context and its sessions, and
+ * the client's context.
  *
- * The server's sockets travel as bare descriptors: through the queue, to
- * the poller and back. A TLS connection's state (its SSL object) must
- * travel with it, so it lives in a table indexed by descriptor that the
- * server owns: the acceptor attaches an SSL object to each socket it
- * accepts on a TLS listener, the worker that holds the socket looks it up,
- * and whoever closes the socket closes it through tls_server_close(),
- * which frees the object first. Only the thread that owns a socket (the
- * queue and the poller hand ownership over) touches its entry.
- *
- * Nothing here does I/O on a connection; stream.h does.
+ * A server-side session belongs to its connection (conn.h): the acceptor
+ * makes one for each socket accepted on a TLS listener, and the
+ * connection's close ends it. Nothing here does I/O on a connection;
+ * stream.h does.
  */
 #ifndef ENCHUFE_TLS_H
 #define ENCHUFE_TLS_H
@@ -37,27 +31,21 @@ struct tls_server;
 
 /* Loads the certificate and key (which must match), and the CA file when
  * client certificates are asked for. Returns the context, or NULL with
- * one line in err naming the file and the reason. max_fds bounds the
- * descriptors the table must index. */
-struct tls_server *tls_server_new(const struct tls_server_config *cfg, size_t max_fds,
-                                  char *err, size_t errlen);
+ * one line in err naming the file and the reason. */
+struct tls_server *tls_server_new(const struct tls_server_config *cfg, char *err,
+                                  size_t errlen);
 
-/* Frees the context and every SSL object still in the table. */
 void tls_server_free(struct tls_server *t);
 
-/* Gives an accepted socket its TLS state (server side, handshake not yet
- * done). The socket is made non-blocking: OpenSSL then says what it
- * waits for, and the stream waits for it in poll by a deadline. -1 if
- * memory ran out. */
-int tls_server_attach(struct tls_server *t, int fd);
+/* A server-side session for an accepted socket, handshake not yet done.
+ * The socket is made non-blocking: OpenSSL then says what it waits for,
+ * and the caller waits for that (stream.h). NULL if memory ran out. */
+SSL *tls_server_session(struct tls_server *t, int fd);
 
-/* The socket's TLS state, or NULL for a plain socket (or t NULL). */
-SSL *tls_server_session(const struct tls_server *t, int fd);
-
-/* Closes a socket, and first frees its TLS state if it has any, after
- * sending close_notify if the connection is in a state to (never
- * blocking). t may be NULL: then it is close(fd). */
-void tls_server_close(struct tls_server *t, int fd);
+/* Ends a session (NULL: nothing to do): close_notify if the handshake is
+ * done and no fatal error came, one try, never a wait; then frees it.
+ * The socket is the caller's to close. */
+void tls_session_close(SSL *ssl);
 
 /* Why a server-side handshake failed (counted in the stats). */
 enum tls_failure {

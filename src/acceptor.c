@@ -1,6 +1,7 @@
 /*
- * acceptor.c - accept loop: poll, accept4, push to the queue (see
- * acceptor.h); at a stop, the backlog is taken before the listeners close.
+ * acceptor.c - accept loop: poll, accept4, make the connection, push it
+ * to the queue (see acceptor.h); at a stop, the backlog is taken before
+ * the listeners close.
  */
 #include "acceptor.h"
 #include "log.h"
@@ -71,45 +72,49 @@ static void log_accepted(int fd)
     }
 }
 
-/* Pushes what a stop or a cut left in our hands; closes what the queue
- * refuses (it closed: the stop ran out of time). */
-static void hand_off_all(struct acceptor *a, const int *fds, int n)
+/* Pushes what a stop left in our hands; closes what the queue refuses
+ * (it closed: the stop ran out of time). */
+static void hand_off_all(struct acceptor *a, struct conn **conns, int n)
 {
-    int done = n > 0 ? queue_push_many(a->queue, fds, n) : 0;
+    int done = n > 0 ? queue_push_many(a->queue, conns, n) : 0;
     for (int i = done; i < n; i++)
-        tls_server_close(a->tls, fds[i]);
-    if (done < n) {
-        atomic_fetch_add(&a->dropped, (unsigned long)(n - done));
+        conn_close(conns[i], CONN_END_CUT);
+    if (done < n)
         log_verbose("Closed %d accepted connections: the server is shutting down", n - done);
-    }
 }
 
-/* A socket from a TLS listener gets its TLS state before anyone sees it.
- * False (the socket closed) if there was no memory for it. */
-static bool prepare(struct acceptor *a, int i, int fd)
+/* The connection of a socket accepted on listener i, with a TLS session
+ * if the listener speaks TLS. NULL (the socket closed) if there was no
+ * memory for it. */
+static struct conn *connection_of(struct acceptor *a, int i, int fd)
 {
-    if (!a->tls_listener[i] || tls_server_attach(a->tls, fd) == 0)
-        return true;
-    log_error("cannot start TLS on an accepted connection: %s", strerror(errno));
-    atomic_fetch_add(&a->dropped, 1);
+    SSL *ssl = NULL;
+    struct conn *c = NULL;
+    if (!a->tls_listener[i] || (ssl = tls_server_session(a->tls, fd)) != NULL)
+        c = conn_new(a->ledger, fd, ssl);
+    if (c)
+        return c;
+    log_error("cannot take a connection: out of memory%s",
+              a->tls_listener[i] ? " for its TLS session" : "");
+    tls_session_close(ssl);
     close(fd);
-    return false;
+    return NULL;
 }
 
 /* Returns false if a stop interrupted a push that waited for room: the
- * socket is then in *held, still ours. */
-static bool hand_off(struct acceptor *a, int fd, int *held)
+ * connection is then in *held, still ours. */
+static bool hand_off(struct acceptor *a, struct conn *c, struct conn **held)
 {
-    if (queue_push_unless(a->queue, fd, &a->stopping) == 0)
+    if (queue_push_unless(a->queue, c, &a->stopping) == 0)
         return true;
-    *held = fd;
+    *held = c;
     return false;
 }
 
 /* Accepts every connection waiting in the backlog (one poll wake-up can
  * cover many). Returns false on a stop, with a socket whose push the stop
  * interrupted in *held. */
-static bool accept_pending(struct acceptor *a, int i, bool *failing, int *held)
+static bool accept_pending(struct acceptor *a, int i, bool *failing, struct conn **held)
 {
     while (!atomic_load(&a->stopping)) {
         /* The listener is non-blocking: when the backlog is empty, or a
@@ -121,7 +126,8 @@ static bool accept_pending(struct acceptor *a, int i, bool *failing, int *held)
             *failing = false;
             atomic_fetch_add(&a->accepted, 1);
             log_accepted(fd);
-            if (prepare(a, i, fd) && !hand_off(a, fd, held))
+            struct conn *c = connection_of(a, i, fd);
+            if (c && !hand_off(a, c, held))
                 return false;
             continue;
         }
@@ -139,9 +145,10 @@ static bool accept_pending(struct acceptor *a, int i, bool *failing, int *held)
     return false; /* the stop's own sweep takes the rest */
 }
 
-/* Takes what waits in the backlogs, up to max sockets, into fds: their
- * clients connected before the stop and may have sent whole requests. */
-static int sweep_backlogs(struct acceptor *a, int *fds, int max)
+/* Takes what waits in the backlogs, up to max connections, into conns:
+ * their clients connected before the stop and may have sent whole
+ * requests. */
+static int sweep_backlogs(struct acceptor *a, struct conn **conns, int max)
 {
     int n = 0;
     for (int i = 0; i < a->nlisten; i++) {
@@ -153,8 +160,9 @@ static int sweep_backlogs(struct acceptor *a, int *fds, int max)
                 break; /* empty (EAGAIN), or out of descriptors: leave the rest */
             atomic_fetch_add(&a->accepted, 1);
             log_accepted(fd);
-            if (prepare(a, i, fd))
-                fds[n++] = fd;
+            struct conn *c = connection_of(a, i, fd);
+            if (c)
+                conns[n++] = c;
         }
     }
     return n;
@@ -162,23 +170,24 @@ static int sweep_backlogs(struct acceptor *a, int *fds, int max)
 
 /* The stop: take the backlogs, close the listeners (the kernel refuses
  * new connections from here on), then queue what was taken. */
-static void finish(struct acceptor *a, int held)
+static void stop_accepting(struct acceptor *a, struct conn *held)
 {
-    int *fds = malloc((STOP_SWEEP_MAX + 1) * sizeof *fds);
+    struct conn **conns = malloc((STOP_SWEEP_MAX + 1) * sizeof(struct conn *));
     int n = 0;
-    if (held >= 0) {
-        if (fds)
-            fds[n++] = held;
+    if (held) {
+        if (conns)
+            conns[n++] = held;
         else
-            tls_server_close(a->tls, held);
+            conn_close(held, CONN_END_CUT);
     }
-    if (fds && a->take_backlog && !queue_is_closed(a->queue))
-        n += sweep_backlogs(a, fds + n, STOP_SWEEP_MAX);
+    if (conns && a->take_backlog && !queue_is_closed(a->queue))
+        n += sweep_backlogs(a, conns + n, STOP_SWEEP_MAX);
     for (int i = 0; i < a->nlisten; i++)
         close(a->listen_fds[i]);
-    hand_off_all(a, fds, n);
-    free(fds);
+    hand_off_all(a, conns, n);
+    free(conns);
     queue_producer_done(a->queue);
+    conn_ledger_source_done(a->ledger);
 }
 
 static void *acceptor_main(void *arg)
@@ -186,18 +195,19 @@ static void *acceptor_main(void *arg)
     struct acceptor *a = arg;
     bool failing = false; /* report a run of the same failure once */
     bool ready[NET_MAX_LISTENERS] = {false};
-    int held = -1;
+    struct conn *held = NULL;
     bool running = true;
     while (running && wait_listeners(a, ready))
         for (int i = 0; running && i < a->nlisten; i++)
             if (ready[i])
                 running = accept_pending(a, i, &failing, &held);
-    finish(a, held);
+    stop_accepting(a, held);
     return NULL;
 }
 
 int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_listener, int n,
-                   struct queue *q, bool take_backlog, struct tls_server *tls)
+                   struct queue *q, bool take_backlog, struct tls_server *tls,
+                   struct conn_ledger *ledger)
 {
     if (n < 1 || n > NET_MAX_LISTENERS) {
         errno = EINVAL;
@@ -205,6 +215,7 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_li
     }
     a->nlisten = n;
     a->tls = tls;
+    a->ledger = ledger;
     for (int i = 0; i < n; i++) {
         a->listen_fds[i] = listen_fds[i];
         a->tls_listener[i] = tls && tls_listener && tls_listener[i];
@@ -213,7 +224,6 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_li
     a->take_backlog = take_backlog;
     atomic_init(&a->stopping, false);
     atomic_init(&a->accepted, 0);
-    atomic_init(&a->dropped, 0);
     if (pipe2(a->wake, O_CLOEXEC) < 0)
         return -1;
     for (int i = 0; i < n; i++) {
@@ -222,8 +232,10 @@ int acceptor_start(struct acceptor *a, const int *listen_fds, const bool *tls_li
             goto fail;
     }
     queue_add_producer(q);
+    conn_ledger_add_source(ledger);
     int rc = pthread_create(&a->thread, NULL, acceptor_main, a);
     if (rc) {
+        conn_ledger_source_done(ledger);
         queue_producer_done(q);
         errno = rc;
         goto fail;

@@ -13,8 +13,11 @@
 
 bool buf_reserve(struct buf *b, size_t want)
 {
-    if (want < BUF_MIN)
-        want = BUF_MIN;
+    return buf_reserve_exact(b, want < BUF_MIN ? BUF_MIN : want);
+}
+
+bool buf_reserve_exact(struct buf *b, size_t want)
+{
     if (b->start + want <= b->cap)
         return true;
     if (b->start > 0) { /* the consumed front makes the room */
@@ -40,6 +43,12 @@ void buf_consume(struct buf *b, size_t n)
     b->start = 0;
     if (b->cap > BUF_KEEP_MAX)
         buf_free(b);
+}
+
+void buf_move(struct buf *to, struct buf *b)
+{
+    *to = *b;
+    *b = (struct buf){0};
 }
 
 void buf_free(struct buf *b)

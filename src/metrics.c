@@ -4,29 +4,60 @@
  * Names follow Prometheus's conventions: an enchufe_ prefix, base units
  * (seconds, bytes), _total on counters, and labels for what varies (the
  * kind of an answer, the code of an error).
+ *
+ * libmicrohttpd does the HTTP; this file keeps its clients in check.
+ * Its own timeout is an idle timeout, reset by every byte, so a client
+ * sending a header a byte at a time would hold a connection for as long
+ * as it drips, and a few dozen silent ones would fill a small connection
+ * limit. So the daemon runs in our own thread (its epoll set polled from
+ * here, MHD_run called when it is ready), which also keeps a deadline on
+ * each connection: a whole request must arrive within REQUEST_DEADLINE_MS
+ * of the connection's start or of its last answer, or the connection is
+ * shut down; and when MAX_CONNECTIONS are open, a new one sheds the
+ * oldest. Because everything, libmicrohttpd's callbacks included, runs on
+ * that one thread, a connection's socket is never shut down after
+ * libmicrohttpd has let it go.
  */
 #include "metrics.h"
+#include "heap.h"
+#include "monotime.h"
 #include "net.h"
 
 #include <microhttpd.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Bounds on the scrape port, so that no client there can cost much. */
-#define MAX_CONNECTIONS 64
-#define CONNECTION_TIMEOUT_S 10
-#define CONNECTION_MEMORY 32768 /* a request's headers must fit in this */
+#define MAX_CONNECTIONS 1024
+#define REQUEST_DEADLINE_MS 5000LL
+#define CONNECTION_MEMORY 16384 /* a request's headers must fit in this */
 
 struct metrics {
     struct MHD_Daemon *daemon;
     int fd;
+    int wake_fd; /* eventfd: written to stop the thread */
+    pthread_t thread;
+    atomic_bool stopping;
     metrics_snapshot_fn fn;
     void *arg;
+    struct heap deadlines; /* open connections, by deadline (the thread's own) */
+};
+
+/* One open connection on the metrics port (libmicrohttpd's socket context). */
+struct scrape_conn {
+    struct heap_node deadline;
+    int fd;
 };
 
 static void family(FILE *f, const char *name, const char *type, const char *help)
@@ -66,7 +97,19 @@ static void write_server(FILE *f, const struct snapshot *s)
     one(f, "enchufe_connections_queued", "gauge", "Connections waiting for a worker.",
         (double)s->queued);
     one(f, "enchufe_connections_parked", "gauge",
-        "Idle keep-alive connections held by the poller.", (double)s->parked);
+        "Connections waiting for their client in the poller (idle, or a request, handshake "
+        "or answer in progress).", (double)s->parked);
+    family(f, "enchufe_connections_closed_total", "counter",
+           "Connections closed, by why they ended (normal, error, the four timeouts, shed, "
+           "cut).");
+    for (int i = 0; i < CONN_END_COUNT; i++)
+        fprintf(f, "enchufe_connections_closed_total{reason=\"%s\"} %llu\n",
+                conn_end_name((enum conn_end)i), (unsigned long long)s->ended[i]);
+    one(f, "enchufe_buffered_bytes", "gauge",
+        "Bytes of partial requests and unsent answers held by connections waiting for their "
+        "client.", (double)s->buffered);
+    one(f, "enchufe_buffered_bytes_limit", "gauge",
+        "The most they may hold (--max-buffered; 0: no limit).", (double)s->buffer_budget);
     one(f, "enchufe_workers", "gauge", "Worker threads.", (double)s->workers);
     one(f, "enchufe_workers_busy", "gauge", "Workers holding a connection now.",
         (double)s->busy);
@@ -167,6 +210,91 @@ void metrics_write(FILE *f, const struct snapshot *s)
     write_process(f);
 }
 
+/* --- connections and their deadlines (the metrics thread only) ------------ */
+
+static struct scrape_conn *scrape_conn_of(struct heap_node *x)
+{
+    return (struct scrape_conn *)(void *)((char *)x - offsetof(struct scrape_conn, deadline));
+}
+
+/* Shuts a connection down: libmicrohttpd sees the end of it on its next
+ * run and lets it go (on_connection, CLOSED). */
+static void shut(struct metrics *m, struct scrape_conn *sc)
+{
+    heap_remove(&m->deadlines, &sc->deadline);
+    shutdown(sc->fd, SHUT_RDWR);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    struct metrics *m = cls;
+    struct scrape_conn *sc = *context;
+    if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (sc && heap_node_in(&sc->deadline))
+            heap_remove(&m->deadlines, &sc->deadline);
+        free(sc);
+        *context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!info || !(sc = calloc(1, sizeof *sc)))
+        return; /* unwatched: libmicrohttpd's own timeout still applies */
+    sc->fd = info->connect_fd;
+    heap_node_init(&sc->deadline);
+    if (m->deadlines.n >= MAX_CONNECTIONS) /* the oldest makes room */
+        shut(m, scrape_conn_of(heap_min(&m->deadlines)));
+    if (heap_push(&m->deadlines, &sc->deadline, monotime_ms() + REQUEST_DEADLINE_MS) < 0) {
+        free(sc);
+        return;
+    }
+    *context = sc;
+}
+
+/* A request is in: the connection's next one gets a deadline of its own. */
+static void answered(struct metrics *m, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct scrape_conn *sc = info ? info->socket_context : NULL;
+    if (!sc || !heap_node_in(&sc->deadline))
+        return;
+    heap_remove(&m->deadlines, &sc->deadline);
+    heap_push(&m->deadlines, &sc->deadline, monotime_ms() + REQUEST_DEADLINE_MS);
+}
+
+/* Shuts down what is past its deadline; returns ms until the next one. */
+static long long enforce_deadlines(struct metrics *m)
+{
+    long long now = monotime_ms();
+    struct heap_node *first;
+    while ((first = heap_min(&m->deadlines)) && first->key <= now)
+        shut(m, scrape_conn_of(first));
+    return first ? first->key - now : -1;
+}
+
+/* The thread: waits for libmicrohttpd's sockets (its epoll set), a
+ * deadline or a stop, and lets libmicrohttpd run. */
+static void *metrics_main(void *arg)
+{
+    struct metrics *m = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    struct pollfd p[2] = {{.fd = info ? info->epoll_fd : -1, .events = POLLIN},
+                          {.fd = m->wake_fd, .events = POLLIN}};
+    while (!atomic_load(&m->stopping)) {
+        long long wait = enforce_deadlines(m);
+        MHD_UNSIGNED_LONG_LONG mhd_wait;
+        if (MHD_get_timeout(m->daemon, &mhd_wait) == MHD_YES &&
+            (wait < 0 || (long long)mhd_wait < wait))
+            wait = (long long)mhd_wait;
+        if (poll(p, 2, wait < 0 ? -1 : wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR)
+            break;
+        MHD_run(m->daemon);
+    }
+    return NULL;
+}
+
 /* --- HTTP ------------------------------------------------------------------ */
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type,
@@ -191,6 +319,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)upload;
     (void)state;
     struct metrics *m = cls;
+    answered(m, c);
     static char not_found[] = "Not found: the metrics are at /metrics\n";
     static char not_allowed[] = "Method not allowed: GET /metrics\n";
     *upload_size = 0; /* a body, if any, is not read */
@@ -225,6 +354,19 @@ static int split(const char *host_port, char *host, size_t cap, const char **por
     return 0;
 }
 
+static int start_thread(struct metrics *m, char *err, size_t errlen)
+{
+    m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int rc = m->wake_fd < 0 ? errno : pthread_create(&m->thread, NULL, metrics_main, m);
+    if (rc) {
+        snprintf(err, errlen, "metrics: cannot start its thread: %s", strerror(rc));
+        if (m->wake_fd >= 0)
+            close(m->wake_fd);
+        return -1;
+    }
+    return 0;
+}
+
 struct metrics *metrics_start(const char *host_port, metrics_snapshot_fn fn, void *arg,
                               char *err, size_t errlen)
 {
@@ -239,7 +381,9 @@ struct metrics *metrics_start(const char *host_port, metrics_snapshot_fn fn, voi
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    *m = (struct metrics){.fd = -1, .fn = fn, .arg = arg};
+    *m = (struct metrics){.fd = -1, .wake_fd = -1, .fn = fn, .arg = arg};
+    atomic_init(&m->stopping, false);
+    heap_init(&m->deadlines);
     char why[512];
     m->fd = net_listen(host[0] ? host : "0.0.0.0", port, 64, why, sizeof why);
     if (m->fd < 0) {
@@ -247,14 +391,20 @@ struct metrics *metrics_start(const char *host_port, metrics_snapshot_fn fn, voi
         free(m);
         return NULL;
     }
-    m->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
-                                 on_request, m, MHD_OPTION_LISTEN_SOCKET, m->fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+    /* libmicrohttpd's idle timeout stays as a backstop; the deadlines
+     * above are what bounds a request. */
+    m->daemon = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, on_request, m,
+                                 MHD_OPTION_LISTEN_SOCKET, m->fd,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS + 64,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(REQUEST_DEADLINE_MS / 1000),
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, m,
                                  MHD_OPTION_END);
-    if (!m->daemon) {
-        snprintf(err, errlen, "metrics: libmicrohttpd could not start on %s", host_port);
+    if (!m->daemon || start_thread(m, err, errlen) < 0) {
+        if (!m->daemon)
+            snprintf(err, errlen, "metrics: libmicrohttpd could not start on %s", host_port);
+        else
+            MHD_stop_daemon(m->daemon);
         close(m->fd);
         free(m);
         return NULL;
@@ -269,7 +419,14 @@ int metrics_address(const struct metrics *m, char *out, size_t outlen)
 
 void metrics_stop(struct metrics *m)
 {
-    MHD_stop_daemon(m->daemon);
+    atomic_store(&m->stopping, true);
+    uint64_t one = 1;
+    while (write(m->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    pthread_join(m->thread, NULL);
+    MHD_stop_daemon(m->daemon); /* closes its connections: on_connection frees ours */
     close(m->fd); /* given with MHD_OPTION_LISTEN_SOCKET: ours to close */
+    close(m->wake_fd);
+    heap_free(&m->deadlines);
     free(m);
 }

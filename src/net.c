@@ -440,6 +440,11 @@ int net_set_nodelay(int fd)
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+int net_set_unsent_limit(int fd, int bytes)
+{
+    return setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes);
+}
+
 int net_write_full(int fd, const void *buf, size_t n)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};

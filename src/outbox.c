@@ -2,9 +2,6 @@
  * outbox.c - answers sent together (see outbox.h).
  */
 #include "outbox.h"
-#include "stream.h"
-
-#include <sys/uio.h>
 
 void outbox_init(struct outbox *o)
 {
@@ -33,17 +30,16 @@ bool outbox_full(const struct outbox *o)
     return o->n == OUTBOX_ANSWERS || o->bytes >= OUTBOX_BYTES;
 }
 
-ssize_t outbox_send(struct outbox *o, const struct stream *s, long long deadline)
+int outbox_iov(const struct outbox *o, struct iovec *iov)
 {
-    struct iovec iov[2 * OUTBOX_ANSWERS], *v = iov;
+    struct iovec *v = iov;
     for (int i = 0; i < o->n; i++) {
-        *v++ = (struct iovec){.iov_base = o->answers[i].head, .iov_len = o->answers[i].head_len};
+        *v++ = (struct iovec){.iov_base = (void *)o->answers[i].head,
+                              .iov_len = o->answers[i].head_len};
         *v++ = (struct iovec){.iov_base = (void *)o->answers[i].resp.content,
                               .iov_len = o->answers[i].resp.length};
     }
-    if (o->n > 0 && stream_writev_until(s, iov, (int)(v - iov), deadline) < 0)
-        return -1;
-    return (ssize_t)o->bytes;
+    return (int)(v - iov);
 }
 
 void outbox_clear(struct outbox *o)

@@ -1,19 +1,25 @@
 /*
- * poller.c - the epoll thread that holds idle connections (see poller.h).
+ * poller.c - the epoll thread that holds waiting connections (see
+ * poller.h).
  *
- * Locking: p->lock guards the park-order list, the per-fd entries and
- * `stopping`. Workers take it to park; the poller takes it to unlink what
- * woke or expired. queue_push, which may block while the queue is full,
- * is never called with the lock held, so a full queue can slow the poller
- * down but never deadlock it against a worker that is parking.
+ * Locking: p->lock guards the two heaps, every parked connection's
+ * poller fields (parked, in_epoll, timer, hold) and the flags. Workers
+ * take it to park; the thread takes it to take connections out. A
+ * connection is armed in epoll (EPOLLONESHOT) under the lock, after it
+ * is in the heaps, so an event for it is handled only once it is parked.
+ * queue_push, which may block while the queue is full, and conn_close
+ * are never called with the lock held.
+ *
+ * Every parked connection is in the timer heap, those without a deadline
+ * with the largest key, so the heap's size is the number parked and a
+ * stop can go through all of them.
  */
 #include "poller.h"
-#include "monotime.h"
 #include "log.h"
-#include "net.h"
-#include "tls.h"
+#include "monotime.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -25,264 +31,424 @@
 
 #define MAX_EVENTS 256
 
-struct entry {
-    int prev, next;   /* neighbours in park order, -1 at the ends */
-    long long since;  /* when it was parked, ms */
-    bool parked;
-    bool in_set;      /* in the epoll set (one-shot, maybe disarmed) */
-    bool fresh;       /* no request read on it yet: its first may be on the way */
-};
+/* When nothing is parked the thread still wakes this often: a park whose
+ * deadline is later than the thread's next wake-up needs no wake-up call,
+ * and with the common deadlines (30 s) that is every park. */
+#define MAX_SLEEP_MS 1000
+
+#define NO_DEADLINE LLONG_MAX
 
 struct poller {
     struct queue *queue;
-    struct tls_server *tls; /* closes go through it (TLS state by fd) */
-    int idle_timeout_ms;
+    struct conn_ledger *ledger;
     int epfd;
-    int wake_fd; /* eventfd: written to stop the thread */
+    int wake_fd; /* eventfd: written to make the thread look again */
     pthread_t thread;
     pthread_mutex_t lock;
-    struct entry *entries; /* indexed by fd */
-    size_t max_fds;
-    int head, tail; /* oldest and newest parked */
-    size_t holding;
-    bool stopping;
-    atomic_uint_least64_t parked, woken, idle_closed, peer_closed, dropped;
+    struct heap timers; /* every parked connection, by deadline */
+    struct heap holds;  /* those holding buffers, by when they began to */
+    long long sleep_until; /* when the thread will wake up by itself */
+    bool quiescing;     /* a stop has begun */
+    bool swept;         /* ...and the thread has gone through what was parked */
+    bool cutting;       /* close everything, refuse every park */
+    bool quitting;      /* end the thread */
+    bool shed_asked;    /* a park went over the budget */
+    atomic_uint_least64_t parked, woken, peer_closed, expired;
 };
 
-/* --- the park-order list (call with p->lock held) ---------------------------- */
-
-static void link_tail(struct poller *p, int fd)
+static struct conn *conn_of_timer(struct heap_node *x)
 {
-    struct entry *e = &p->entries[fd];
-    e->prev = p->tail;
-    e->next = -1;
-    e->since = monotime_ms();
-    e->parked = true;
-    if (p->tail >= 0)
-        p->entries[p->tail].next = fd;
-    else
-        p->head = fd;
-    p->tail = fd;
-    p->holding++;
+    return (struct conn *)(void *)((char *)x - offsetof(struct conn, timer));
 }
 
-static void unlink_fd(struct poller *p, int fd)
+static struct conn *conn_of_hold(struct heap_node *x)
 {
-    struct entry *e = &p->entries[fd];
-    if (e->prev >= 0)
-        p->entries[e->prev].next = e->next;
-    else
-        p->head = e->next;
-    if (e->next >= 0)
-        p->entries[e->next].prev = e->prev;
-    else
-        p->tail = e->prev;
-    e->parked = false;
-    p->holding--;
+    return (struct conn *)(void *)((char *)x - offsetof(struct conn, hold));
+}
+
+static void wake(struct poller *p)
+{
+    uint64_t one = 1;
+    while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+/* --- parked connections (call with p->lock held) ------------------------------ */
+
+/* Takes c out of the heaps. It may still be armed in epoll: the caller
+ * either knows it fired (one-shot), or disarms it. */
+static void unlink_conn(struct poller *p, struct conn *c)
+{
+    heap_remove(&p->timers, &c->timer);
+    if (heap_node_in(&c->hold))
+        heap_remove(&p->holds, &c->hold);
+    c->parked = false;
+}
+
+/* Takes a connection out of the epoll set, for one that did not fire and
+ * is going back to a worker: a later event must not name it. */
+static void disarm(struct poller *p, struct conn *c)
+{
+    if (c->in_epoll && epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->stream.fd, NULL) == 0)
+        c->in_epoll = false;
+}
+
+static bool may_park(const struct poller *p, const struct conn *c)
+{
+    if (p->cutting || p->quitting)
+        return false;
+    /* At a stop, an idle connection is closed, not kept: unless nothing
+     * has been read on it yet, and its first request may be on its way. */
+    return !p->quiescing || c->wait != CONN_WAIT_IDLE || c->fresh;
+}
+
+static long long deadline_at_stop(const struct conn *c, long long deadline)
+{
+    if (c->wait != CONN_WAIT_IDLE || !c->fresh)
+        return deadline;
+    long long grace = monotime_ms() + CONN_FIRST_REQUEST_GRACE_MS;
+    return deadline < grace ? deadline : grace;
+}
+
+static int arm(struct poller *p, struct conn *c)
+{
+    /* One-shot: after it fires once, the socket stays in the set but
+     * silent until it is parked again (MOD re-arms it, one system call).
+     * A client that hangs up on an idle connection is seen (RDHUP); one
+     * that half-closes while we write to it is still reading, so a write
+     * waits only for room (or an error). */
+    uint32_t events = c->want_write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
+    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
+    int rc = epoll_ctl(p->epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->stream.fd, &ev);
+    if (rc < 0 && c->in_epoll && errno == ENOENT) /* not in the set after all */
+        rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->stream.fd, &ev);
+    c->in_epoll = rc == 0;
+    return rc;
+}
+
+/* Links c into the heaps and charges what it holds to the budget. */
+static int link_conn(struct poller *p, struct conn *c)
+{
+    long long deadline = c->deadline_ms ? c->deadline_ms : NO_DEADLINE;
+    if (p->quiescing)
+        c->deadline_ms = deadline = deadline_at_stop(c, deadline);
+    if (heap_push(&p->timers, &c->timer, deadline) < 0)
+        return -1;
+    size_t held = conn_buffered(c);
+    if (held > 0 && heap_push(&p->holds, &c->hold, c->held_since_ms) < 0) {
+        heap_remove(&p->timers, &c->timer);
+        return -1;
+    }
+    c->parked = true;
+    return 0;
 }
 
 /* --- workers ------------------------------------------------------------------ */
 
-int poller_park(struct poller *p, int fd, bool fresh)
+int poller_park(struct poller *p, struct conn *c)
 {
-    if (fd < 0 || (size_t)fd >= p->max_fds)
-        return -1;
-    /* One-shot: after it fires once, the socket stays in the set but
-     * silent until it is parked again (MOD re-arms it, one system call). */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.fd = fd};
+    bool call = false;
+    int err = 0;
     pthread_mutex_lock(&p->lock);
-    int rc = -1;
-    if (!p->stopping) {
-        struct entry *e = &p->entries[fd];
-        link_tail(p, fd);
-        e->fresh = fresh;
-        rc = epoll_ctl(p->epfd, e->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
-        if (rc < 0 && e->in_set && errno == ENOENT) /* closed behind our back */
-            rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
-        e->in_set = rc == 0;
-        if (rc < 0)
-            unlink_fd(p, fd);
+    if (!may_park(p, c))
+        err = p->cutting || p->quitting ? ECANCELED : ESHUTDOWN;
+    else if (!conn_ledger_may_hold(p->ledger, conn_buffered(c)))
+        err = ENOBUFS;
+    else if (link_conn(p, c) < 0)
+        err = ENOMEM;
+    else if (arm(p, c) < 0) {
+        err = errno;
+        unlink_conn(p, c);
+    }
+    int rc = err ? -1 : 0;
+    if (rc == 0) {
+        size_t held = conn_buffered(c);
+        if (held) {
+            c->charged = held;
+            atomic_fetch_add_explicit(&p->ledger->held, held, memory_order_relaxed);
+            if (conn_ledger_over_budget(p->ledger) && !p->shed_asked)
+                call = p->shed_asked = true;
+        }
+        /* The thread sleeps until its next deadline: an earlier one must
+         * wake it. */
+        if (c->timer.key < p->sleep_until) {
+            p->sleep_until = c->timer.key;
+            call = true;
+        }
     }
     pthread_mutex_unlock(&p->lock);
-    if (rc < 0)
+    if (call)
+        wake(p);
+    if (rc < 0) {
+        errno = err;
         return -1;
+    }
     atomic_fetch_add_explicit(&p->parked, 1, memory_order_relaxed);
     return 0;
 }
 
-void poller_forget(struct poller *p, int fd)
-{
-    if (fd >= 0 && (size_t)fd < p->max_fds) {
-        pthread_mutex_lock(&p->lock);
-        p->entries[fd].in_set = false; /* its close takes it out of the set */
-        pthread_mutex_unlock(&p->lock);
-    }
-}
+/* --- the poller thread ------------------------------------------------------- */
 
-/* True if the peer has closed and sent nothing more: the connection can
- * be closed here, without waking a worker to find that out. */
+/* True if the client has closed and sent nothing more: the connection
+ * can be closed here, without waking a worker to find that out. */
 static bool peer_gone(int fd)
 {
     char byte;
     return recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
-/* --- the poller thread ------------------------------------------------------- */
-
-/* Milliseconds until the oldest parked connection expires. With none
- * parked, a full idle timeout: anything parked meanwhile expires later
- * than that, so parking never has to wake the poller to say so. */
-static int next_expiry(struct poller *p)
+/* How long to sleep: until the earliest deadline, at most MAX_SLEEP_MS. */
+static int next_timeout(struct poller *p)
 {
-    if (p->idle_timeout_ms <= 0)
-        return -1;
+    long long now = monotime_ms();
     pthread_mutex_lock(&p->lock);
-    long long wait = p->idle_timeout_ms;
-    if (p->head >= 0) {
-        wait = p->entries[p->head].since + p->idle_timeout_ms - monotime_ms();
-        if (wait < 0)
-            wait = 0;
-    }
+    struct heap_node *first = heap_min(&p->timers);
+    long long until = now + MAX_SLEEP_MS;
+    if (first && first->key < until)
+        until = first->key;
+    if (p->cutting || p->quitting || p->shed_asked || (p->quiescing && !p->swept))
+        until = now;
+    p->sleep_until = until;
     pthread_mutex_unlock(&p->lock);
-    return (int)wait;
+    return until > now ? (int)(until - now) : 0;
 }
 
-/* Takes the sockets that woke off the list; returns how many are ready
- * for a worker. Those whose client simply went away are closed here. */
-static int take_ready(struct poller *p, const struct epoll_event *ev, int n, int *ready)
+/* Takes the connections that woke out of the poller: those ready for a
+ * worker into ready (returns how many), those whose client simply went
+ * away into gone. */
+static int take_ready(struct poller *p, const struct epoll_event *ev, int n,
+                      struct conn **ready, struct conn **gone, int *ngone)
 {
-    int k = 0, gone[MAX_EVENTS], ngone = 0;
+    int k = 0;
+    *ngone = 0;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < n; i++) {
-        int fd = ev[i].data.fd;
-        if (fd == p->wake_fd) {
+        struct conn *c = ev[i].data.ptr;
+        if (!c) {
             uint64_t count;
-            if (read(fd, &count, sizeof count) < 0) /* reset it; a stop is a flag */
+            if (read(p->wake_fd, &count, sizeof count) < 0) /* reset it; the flags say why */
                 continue;
-        } else if (p->entries[fd].parked) {
-            unlink_fd(p, fd);
+        } else if (c->parked) {
+            unlink_conn(p, c);
             bool hangup = ev[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-            if (hangup && peer_gone(fd)) {
-                p->entries[fd].in_set = false;
-                gone[ngone++] = fd;
-            } else {
-                ready[k++] = fd;
-            }
+            if (hangup && c->wait == CONN_WAIT_IDLE && peer_gone(c->stream.fd))
+                gone[(*ngone)++] = c;
+            else
+                ready[k++] = c;
         }
     }
     pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < ngone; i++)
-        tls_server_close(p->tls, gone[i]);
-    atomic_fetch_add_explicit(&p->peer_closed, (uint64_t)ngone, memory_order_relaxed);
     return k;
 }
 
-static void requeue(struct poller *p, const int *ready, int k)
+static void close_all(struct conn **conns, int n, enum conn_end why)
 {
-    atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
-    int done = queue_push_many(p->queue, ready, k);
-    for (int i = done; i < k; i++)
-        tls_server_close(p->tls, ready[i]); /* the queue closed: a stop ran out of time */
-    atomic_fetch_add_explicit(&p->dropped, (uint64_t)(k - done), memory_order_relaxed);
+    for (int i = 0; i < n; i++)
+        conn_close(conns[i], why);
 }
 
-/* Closes what has been idle too long; when stopping, every parked
- * connection, except those on which nothing was ever read: their client
- * has just connected and its first request may be on the way, so they go
- * to the workers, who give it a moment (worker.h). */
-static void close_expired(struct poller *p, bool all)
+static void requeue(struct poller *p, struct conn **ready, int k)
 {
-    int doomed[MAX_EVENTS], fresh[MAX_EVENTS];
+    if (k == 0)
+        return;
+    atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
+    int done = queue_push_many(p->queue, ready, k);
+    /* The queue closed: a stop ran out of time. */
+    close_all(ready + done, k - done, CONN_END_CUT);
+}
+
+static void handle_events(struct poller *p, const struct epoll_event *ev, int n)
+{
+    struct conn *ready[MAX_EVENTS], *gone[MAX_EVENTS];
+    int ngone;
+    int k = take_ready(p, ev, n, ready, gone, &ngone);
+    atomic_fetch_add_explicit(&p->peer_closed, (uint64_t)ngone, memory_order_relaxed);
+    close_all(gone, ngone, CONN_END_NORMAL);
+    requeue(p, ready, k);
+}
+
+/* What a passed deadline means for a connection. A request read in part
+ * goes back to a worker, which tells the client; an idle connection at a
+ * stop was closed for the stop, not for its idleness. */
+static enum conn_end end_of_wait(const struct conn *c, bool stopping)
+{
+    switch (c->wait) {
+    case CONN_WAIT_HANDSHAKE:
+        return CONN_END_HANDSHAKE_TIMEOUT;
+    case CONN_WAIT_IDLE:
+        return c->fresh || !stopping ? CONN_END_IDLE_TIMEOUT : CONN_END_NORMAL;
+    case CONN_WAIT_WRITE:
+        return CONN_END_WRITE_TIMEOUT;
+    case CONN_WAIT_CLOSE: /* the error answer had its second: it counts as what caused it */
+        return c->end;
+    case CONN_WAIT_REQUEST:
+        break;
+    }
+    return CONN_END_NORMAL;
+}
+
+/* Ends what has expired, a batch at a time (the lock is not held while
+ * closing or queueing). */
+static void expire(struct poller *p)
+{
+    struct conn *doomed[MAX_EVENTS], *told[MAX_EVENTS];
     for (;;) {
-        int k = 0, f = 0;
+        int k = 0, t = 0;
         long long now = monotime_ms();
         pthread_mutex_lock(&p->lock);
-        while (p->head >= 0 && k + f < MAX_EVENTS &&
-               (all || (p->idle_timeout_ms > 0 &&
-                        p->entries[p->head].since + p->idle_timeout_ms <= now))) {
-            int fd = p->head;
-            if (all && p->entries[fd].fresh) {
-                fresh[f++] = fd;
+        struct heap_node *first;
+        while (k + t < MAX_EVENTS && (first = heap_min(&p->timers)) && first->key <= now) {
+            struct conn *c = conn_of_timer(first);
+            unlink_conn(p, c);
+            c->expired = true;
+            if (c->wait == CONN_WAIT_REQUEST) {
+                disarm(p, c);
+                told[t++] = c;
             } else {
-                doomed[k++] = fd;
-                p->entries[fd].in_set = false;
+                doomed[k++] = c;
             }
-            unlink_fd(p, fd);
         }
+        bool stopping = p->quiescing;
         pthread_mutex_unlock(&p->lock);
-        if (!all) /* counted before the close a client could see */
-            atomic_fetch_add_explicit(&p->idle_closed, (uint64_t)k, memory_order_relaxed);
-        for (int i = 0; i < k; i++)
-            tls_server_close(p->tls, doomed[i]); /* closing also takes it out of the epoll set */
-        requeue(p, fresh, f);
-        if (k + f < MAX_EVENTS)
+        atomic_fetch_add_explicit(&p->expired, (uint64_t)(k + t), memory_order_relaxed);
+        for (int i = 0; i < k; i++) /* closing takes it out of the epoll set */
+            conn_close(doomed[i], end_of_wait(doomed[i], stopping));
+        requeue(p, told, t);
+        if (k + t < MAX_EVENTS)
             return;
     }
 }
 
-/* The stop: every parked connection whose client has sent something goes
- * to the workers, however recently it arrived (a stop answers every
- * request that had arrived); the others are idle, and are closed. epoll
- * already knows which are readable, so this costs no system call per
- * idle connection. */
-static void hand_over_at_stop(struct poller *p, struct epoll_event *ev, int *ready)
+/* Over the budget: closes the connections that have held buffers longest
+ * until what is held fits. */
+static void shed(struct poller *p)
+{
+    struct conn *doomed[MAX_EVENTS];
+    for (;;) {
+        int k = 0;
+        size_t freed = 0;
+        pthread_mutex_lock(&p->lock);
+        p->shed_asked = false;
+        struct heap_node *oldest;
+        while (k < MAX_EVENTS && p->ledger->budget > 0 &&
+               conn_ledger_held(p->ledger) - freed > p->ledger->budget &&
+               (oldest = heap_min(&p->holds))) {
+            struct conn *c = conn_of_hold(oldest);
+            unlink_conn(p, c);
+            freed += c->charged;
+            doomed[k++] = c;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (k > 0)
+            log_verbose("buffered bytes over --max-buffered: closing %d connections that "
+                        "held buffers longest", k);
+        close_all(doomed, k, CONN_END_SHED);
+        if (k < MAX_EVENTS)
+            return;
+    }
+}
+
+/* The stop's sweep, on what was parked when it began: connections whose
+ * client has sent something go to the workers (epoll already knows which,
+ * so this costs no system call per idle connection); idle ones expire at
+ * once (expire() closes them next); the first request of a fresh one gets
+ * its grace. */
+static long long key_at_stop(struct heap_node *x, void *now)
+{
+    struct conn *c = conn_of_timer(x);
+    if (c->wait == CONN_WAIT_IDLE && !c->fresh)
+        return *(long long *)now;
+    return deadline_at_stop(c, x->key);
+}
+
+static void sweep_at_stop(struct poller *p, struct epoll_event *ev)
 {
     int n;
     do {
         do
             n = epoll_wait(p->epfd, ev, MAX_EVENTS, 0);
         while (n < 0 && errno == EINTR);
-        requeue(p, ready, take_ready(p, ev, n > 0 ? n : 0, ready));
+        handle_events(p, ev, n > 0 ? n : 0);
     } while (n == MAX_EVENTS);
-    close_expired(p, true);
+    long long now = monotime_ms();
+    pthread_mutex_lock(&p->lock);
+    heap_rekey(&p->timers, key_at_stop, &now);
+    p->swept = true;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A cut: everything parked is closed, as cut. */
+static void close_everything(struct poller *p)
+{
+    struct conn *doomed[MAX_EVENTS];
+    for (;;) {
+        int k = 0;
+        pthread_mutex_lock(&p->lock);
+        struct heap_node *first;
+        while (k < MAX_EVENTS && (first = heap_min(&p->timers))) {
+            struct conn *c = conn_of_timer(first);
+            unlink_conn(p, c);
+            doomed[k++] = c;
+        }
+        pthread_mutex_unlock(&p->lock);
+        close_all(doomed, k, CONN_END_CUT);
+        if (k < MAX_EVENTS)
+            return;
+    }
 }
 
 static void *poller_main(void *arg)
 {
     struct poller *p = arg;
     struct epoll_event ev[MAX_EVENTS];
-    int ready[MAX_EVENTS];
     for (;;) {
-        int n = epoll_wait(p->epfd, ev, MAX_EVENTS, next_expiry(p));
+        int n = epoll_wait(p->epfd, ev, MAX_EVENTS, next_timeout(p));
         if (n < 0 && errno != EINTR) {
             log_error("poller: epoll_wait: %m");
             break;
         }
-        requeue(p, ready, take_ready(p, ev, n > 0 ? n : 0, ready));
-        /* Read after the eventfd was drained, so a stop whose wake-up that
-         * drain swallowed is still seen. */
+        handle_events(p, ev, n > 0 ? n : 0);
+        /* Read after the eventfd was drained, so a request whose wake-up
+         * that drain swallowed is still seen. */
         pthread_mutex_lock(&p->lock);
-        bool stopping = p->stopping;
+        bool quitting = p->quitting, cutting = p->cutting;
+        bool sweep = p->quiescing && !p->swept, shedding = p->shed_asked;
         pthread_mutex_unlock(&p->lock);
-        if (stopping)
+        if (quitting)
             break;
-        close_expired(p, false);
+        if (cutting) {
+            close_everything(p);
+            continue;
+        }
+        if (sweep)
+            sweep_at_stop(p, ev);
+        expire(p);
+        if (shedding || conn_ledger_over_budget(p->ledger))
+            shed(p);
     }
     pthread_mutex_lock(&p->lock);
-    p->stopping = true; /* also when epoll failed: refuse parks from here */
+    p->cutting = true; /* also when epoll failed: refuse parks from here */
     pthread_mutex_unlock(&p->lock);
-    hand_over_at_stop(p, ev, ready);
+    close_everything(p);
     queue_producer_done(p->queue);
     return NULL;
 }
 
 /* --- life cycle -------------------------------------------------------------- */
 
-struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds,
-                            struct tls_server *tls)
+struct poller *poller_start(struct queue *q, struct conn_ledger *ledger)
 {
     struct poller *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
-    *p = (struct poller){.queue = q, .tls = tls, .idle_timeout_ms = idle_timeout_ms, .max_fds = max_fds,
-                         .head = -1, .tail = -1, .epfd = -1, .wake_fd = -1};
-    /* calloc: pages of the fd-indexed table cost memory only once touched. */
-    p->entries = calloc(max_fds, sizeof *p->entries);
+    *p = (struct poller){.queue = q, .ledger = ledger, .epfd = -1, .wake_fd = -1};
+    heap_init(&p->timers);
+    heap_init(&p->holds);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    p->wake_fd = eventfd(0, EFD_CLOEXEC);
-    struct epoll_event wake = {.events = EPOLLIN, .data.fd = p->wake_fd};
-    int rc = p->entries && p->epfd >= 0 && p->wake_fd >= 0 ? 0 : errno ? errno : ENOMEM;
-    if (!rc && epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wake_fd, &wake) < 0)
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event w = {.events = EPOLLIN, .data.ptr = NULL};
+    int rc = p->epfd >= 0 && p->wake_fd >= 0 ? 0 : errno ? errno : ENOMEM;
+    if (!rc && epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wake_fd, &w) < 0)
         rc = errno;
     if (!rc)
         rc = pthread_mutex_init(&p->lock, NULL);
@@ -297,7 +463,6 @@ struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds
             close(p->epfd);
         if (p->wake_fd >= 0)
             close(p->wake_fd);
-        free(p->entries);
         free(p);
         errno = rc;
         return NULL;
@@ -305,14 +470,28 @@ struct poller *poller_start(struct queue *q, int idle_timeout_ms, size_t max_fds
     return p;
 }
 
-void poller_stop(struct poller *p)
+/* Sets a flag under the lock and wakes the thread to act on it. */
+static void tell(struct poller *p, bool *flag)
 {
     pthread_mutex_lock(&p->lock);
-    p->stopping = true;
+    *flag = true;
     pthread_mutex_unlock(&p->lock);
-    uint64_t one = 1;
-    while (write(p->wake_fd, &one, sizeof one) < 0 && errno == EINTR)
-        ;
+    wake(p);
+}
+
+void poller_quiesce(struct poller *p)
+{
+    tell(p, &p->quiescing);
+}
+
+void poller_cut(struct poller *p)
+{
+    tell(p, &p->cutting);
+}
+
+void poller_stop(struct poller *p)
+{
+    tell(p, &p->quitting);
 }
 
 void poller_join(struct poller *p)
@@ -325,7 +504,8 @@ void poller_free(struct poller *p)
     pthread_mutex_destroy(&p->lock);
     close(p->epfd);
     close(p->wake_fd);
-    free(p->entries);
+    heap_free(&p->timers);
+    heap_free(&p->holds);
     free(p);
 }
 
@@ -333,10 +513,12 @@ void poller_stats(struct poller *p, struct poller_stats *out)
 {
     out->parked = atomic_load_explicit(&p->parked, memory_order_relaxed);
     out->woken = atomic_load_explicit(&p->woken, memory_order_relaxed);
-    out->idle_closed = atomic_load_explicit(&p->idle_closed, memory_order_relaxed);
     out->peer_closed = atomic_load_explicit(&p->peer_closed, memory_order_relaxed);
-    out->dropped = atomic_load_explicit(&p->dropped, memory_order_relaxed);
+    out->expired = atomic_load_explicit(&p->expired, memory_order_relaxed);
+    out->idle_closed = conn_ledger_ended(p->ledger, CONN_END_IDLE_TIMEOUT);
+    out->shed = conn_ledger_ended(p->ledger, CONN_END_SHED);
     pthread_mutex_lock(&p->lock);
-    out->holding = p->holding;
+    out->holding = p->timers.n;
+    out->holding_buffers = p->holds.n;
     pthread_mutex_unlock(&p->lock);
 }

@@ -77,7 +77,6 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
     p->rules.queue = cfg->queue;
     p->rules.poller = cfg->poller;
     p->rules.idle_timeout_ms = cfg->idle_timeout_ms;
-    p->rules.tls = cfg->tls;
     p->rules.handshake_timeout_ms = cfg->handshake_timeout_ms;
     p->rules.linger_ms = cfg->poller ? cfg->linger_ms : 0;
     p->rules.serve = cfg->serve;
@@ -85,7 +84,6 @@ int pool_start(struct pool *p, const struct pool_config *cfg)
     atomic_init(&p->rules.stopping, false);
     atomic_init(&p->rules.forced, false);
     atomic_init(&p->rules.busy, 0);
-    atomic_init(&p->rules.cut, 0);
     p->workers = aligned_alloc(_Alignof(struct worker), n * sizeof *p->workers);
     int rc = p->workers ? init_sync(p) : ENOMEM;
     if (rc) {
@@ -123,7 +121,7 @@ void pool_quiesce(struct pool *p)
 void pool_force(struct pool *p)
 {
     if (atomic_exchange(&p->rules.forced, true))
-        return; /* once: the cut count counts each connection once */
+        return;
     pool_quiesce(p);
     for (size_t i = 0; i < p->started; i++)
         worker_cut(&p->workers[i]);
@@ -183,9 +181,4 @@ void pool_latency(struct pool *p, struct latency_sum *out)
 size_t pool_busy(struct pool *p)
 {
     return atomic_load(&p->rules.busy);
-}
-
-uint64_t pool_cut(struct pool *p)
-{
-    return atomic_load(&p->rules.cut);
 }

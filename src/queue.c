@@ -1,5 +1,5 @@
 /*
- * queue.c - bounded, blocking FIFO of file descriptors (see queue.h).
+ * queue.c - bounded, blocking FIFO of connections (see queue.h).
  */
 #include "queue.h"
 
@@ -12,7 +12,7 @@ int queue_init(struct queue *q, size_t capacity)
         errno = EINVAL;
         return -1;
     }
-    q->items = calloc(capacity, sizeof *q->items);
+    q->items = calloc(capacity, sizeof(struct conn *));
     if (!q->items)
         return -1;
     q->capacity = capacity;
@@ -64,15 +64,15 @@ static void after_push(struct queue *q, long backlog)
 }
 
 /* Call with q->lock held and room for one. */
-static long append(struct queue *q, int fd)
+static long append(struct queue *q, struct conn *c)
 {
-    q->items[(q->head + q->count) % q->capacity] = fd;
+    q->items[(q->head + q->count) % q->capacity] = c;
     q->count++;
     return publish_backlog(q);
 }
 
-/* Pushes one socket, waiting for room while `wait` and not *cancel. */
-static int push_one(struct queue *q, int fd, bool wait, const atomic_bool *cancel)
+/* Pushes one connection, waiting for room while `wait` and not *cancel. */
+static int push_one(struct queue *q, struct conn *c, bool wait, const atomic_bool *cancel)
 {
     pthread_mutex_lock(&q->lock);
     while (wait && q->count == q->capacity && !q->closed && !(cancel && atomic_load(cancel)))
@@ -85,26 +85,26 @@ static int push_one(struct queue *q, int fd, bool wait, const atomic_bool *cance
         errno = err;
         return -1;
     }
-    long backlog = append(q, fd);
+    long backlog = append(q, c);
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
     after_push(q, backlog);
     return 0;
 }
 
-int queue_push(struct queue *q, int fd)
+int queue_push(struct queue *q, struct conn *c)
 {
-    return push_one(q, fd, true, NULL);
+    return push_one(q, c, true, NULL);
 }
 
-int queue_try_push(struct queue *q, int fd)
+int queue_try_push(struct queue *q, struct conn *c)
 {
-    return push_one(q, fd, false, NULL);
+    return push_one(q, c, false, NULL);
 }
 
-int queue_push_unless(struct queue *q, int fd, const atomic_bool *cancel)
+int queue_push_unless(struct queue *q, struct conn *c, const atomic_bool *cancel)
 {
-    return push_one(q, fd, true, cancel);
+    return push_one(q, c, true, cancel);
 }
 
 void queue_wake_pushers(struct queue *q)
@@ -114,7 +114,7 @@ void queue_wake_pushers(struct queue *q)
     pthread_mutex_unlock(&q->lock);
 }
 
-int queue_push_many(struct queue *q, const int *fds, int n)
+int queue_push_many(struct queue *q, struct conn *const *conns, int n)
 {
     int done = 0;
     long backlog = 0;
@@ -126,7 +126,7 @@ int queue_push_many(struct queue *q, const int *fds, int n)
             break;
         int batch = 0;
         while (done < n && q->count < q->capacity) {
-            backlog = append(q, fds[done++]);
+            backlog = append(q, conns[done++]);
             batch++;
         }
         if (batch == 1)
@@ -139,7 +139,7 @@ int queue_push_many(struct queue *q, const int *fds, int n)
     return done;
 }
 
-int queue_pop(struct queue *q, int *fd)
+int queue_pop(struct queue *q, struct conn **c)
 {
     pthread_mutex_lock(&q->lock);
     while (q->count == 0 && !q->closed) {
@@ -153,7 +153,7 @@ int queue_pop(struct queue *q, int *fd)
         pthread_mutex_unlock(&q->lock);
         return -1;
     }
-    *fd = q->items[q->head];
+    *c = q->items[q->head];
     q->head = (q->head + 1) % q->capacity;
     q->count--;
     publish_backlog(q);

@@ -17,6 +17,7 @@
 #include "server.h"
 #include "acceptor.h"
 #include "app_conn.h"
+#include "conn.h"
 #include "echo_conn.h"
 #include "frame.h"
 #include "log.h"
@@ -34,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +43,7 @@ struct server {
     struct server_config cfg;
     int nlisten;
     struct queue queue;
+    struct conn_ledger ledger;    /* every connection: how many, how they ended, buffers */
     struct pool pool;
     struct acceptor acceptor; /* owns the listening sockets */
     struct poller *poller;    /* NULL with --no-park */
@@ -72,6 +73,7 @@ void server_config_defaults(struct server_config *cfg)
         .unix_mode = 0660,
         .park = true,
         .linger_ms = SERVER_DEFAULT_LINGER_MS,
+        .max_buffered = SERVER_DEFAULT_MAX_BUFFERED,
     };
 }
 
@@ -84,9 +86,12 @@ void server_snapshot(struct server *s, struct snapshot *out)
     memset(out, 0, sizeof *out);
     out->uptime_s = (double)(monotime_ms() - s->started_ms) / 1000.0;
     out->accepted = atomic_load(&s->acceptor.accepted);
-    uint64_t closed = pool_total(p, COUNTER_CLOSED) + ps.idle_closed + ps.peer_closed +
-                      ps.dropped + atomic_load(&s->acceptor.dropped);
-    out->active = out->accepted > closed ? out->accepted - closed : 0;
+    long open = conn_ledger_open(&s->ledger);
+    out->active = open > 0 ? (uint64_t)open : 0;
+    for (int i = 0; i < CONN_END_COUNT; i++)
+        out->ended[i] = conn_ledger_ended(&s->ledger, (enum conn_end)i);
+    out->buffered = conn_ledger_held(&s->ledger);
+    out->buffer_budget = s->ledger.budget;
     out->queued = queue_length(&s->queue);
     out->parked = ps.holding;
     out->workers = s->cfg.workers;
@@ -103,6 +108,8 @@ void server_snapshot(struct server *s, struct snapshot *out)
     out->tls_resumed = pool_total(p, COUNTER_TLS_RESUMED);
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         out->tls_failed[i] = pool_total(p, (enum counter)(COUNTER_TLS_FAILED_FIRST + i));
+    /* A handshake that timed out ended its connection, and is counted there. */
+    out->tls_failed[TLS_FAIL_TIMEOUT] += out->ended[CONN_END_HANDSHAKE_TIMEOUT];
 }
 
 json_t *server_stats(struct server *s)
@@ -132,18 +139,6 @@ static void close_listeners(const int *fds, int n)
 {
     for (int i = 0; i < n; i++)
         close(fds[i]);
-}
-
-/* The poller indexes connections by fd, so it must cover every fd the
- * process may open. */
-static size_t fd_limit(const struct server_config *cfg)
-{
-    struct rlimit rl;
-    if (cfg->max_fds)
-        return cfg->max_fds;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-        return 1 << 20;
-    return (size_t)rl.rlim_cur;
 }
 
 /* The plain listeners (unless TLS only), then the TLS ones on the same
@@ -195,13 +190,18 @@ static int open_listeners(struct server *s, int *fds, char *err, size_t errlen)
         return -1;
     if (s->cfg.unix_path)
         net_unix_identify(s->cfg.unix_path, &s->unix_id);
-    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux), which
-     * saves a system call per connection. Our messages go out whole in one
-     * writev, so Nagle's coalescing would only add latency. (A Unix socket
-     * has no Nagle: the call fails, harmlessly.) It changes when bytes
-     * leave, never what a call returns, so no module can be surprised. */
-    for (int i = 0; i < n; i++)
+    /* Accepted sockets inherit these from the listener (Linux), which
+     * saves system calls per connection. TCP_NODELAY: our messages go out
+     * whole in one writev, so Nagle's coalescing would only add latency;
+     * it changes when bytes leave, never what a call returns. The unsent
+     * limit bounds what a client that does not read can make the kernel
+     * keep for it (a send says EAGAIN sooner); every write of ours takes
+     * EAGAIN as "wait for room" (worker.h), so nothing is surprised. (A
+     * Unix socket has neither: the calls fail, harmlessly.) */
+    for (int i = 0; i < n; i++) {
         net_set_nodelay(fds[i]);
+        net_set_unsent_limit(fds[i], SERVER_UNSENT_LIMIT);
+    }
     return n;
 }
 
@@ -235,7 +235,7 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
     /* The certificate first: a bad file must stop the start before any
      * port is taken. */
     if (server_config_wants_tls(cfg)) {
-        if (!(s->tls = tls_server_new(&cfg->tls, fd_limit(cfg), err, errlen))) {
+        if (!(s->tls = tls_server_new(&cfg->tls, err, errlen))) {
             free(s);
             return NULL;
         }
@@ -257,13 +257,16 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
 static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
 {
     const struct server_config *cfg = &s->cfg;
-    if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
-        snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
+    if (conn_ledger_init(&s->ledger, cfg->max_buffered) < 0) {
+        snprintf(err, errlen, "cannot create the connection ledger: %s", strerror(errno));
         goto close_listeners;
     }
+    if (queue_init(&s->queue, cfg->queue_capacity) < 0) {
+        snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
+        goto destroy_ledger;
+    }
     s->poller = NULL;
-    if (cfg->park && !(s->poller = poller_start(&s->queue, cfg->idle_timeout_ms, fd_limit(cfg),
-                                                s->tls))) {
+    if (cfg->park && !(s->poller = poller_start(&s->queue, &s->ledger))) {
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));
         goto destroy_queue;
     }
@@ -279,7 +282,7 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     struct pool_config pc = {
         .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
         .idle_timeout_ms = cfg->idle_timeout_ms, .linger_ms = cfg->linger_ms,
-        .tls = s->tls, .handshake_timeout_ms = cfg->read_timeout_ms,
+        .handshake_timeout_ms = cfg->read_timeout_ms,
         .serve = echo ? echo_conn_serve : app_conn_serve,
         .serve_arg = echo ? (void *)&s->echo : (void *)&s->app};
     if (pool_start(&s->pool, &pc) < 0) {
@@ -289,7 +292,7 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     /* Inherited sockets outlive us: what waits in their backlog waits for
      * the next process, and is not taken at the stop. */
     if (acceptor_start(&s->acceptor, fds, s->tls_listener, s->nlisten, &s->queue,
-                       cfg->ninherited == 0, s->tls) < 0) {
+                       cfg->ninherited == 0, s->tls, &s->ledger) < 0) {
         snprintf(err, errlen, "cannot start the acceptor: %s", strerror(errno));
         queue_close(&s->queue);
         pool_wait(&s->pool, NULL);
@@ -299,13 +302,14 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     return 0;
 stop_poller:
     if (s->poller) {
-        queue_close(&s->queue);
         poller_stop(s->poller);
         poller_join(s->poller);
         poller_free(s->poller);
     }
 destroy_queue:
     queue_destroy(&s->queue);
+destroy_ledger:
+    conn_ledger_destroy(&s->ledger);
 close_listeners:
     close_listeners(fds, s->nlisten);
     remove_socket_file(s);
@@ -343,22 +347,13 @@ void server_announce_stop(struct server *s)
 
 void server_cut(struct server *s)
 {
-    /* Pushes still waiting fail (their sockets are closed unserved); what
-     * is queued is popped and closed unserved; connections in progress
-     * are shut down under their workers. */
+    /* Pushes still waiting fail (their connections are closed unserved);
+     * what is queued is popped and closed unserved; connections in
+     * progress are shut down under their workers; parked ones closed. */
     queue_close(&s->queue);
     pool_force(&s->pool);
-}
-
-static uint64_t cut_count(struct server *s)
-{
-    uint64_t n = pool_cut(&s->pool) + atomic_load(&s->acceptor.dropped);
-    if (s->poller) {
-        struct poller_stats ps;
-        poller_stats(s->poller, &ps);
-        n += ps.dropped;
-    }
-    return n;
+    if (s->poller)
+        poller_cut(s->poller);
 }
 
 bool server_drain(struct server *s, struct server_summary *out)
@@ -369,17 +364,21 @@ bool server_drain(struct server *s, struct server_summary *out)
     pool_quiesce(&s->pool);
     acceptor_stop(&s->acceptor);
     if (s->poller)
-        poller_stop(s->poller);
-    bool drained = pool_wait(&s->pool, drain_ms > 0 ? &deadline : NULL);
-    if (!drained) {
+        poller_quiesce(s->poller);
+    /* The drain: until every connection has ended, wherever it was. */
+    if (!conn_ledger_wait_empty(&s->ledger, drain_ms > 0 ? &deadline : NULL)) {
         log_error("drain timeout (%g s) passed: cutting the connections still in progress",
                   drain_ms / 1000.0);
         server_cut(s);
-        pool_wait(&s->pool, NULL);
+        conn_ledger_wait_empty(&s->ledger, NULL);
     }
+    /* Nothing is open: the poller, then the queue, then the workers end. */
+    if (s->poller)
+        poller_stop(s->poller);
     acceptor_join(&s->acceptor);
     if (s->poller)
         poller_join(s->poller);
+    pool_wait(&s->pool, NULL);
     if (s->metrics) /* scrapes could watch the drain; now it is over */
         metrics_stop(s->metrics);
     s->metrics = NULL;
@@ -387,7 +386,7 @@ bool server_drain(struct server *s, struct server_summary *out)
     struct server_summary sum = {
         .requests = pool_requests(&s->pool),
         .connections = atomic_load(&s->acceptor.accepted),
-        .cut = cut_count(s),
+        .cut = conn_ledger_ended(&s->ledger, CONN_END_CUT),
     };
     sum.drained = sum.cut == 0;
     if (out)
@@ -401,7 +400,8 @@ void server_free(struct server *s)
     if (s->poller)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
-    tls_server_free(s->tls); /* after every thread that could close a socket */
+    conn_ledger_destroy(&s->ledger);
+    tls_server_free(s->tls);
     free(s);
 }
 

@@ -21,6 +21,7 @@
 
 #include <getopt.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <errno.h>
@@ -47,6 +48,10 @@ static void usage(FILE *out)
             "  --workers N          worker threads (default 16)\n"
             "  --queue N            accepted connections waiting for a worker (default 1024)\n"
             "  --max-content BYTES  largest request content accepted (default 1048576)\n"
+            "  --max-buffered BYTES what connections waiting for slow clients may hold in\n"
+            "                       all (partial requests, unread answers); past it, those\n"
+            "                       holding buffers longest are closed (default 67108864;\n"
+            "                       0: no limit)\n"
             "  --idle-timeout SEC   close a connection idle this long between requests (default 30)\n"
             "  --read-timeout SEC   close a client silent this long within a request (default 30)\n"
             "  --write-timeout SEC  close a client not reading its response this long (default 30)\n"
@@ -69,8 +74,9 @@ static void usage(FILE *out)
             "  --shutdown-delay SEC on SIGTERM, first answer health checks \"draining\" for SEC\n"
             "                       seconds, serving as before, so that a load balancer stops\n"
             "                       sending; then drain (default 0)\n"
-            "  --no-park            keep each idle connection in its worker (blocking recv) instead\n"
-            "                       of handing it to the poller between requests\n"
+            "  --no-park            the textbook thread pool: each connection waits in its worker\n"
+            "                       (blocking recv and send) instead of the poller, so a slow\n"
+            "                       or idle client holds a worker\n"
             "  -v, --verbose        log every connection and request; twice (-v -v): also\n"
             "                       each message's header and first bytes (a wire trace)\n"
             "  -h, --help           show this help and exit\n"
@@ -83,7 +89,7 @@ static void usage(FILE *out)
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
        OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_REUSEPORT,
        OPT_SHUTDOWN_DELAY, OPT_NO_PARK, OPT_TLS_PORT, OPT_TLS_ONLY, OPT_TLS_CERT, OPT_TLS_KEY,
-       OPT_TLS_CA, OPT_TLS_AUTH };
+       OPT_TLS_CA, OPT_TLS_AUTH, OPT_MAX_BUFFERED };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -94,6 +100,7 @@ static const struct option long_options[] = {
     {"workers", required_argument, NULL, OPT_WORKERS},
     {"queue", required_argument, NULL, OPT_QUEUE},
     {"max-content", required_argument, NULL, OPT_MAX_CONTENT},
+    {"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
     {"idle-timeout", required_argument, NULL, OPT_IDLE},
     {"read-timeout", required_argument, NULL, OPT_READ},
     {"write-timeout", required_argument, NULL, OPT_WRITE},
@@ -213,6 +220,8 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg,
     case OPT_QUEUE: return parse_size("queue", arg, 1, 1000000, &cfg->queue_capacity);
     case OPT_MAX_CONTENT:
         return parse_size("max-content", arg, 0, 1L << 30, &cfg->max_content);
+    case OPT_MAX_BUFFERED:
+        return parse_size("max-buffered", arg, 0, 1L << 40, &cfg->max_buffered);
     case OPT_IDLE: return parse_timeout("idle-timeout", arg, &cfg->idle_timeout_ms);
     case OPT_READ: return parse_timeout("read-timeout", arg, &cfg->read_timeout_ms);
     case OPT_WRITE: return parse_timeout("write-timeout", arg, &cfg->write_timeout_ms);
@@ -419,6 +428,12 @@ int main(int argc, char **argv)
     json_object_seed(0);
     /* Every send uses MSG_NOSIGNAL; this covers anything else that writes. */
     signal(SIGPIPE, SIG_IGN);
+    /* A buffer for a large request is mapped for it and unmapped after,
+     * so its pages go back to the kernel. glibc would otherwise raise this
+     * threshold after the first such free, and later large buffers would
+     * come from each worker's heap, leaving pages behind that many slow
+     * clients could make add up past --max-buffered. */
+    mallopt(M_MMAP_THRESHOLD, SERVER_MMAP_THRESHOLD);
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);

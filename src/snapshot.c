@@ -28,6 +28,15 @@ static json_t *tls_json(const struct snapshot *s)
                      "resumed", (json_int_t)s->tls_resumed, "failed", failed);
 }
 
+static json_t *closed_json(const struct snapshot *s)
+{
+    json_t *closed = json_object();
+    for (int i = 0; i < CONN_END_COUNT; i++)
+        json_object_set_new(closed, conn_end_name((enum conn_end)i),
+                            json_integer((json_int_t)s->ended[i]));
+    return closed;
+}
+
 json_t *snapshot_to_json(const struct snapshot *s)
 {
     json_t *requests = json_pack("{s:I}", "total", (json_int_t)s->requests);
@@ -38,12 +47,14 @@ json_t *snapshot_to_json(const struct snapshot *s)
     for (int e = 0; e < PROTO_ERR_COUNT; e++)
         json_object_set_new(errors, proto_error_code((enum proto_error)e),
                             json_integer((json_int_t)s->errors[e]));
-    return json_pack("{s:f, s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, s:{s:I, s:I}, s:o, "
-                     "s:o}",
+    return json_pack("{s:f, s:{s:I, s:I, s:I, s:I, s:o, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, "
+                     "s:{s:I, s:I}, s:o, s:o}",
                      "uptime_s", s->uptime_s,
                      "connections", "accepted", (json_int_t)s->accepted,
                      "active", (json_int_t)s->active, "queued", (json_int_t)s->queued,
-                     "parked", (json_int_t)s->parked,
+                     "parked", (json_int_t)s->parked, "closed", closed_json(s),
+                     "buffered_bytes", (json_int_t)s->buffered,
+                     "buffered_limit", (json_int_t)s->buffer_budget,
                      "workers", "total", (json_int_t)s->workers, "busy", (json_int_t)s->busy,
                      "requests", requests, "errors", errors,
                      "bytes", "in", (json_int_t)s->bytes_in, "out", (json_int_t)s->bytes_out,
@@ -67,6 +78,11 @@ int snapshot_from_json(json_t *obj, struct snapshot *s)
     s->active = get(obj, "connections", "active");
     s->queued = get(obj, "connections", "queued");
     s->parked = get(obj, "connections", "parked");
+    for (int i = 0; i < CONN_END_COUNT; i++)
+        s->ended[i] = get(json_object_get(obj, "connections"), "closed",
+                          conn_end_name((enum conn_end)i));
+    s->buffered = get(obj, "connections", "buffered_bytes");
+    s->buffer_budget = get(obj, "connections", "buffered_limit");
     s->workers = get(obj, "workers", "total");
     s->busy = get(obj, "workers", "busy");
     s->requests = get(obj, "requests", "total");

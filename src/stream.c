@@ -182,6 +182,115 @@ static int tls_writev(const struct stream *s, const struct iovec *iov, int iovcn
     return used > 0 ? tls_write(s, gather, used, deadline) : 0;
 }
 
+/* iov[0..iovcnt) from byte skip on, into out (at most iovcnt entries);
+ * returns how many entries. */
+static int iov_from(const struct iovec *iov, int iovcnt, size_t skip, struct iovec *out)
+{
+    int n = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        out[n++] = (struct iovec){.iov_base = (char *)iov[i].iov_base + skip,
+                                  .iov_len = iov[i].iov_len - skip};
+        skip = 0;
+    }
+    return n;
+}
+
+static ssize_t plain_writev_now(int fd, struct iovec *v, int n, short *wait_for)
+{
+    struct msghdr msg = {.msg_iov = v, .msg_iovlen = (size_t)n};
+    size_t taken = 0;
+    while (msg.msg_iovlen > 0) {
+        /* sendmsg rather than writev: only send* takes MSG_NOSIGNAL. */
+        ssize_t k = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            *wait_for = POLLOUT;
+            break;
+        }
+        if (k < 0)
+            return -1;
+        taken += (size_t)k;
+        while (msg.msg_iovlen > 0 && (size_t)k >= msg.msg_iov->iov_len) {
+            k -= (ssize_t)msg.msg_iov->iov_len;
+            msg.msg_iov++;
+            msg.msg_iovlen--;
+        }
+        if (msg.msg_iovlen > 0) {
+            msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + k;
+            msg.msg_iov->iov_len -= (size_t)k;
+        }
+    }
+    return (ssize_t)taken;
+}
+
+/* One SSL_write of buf, whole or not at all: 1, 0 (wait: *wait_for) or
+ * -1. */
+static int tls_write_now(const struct stream *s, const void *buf, size_t len, short *wait_for)
+{
+    size_t n = 0;
+    errno = 0;
+    if (SSL_write_ex(s->ssl, buf, len, &n) == 1)
+        return 1;
+    enum stream_step step = stream_tls_step(s->ssl, 0);
+    if (step == STREAM_WAIT_READ || step == STREAM_WAIT_WRITE) {
+        *wait_for = step == STREAM_WAIT_READ ? POLLIN : POLLOUT;
+        return 0;
+    }
+    if (step == STREAM_EOF)
+        errno = EPIPE;
+    return -1;
+}
+
+/* As tls_writev, without waiting: small pieces gathered into records. */
+static ssize_t tls_writev_now(const struct stream *s, const struct iovec *v, int n,
+                              short *wait_for)
+{
+    char gather[GATHER_BYTES];
+    size_t taken = 0;
+    int i = 0;
+    while (i < n) {
+        const void *chunk = v[i].iov_base;
+        size_t len = v[i].iov_len;
+        int next = i + 1;
+        if (len < sizeof gather) { /* gather this piece and those after it that fit */
+            len = 0;
+            for (next = i; next < n && (len == 0 || len + v[next].iov_len <= sizeof gather) &&
+                           v[next].iov_len < sizeof gather; next++) {
+                memcpy(gather + len, v[next].iov_base, v[next].iov_len);
+                len += v[next].iov_len;
+            }
+            chunk = gather;
+        }
+        int rc = tls_write_now(s, chunk, len, wait_for);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        taken += len;
+        i = next;
+    }
+    return (ssize_t)taken;
+}
+
+ssize_t stream_writev_now(const struct stream *s, const struct iovec *iov, int iovcnt,
+                          size_t skip, short *wait_for)
+{
+    struct iovec v[STREAM_IOV_MAX];
+    if (iovcnt > STREAM_IOV_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    int n = iov_from(iov, iovcnt, skip, v);
+    if (!s->ssl)
+        return plain_writev_now(s->fd, v, n, wait_for);
+    return tls_writev_now(s, v, n, wait_for);
+}
+
 int stream_writev_until(const struct stream *s, struct iovec *iov, int iovcnt,
                         long long deadline)
 {
@@ -238,30 +347,42 @@ static enum tls_failure refused(SSL *ssl, int err, char *out, size_t outlen)
     return TLS_FAIL_PROTOCOL;
 }
 
+int stream_handshake_step(const struct stream *s, short *wait_for, enum tls_failure *why,
+                          char *err, size_t errlen)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(s->ssl);
+    if (rc == 1)
+        return 1;
+    int e = SSL_get_error(s->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *wait_for = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
+        return 0;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        *why = TLS_FAIL_CLOSED;
+        snprintf(err, errlen, "the peer closed the connection");
+    } else {
+        *why = refused(s->ssl, e, err, errlen);
+    }
+    SSL_set_quiet_shutdown(s->ssl, 1);
+    return -1;
+}
+
 int stream_handshake(const struct stream *s, long long deadline, enum tls_failure *why,
                      char *err, size_t errlen)
 {
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int rc = SSL_do_handshake(s->ssl);
-        if (rc == 1)
-            return 0;
-        int e = SSL_get_error(s->ssl, rc);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            short events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT;
-            if (net_wait_ready(s->fd, events, deadline) == 0)
-                continue;
-            *why = errno == ETIMEDOUT ? TLS_FAIL_TIMEOUT : TLS_FAIL_CLOSED;
-            snprintf(err, errlen, "%s", errno == ETIMEDOUT ? "the handshake timed out"
-                                                           : strerror(errno));
-        } else if (e == SSL_ERROR_ZERO_RETURN) {
-            *why = TLS_FAIL_CLOSED;
-            snprintf(err, errlen, "the peer closed the connection");
-        } else {
-            *why = refused(s->ssl, e, err, errlen);
-        }
+    short wait_for;
+    int rc;
+    while ((rc = stream_handshake_step(s, &wait_for, why, err, errlen)) == 0) {
+        if (net_wait_ready(s->fd, wait_for, deadline) == 0)
+            continue;
+        *why = errno == ETIMEDOUT ? TLS_FAIL_TIMEOUT : TLS_FAIL_CLOSED;
+        snprintf(err, errlen, "%s",
+                 errno == ETIMEDOUT ? "the handshake timed out" : strerror(errno));
         SSL_set_quiet_shutdown(s->ssl, 1);
         return -1;
     }
+    return rc == 1 ? 0 : -1;
 }

@@ -1,6 +1,5 @@
 /*
- * tls.c - OpenSSL contexts, and the server's table of TLS state by
- * descriptor (see tls.h).
+ * tls.c - OpenSSL contexts and server sessions (see tls.h).
  */
 #include "tls.h"
 
@@ -10,21 +9,13 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 struct tls_server {
     SSL_CTX *ctx;
-    size_t max_fds;
-    /* One entry per descriptor. Atomic because a descriptor number passes
-     * from a closing thread to the acceptor through the kernel (close,
-     * then accept returns the same number), which orders nothing for the
-     * memory model; release/acquire on the entry does. */
-    _Atomic(SSL *) *sessions;
 };
 
 const char *tls_last_error(char *out, size_t outlen)
@@ -88,6 +79,24 @@ static int set_socket(SSL *ssl, int fd)
     BIO_set_fd(bio, fd, BIO_NOCLOSE);
     SSL_set_bio(ssl, bio, bio);
     return 0;
+}
+
+/* OpenSSL computes a certificate's extension cache (key identifiers,
+ * purposes) the first time a verification needs it, under the
+ * certificate's lock, and later verifications read the cache without
+ * taking it. A trusted certificate in a context's store is shared by every
+ * connection, so its cache would be written by one thread's handshake
+ * while another's reads it: computed here, once, while the context is
+ * still ours alone, nothing is written later. (ThreadSanitizer saw the
+ * race in ASN1_STRING_cmp, with concurrent client handshakes.) */
+static void cache_trusted_extensions(SSL_CTX *ctx)
+{
+    STACK_OF(X509_OBJECT) *objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+    for (int i = 0; i < sk_X509_OBJECT_num(objects); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i));
+        if (x)
+            X509_check_purpose(x, -1, 0);
+    }
 }
 
 /* --- the server's context ---------------------------------------------------- */
@@ -156,6 +165,7 @@ static int load_client_cas(SSL_CTX *ctx, const struct tls_server_config *cfg, ch
         return -1;
     }
     SSL_CTX_set_client_CA_list(ctx, names); /* the context owns it now */
+    cache_trusted_extensions(ctx);
     int mode = SSL_VERIFY_PEER;
     if (cfg->auth_clients == TLS_AUTH_YES)
         mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -199,20 +209,15 @@ static SSL_CTX *server_context(const struct tls_server_config *cfg, char *err, s
     return ctx;
 }
 
-struct tls_server *tls_server_new(const struct tls_server_config *cfg, size_t max_fds,
-                                  char *err, size_t errlen)
+struct tls_server *tls_server_new(const struct tls_server_config *cfg, char *err,
+                                  size_t errlen)
 {
     struct tls_server *t = calloc(1, sizeof *t);
-    if (t)
-        t->sessions = calloc(max_fds, sizeof *t->sessions);
-    if (!t || !t->sessions) {
-        snprintf(err, errlen, "out of memory for TLS state of %zu descriptors", max_fds);
-        free(t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory for the TLS context");
         return NULL;
     }
-    t->max_fds = max_fds;
     if (!(t->ctx = server_context(cfg, err, errlen))) {
-        free(t->sessions);
         free(t);
         return NULL;
     }
@@ -223,19 +228,12 @@ void tls_server_free(struct tls_server *t)
 {
     if (!t)
         return;
-    for (size_t fd = 0; fd < t->max_fds; fd++)
-        SSL_free(atomic_load_explicit(&t->sessions[fd], memory_order_relaxed));
-    free(t->sessions);
     SSL_CTX_free(t->ctx);
     free(t);
 }
 
-int tls_server_attach(struct tls_server *t, int fd)
+SSL *tls_server_session(struct tls_server *t, int fd)
 {
-    if (fd < 0 || (size_t)fd >= t->max_fds) {
-        errno = EMFILE;
-        return -1;
-    }
     SSL *ssl = SSL_new(t->ctx);
     int flags = fcntl(fd, F_GETFL);
     if (!ssl || set_socket(ssl, fd) < 0 || flags < 0 ||
@@ -243,34 +241,22 @@ int tls_server_attach(struct tls_server *t, int fd)
         SSL_free(ssl);
         ERR_clear_error();
         errno = ENOMEM;
-        return -1;
+        return NULL;
     }
     SSL_set_accept_state(ssl);
-    atomic_store_explicit(&t->sessions[fd], ssl, memory_order_release);
-    return 0;
+    return ssl;
 }
 
-SSL *tls_server_session(const struct tls_server *t, int fd)
+void tls_session_close(SSL *ssl)
 {
-    if (!t || fd < 0 || (size_t)fd >= t->max_fds)
-        return NULL;
-    return atomic_load_explicit(&t->sessions[fd], memory_order_acquire);
-}
-
-void tls_server_close(struct tls_server *t, int fd)
-{
-    SSL *ssl = NULL;
-    if (t && fd >= 0 && (size_t)fd < t->max_fds)
-        ssl = atomic_exchange_explicit(&t->sessions[fd], NULL, memory_order_acq_rel);
-    if (ssl) {
-        /* close_notify, if the handshake is done and no fatal error came
-         * (the stream marks those quiet): one try, never a wait. */
-        if (SSL_is_init_finished(ssl))
-            SSL_shutdown(ssl);
-        SSL_free(ssl);
-        ERR_clear_error();
-    }
-    close(fd);
+    if (!ssl)
+        return;
+    /* close_notify, if the handshake is done and no fatal error came
+     * (the stream marks those quiet): one try, never a wait. */
+    if (SSL_is_init_finished(ssl))
+        SSL_shutdown(ssl);
+    SSL_free(ssl);
+    ERR_clear_error();
 }
 
 /* --- the client's context ---------------------------------------------------- */
@@ -314,6 +300,7 @@ static int client_files(SSL_CTX *ctx, const struct tls_client_config *cfg, char 
                      tls_last_error(why, sizeof why));
             return -1;
         }
+        cache_trusted_extensions(ctx);
     } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
         snprintf(err, errlen, "cannot load the system's CA certificates: %s",
                  tls_last_error(why, sizeof why));
