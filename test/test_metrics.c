@@ -2,8 +2,9 @@
  * test_metrics.c - the Prometheus endpoint and the numbers behind it: a
  * real scrape checked by promtool, exact counts after a known load, the
  * library's answers to other paths, methods and hostile input (which must
- * never slow the protocol listener), the stats answer's percentiles, and
- * the watch view's rates.
+ * never slow the protocol listener), scrapes that get through hundreds of
+ * silent and dripping clients on the metrics port, the stats answer's
+ * percentiles, and the watch view's rates.
  */
 #include "client.h"
 #include "frame.h"
@@ -13,9 +14,12 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +202,96 @@ Test(metrics, hostile_input_on_the_metrics_port_never_slows_the_protocol)
     for (int i = 0; i < n; i++)
         close(idle[i]);
     cr_assert_lt(protocol_answer_ms(), 1000);
+}
+
+/* --- slow and silent clients on the metrics port ------------------------------- */
+
+struct drippers {
+    int *fds;
+    int n;
+    atomic_bool stop;
+};
+
+/* A byte more of a header every 100 ms on each connection: each byte
+ * would reset an idle timeout. */
+static void *drip(void *arg)
+{
+    struct drippers *d = arg;
+    for (int round = 0; round < 600 && !atomic_load(&d->stop); round++) {
+        for (int i = 0; i < d->n; i++)
+            if (d->fds[i] >= 0 && send(d->fds[i], "a", 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 &&
+                errno != EAGAIN)
+                d->fds[i] = -1 - d->fds[i]; /* the server closed it: remembered to close */
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+static int open_dripping(void)
+{
+    int fd = ts_connect(metrics_port);
+    const char *start = "GET /metrics HTTP/1.1\r\nX-Slow: ";
+    if (fd >= 0 && net_write_full(fd, start, strlen(start)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+Test(metrics, scrapes_get_through_hundreds_of_silent_and_dripping_clients)
+{
+    enum { SILENT = 400, DRIPPING = 400, SCRAPES = 10 };
+    static int silent[SILENT], dripping[DRIPPING];
+    net_raise_fd_limit();
+    for (int i = 0; i < SILENT; i++)
+        silent[i] = ts_connect(metrics_port);
+    for (int i = 0; i < DRIPPING; i++)
+        dripping[i] = open_dripping();
+    struct drippers d = {.fds = dripping, .n = DRIPPING};
+    atomic_init(&d.stop, false);
+    pthread_t t;
+    pthread_create(&t, NULL, drip, &d);
+    static char reply[1 << 16];
+    long long worst = 0;
+    for (int i = 0; i < SCRAPES; i++) {
+        long long t0 = ts_now_ms();
+        http("GET /metrics HTTP/1.0\r\n\r\n", reply, sizeof reply);
+        long long ms = ts_now_ms() - t0;
+        worst = ms > worst ? ms : worst;
+        cr_assert(strstr(reply, "200 OK") && strstr(reply, "enchufe_connections_accepted_total"),
+                  "scrape %d answered, beside %d silent and %d dripping clients", i, SILENT,
+                  DRIPPING);
+        cr_assert_lt(ms, 1000, "scrape %d took %lld ms", i, ms);
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "metrics: %d scrapes beside %d silent and %d dripping clients, slowest %lld "
+                    "ms\n", SCRAPES, SILENT, DRIPPING, worst);
+    atomic_store(&d.stop, true);
+    pthread_join(t, NULL);
+    for (int i = 0; i < SILENT; i++)
+        if (silent[i] >= 0)
+            close(silent[i]);
+    for (int i = 0; i < DRIPPING; i++)
+        close(dripping[i] >= 0 ? dripping[i] : -1 - dripping[i]);
+}
+
+Test(metrics, a_request_dripped_a_byte_at_a_time_is_cut_at_its_deadline)
+{
+    int fd = open_dripping();
+    cr_assert_geq(fd, 0);
+    long long t0 = ts_now_ms();
+    bool closed = false;
+    /* A byte every 100 ms for up to 12 s: an idle timeout would never
+     * fire; the whole request's deadline (5 s) must. */
+    for (int i = 0; i < 120 && !closed; i++) {
+        if (send(fd, "a", 1, MSG_NOSIGNAL) < 0)
+            break;
+        closed = ts_closed_within(fd, 100);
+    }
+    long long took = ts_now_ms() - t0;
+    close(fd);
+    cr_assert(closed || took < 12000, "the dripping client was closed");
+    cr_assert_lt(took, 8000, "closed after %lld ms while it still dripped", took);
 }
 
 Test(metrics, the_stats_answer_carries_the_same_histogram_and_percentiles)
