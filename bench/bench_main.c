@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define EXIT_USAGE 2
+#define HOSTILE_OPEN_MS 15000 /* how long the hostile connections may take to open */
 #define MAX_MIX 16
 
 static void usage(FILE *out)
@@ -345,7 +346,12 @@ static struct siege *start_siege(struct args *a, char *err, size_t errlen)
     sc->tls_name = a->cfg.tls_name;
     for (size_t i = 0; i < a->cfg.mix_len; i++)
         sc->echo = sc->echo || a->mix[i].kind == BENCH_ECHO;
-    return siege_start(sc, err, errlen);
+    struct siege *s = siege_start(sc, err, errlen);
+    if (s && !siege_wait_open(s, HOSTILE_OPEN_MS) && a->cfg.progress)
+        fprintf(stderr, "enchufe-bench: not every hostile connection could be opened within "
+                        "%d s; going on (the report says how many were)\n",
+                HOSTILE_OPEN_MS / 1000);
+    return s;
 }
 
 int main(int argc, char **argv)

@@ -68,8 +68,7 @@ struct slot {
 struct worker {
     pthread_t thread;
     const struct bench_config *cfg;
-    const struct sockaddr_storage *addr;
-    socklen_t addrlen;
+    const struct net_address *addr;
     int epfd;
     struct slot *slots;
     int nslots;
@@ -202,18 +201,10 @@ static void connect_failed(struct worker *w, struct slot *s, int err)
 
 static void open_slot(struct worker *w, struct slot *s)
 {
-    s->fd = socket(w->addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
-        connect_failed(w, s, errno);
-        return;
-    }
-    int one = 1;
-    if (w->addr->ss_family != AF_UNIX)
-        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     s->connect_start = monotime_ns();
     s->conn_answers = 0;
     s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
-    if (connect(s->fd, (const struct sockaddr *)w->addr, w->addrlen) < 0 && errno != EINPROGRESS) {
+    if ((s->fd = net_connect_start(w->addr)) < 0) {
         connect_failed(w, s, errno);
         return;
     }
@@ -502,9 +493,7 @@ static void start_tls(struct worker *w, struct slot *s)
 
 static void connected(struct worker *w, struct slot *s)
 {
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+    int soerr = net_connect_result(s->fd);
     if (soerr != 0) {
         connect_failed(w, s, soerr);
         return;
@@ -723,35 +712,6 @@ static void *worker_main(void *arg)
 
 /* --- setup and merge -------------------------------------------------------- */
 
-static int resolve(const struct bench_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
-                   char *err, size_t errlen)
-{
-    if (cfg->unix_path) {
-        struct sockaddr_un *un = (struct sockaddr_un *)ss;
-        memset(un, 0, sizeof *un);
-        un->sun_family = AF_UNIX;
-        size_t n = strlen(cfg->unix_path);
-        if (n >= sizeof un->sun_path) {
-            snprintf(err, errlen, "unix socket path too long: %s", cfg->unix_path);
-            return -1;
-        }
-        memcpy(un->sun_path, cfg->unix_path, n + 1);
-        *len = sizeof *un;
-        return 0;
-    }
-    char bare[256];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    int rc = getaddrinfo(net_unbracket(cfg->host, bare, sizeof bare), cfg->port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s port %s: %s", cfg->host, cfg->port,
-                 gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
 
 /* Room for the largest right answer, plus a little to notice extra bytes;
  * with pipelining, for several answers at once (up to 64 KiB), so that a
@@ -858,8 +818,7 @@ static void free_workers(struct worker *ws, int n)
 
 int bench_run(const struct bench_config *cfg, struct bench_result *res, char *err, size_t errlen)
 {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
+    struct net_address addr;
     memset(res, 0, sizeof *res);
     if (cfg->threads < 1 || cfg->connections < cfg->threads || cfg->mix_len == 0 ||
         cfg->pipeline < 1 || (cfg->pipeline > 1 && cfg->rate > 0)) {
@@ -867,7 +826,8 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
                               "and a pipeline depth of 1 at a fixed rate");
         return -1;
     }
-    if (resolve(cfg, &addr, &addrlen, err, errlen) < 0)
+    struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path};
+    if (net_resolve(&ep, &addr, err, errlen) < 0)
         return -1;
     struct worker *ws = calloc((size_t)cfg->threads, sizeof *ws);
     size_t cap = answer_capacity(cfg);
@@ -875,7 +835,6 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
     for (int i = 0; ok && i < cfg->threads; i++) {
         ws[i].epfd = -1;
         ws[i].addr = &addr;
-        ws[i].addrlen = addrlen;
         ok = setup_worker(&ws[i], cfg, i, cap) == 0;
     }
     if (!ok) {

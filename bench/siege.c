@@ -67,20 +67,32 @@ const char *siege_kind_names(void)
            "non-reader";
 }
 
+/* Where a hostile connection is: nothing drives it but the epoll loop
+ * and its timer, so a server that never answers a connect or a
+ * handshake costs the siege nothing but the wait. */
+enum hstate {
+    H_WAITING,     /* no socket: opened again when `due` comes */
+    H_CONNECTING,  /* connect in progress, until `due` */
+    H_HANDSHAKING, /* TLS handshake in progress, until `due` */
+    H_OPEN,        /* doing its kind's harm; `due` is its next drip */
+};
+
 /* One hostile connection. */
 struct hconn {
     struct siege *siege;
     enum siege_kind kind;
-    int fd;               /* -1 between a failed connect and its retry */
+    enum hstate state;
+    int fd;               /* -1 while waiting */
     SSL *ssl;
     size_t sent;          /* how far into its script it is */
     bool blocked;         /* a non-reader waiting for room */
-    struct heap_node due; /* its next drip, or its reconnect */
+    struct heap_node due; /* see enum hstate */
 };
 
 struct siege {
     struct siege_config cfg; /* host and port point into the two below */
     char host[256], port[16], tls_name[256];
+    struct net_address addr; /* resolved once */
     SSL_CTX *hello_ctx;      /* makes the ClientHello half-handshakes send half of */
     uint8_t hello[2048];
     size_t hello_len;
@@ -97,6 +109,7 @@ struct siege {
     pthread_t thread;
     atomic_bool stopping;
     atomic_int open[SIEGE_KINDS];
+    int target;              /* connections asked for in all */
     atomic_uint_least64_t opened[SIEGE_KINDS], closed[SIEGE_KINDS], failed[SIEGE_KINDS];
 };
 
@@ -260,32 +273,6 @@ static int pipeline(struct siege *s, struct hconn *h)
 
 /* --- connections ---------------------------------------------------------------- */
 
-static int watch(struct siege *s, struct hconn *h)
-{
-    /* A non-reader only hears of a close (it never reads); the others
-     * read and drop what the server says (an error answer, a close). */
-    uint32_t events = EPOLLRDHUP;
-    if (h->kind == SIEGE_NON_READER)
-        events |= h->blocked ? EPOLLOUT : 0;
-    else
-        events |= EPOLLIN;
-    struct epoll_event ev = {.events = events, .data.ptr = h};
-    return epoll_ctl(s->epfd, EPOLL_CTL_ADD, h->fd, &ev);
-}
-
-static int handshake(struct siege *s, struct hconn *h)
-{
-    char err[256];
-    enum tls_failure why;
-    const char *name = s->cfg.tls_name ? s->cfg.tls_name : s->cfg.host;
-    SSL_CTX *ctx = s->cfg.tls ? s->cfg.tls : s->hello_ctx;
-    h->ssl = SSL_new(ctx);
-    if (!h->ssl || tls_client_attach(h->ssl, h->fd) < 0 || tls_client_set_name(h->ssl, name) < 0)
-        return -1;
-    struct stream st = {.fd = h->fd, .ssl = h->ssl};
-    return stream_handshake(&st, monotime_deadline(CONNECT_TIMEOUT_MS), &why, err, sizeof err);
-}
-
 static void schedule(struct siege *s, struct hconn *h, int ms)
 {
     if (heap_node_in(&h->due))
@@ -293,80 +280,145 @@ static void schedule(struct siege *s, struct hconn *h, int ms)
     heap_push(&s->dues, &h->due, monotime_ms() + ms);
 }
 
-/* Opens (or opens again) h; on failure it is retried after RETRY_MS. */
-static void open_conn(struct siege *s, struct hconn *h)
+static void interest(struct siege *s, struct hconn *h, uint32_t events)
 {
-    char err[256];
-    h->sent = 0;
-    h->blocked = false;
-    h->fd = net_connect(s->cfg.host, s->cfg.port, CONNECT_TIMEOUT_MS, err, sizeof err);
-    bool ok = h->fd >= 0;
-    if (ok && h->kind == SIEGE_NON_READER) {
-        int size = NON_READER_RCVBUF; /* set before data flows: the window stays small */
-        setsockopt(h->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    }
-    if (ok && needs_handshake(s, h->kind))
-        ok = handshake(s, h) == 0;
-    else if (ok)
-        ok = fcntl(h->fd, F_SETFL, fcntl(h->fd, F_GETFL) | O_NONBLOCK) == 0;
-    if (ok)
-        ok = send_opening(s, h) == 0 && (h->kind != SIEGE_NON_READER || pipeline(s, h) == 0);
-    if (ok)
-        ok = watch(s, h) == 0;
-    if (!ok) {
-        atomic_fetch_add(&s->failed[h->kind], 1);
-        if (h->ssl)
-            SSL_free(h->ssl);
-        if (h->fd >= 0)
-            close(h->fd);
-        h->ssl = NULL;
-        h->fd = -1;
-        schedule(s, h, RETRY_MS);
-        return;
-    }
-    atomic_fetch_add(&s->opened[h->kind], 1);
-    atomic_fetch_add(&s->open[h->kind], 1);
-    int drip = drip_ms(s, h->kind);
-    if (drip > 0)
-        schedule(s, h, drip);
+    struct epoll_event ev = {.events = events, .data.ptr = h};
+    epoll_ctl(s->epfd, EPOLL_CTL_MOD, h->fd, &ev);
 }
 
-static void close_conn(struct siege *s, struct hconn *h)
+/* What an open connection listens for: a non-reader only hears of a
+ * close (it never reads), and of room while blocked; the others read and
+ * drop what the server says (an error answer, a close). */
+static uint32_t open_events(const struct hconn *h)
 {
-    if (h->fd < 0)
-        return;
+    if (h->kind == SIEGE_NON_READER)
+        return EPOLLRDHUP | (h->blocked ? EPOLLOUT : 0);
+    return EPOLLIN | EPOLLRDHUP;
+}
+
+static void drop(struct siege *s, struct hconn *h)
+{
     if (heap_node_in(&h->due))
         heap_remove(&s->dues, &h->due);
     SSL_free(h->ssl);
     h->ssl = NULL;
-    close(h->fd); /* also out of the epoll set */
+    if (h->fd >= 0)
+        close(h->fd); /* also out of the epoll set */
     h->fd = -1;
-    atomic_fetch_sub(&s->open[h->kind], 1);
+    if (h->state == H_OPEN)
+        atomic_fetch_sub(&s->open[h->kind], 1);
+    h->state = H_WAITING;
+}
+
+/* A connect or handshake that did not work: tried again after RETRY_MS. */
+static void failed(struct siege *s, struct hconn *h)
+{
+    atomic_fetch_add(&s->failed[h->kind], 1);
+    drop(s, h);
+    if (!atomic_load(&s->stopping))
+        schedule(s, h, RETRY_MS);
+}
+
+/* Connected (and through the handshake where there is one): the harm
+ * begins. */
+static void opened(struct siege *s, struct hconn *h)
+{
+    h->state = H_OPEN;
+    atomic_fetch_add(&s->opened[h->kind], 1);
+    atomic_fetch_add(&s->open[h->kind], 1);
+    if (send_opening(s, h) < 0 || (h->kind == SIEGE_NON_READER && pipeline(s, h) < 0)) {
+        atomic_fetch_add(&s->closed[h->kind], 1); /* the server closed it at once */
+        drop(s, h);
+        schedule(s, h, RETRY_MS);
+        return;
+    }
+    interest(s, h, open_events(h));
+    int drip = drip_ms(s, h->kind);
+    if (drip > 0)
+        schedule(s, h, drip);
+    else if (heap_node_in(&h->due))
+        heap_remove(&s->dues, &h->due);
+}
+
+static void handshake_step(struct siege *s, struct hconn *h)
+{
+    errno = 0;
+    int rc = SSL_do_handshake(h->ssl);
+    if (rc == 1) {
+        opened(s, h);
+        return;
+    }
+    enum stream_step step = stream_tls_step(h->ssl, rc);
+    if (step == STREAM_WAIT_READ || step == STREAM_WAIT_WRITE)
+        interest(s, h, step == STREAM_WAIT_READ ? EPOLLIN : EPOLLOUT);
+    else
+        failed(s, h);
+}
+
+static void connected(struct siege *s, struct hconn *h)
+{
+    if (net_connect_result(h->fd) != 0) {
+        failed(s, h);
+        return;
+    }
+    if (!needs_handshake(s, h->kind)) {
+        opened(s, h);
+        return;
+    }
+    const char *name = s->cfg.tls_name ? s->cfg.tls_name : s->cfg.host;
+    h->ssl = SSL_new(s->cfg.tls ? s->cfg.tls : s->hello_ctx);
+    if (!h->ssl || tls_client_attach(h->ssl, h->fd) < 0 || tls_client_set_name(h->ssl, name) < 0) {
+        failed(s, h);
+        return;
+    }
+    h->state = H_HANDSHAKING;
+    handshake_step(s, h);
+}
+
+/* Starts (or starts again) h's connect, without waiting for it. */
+static void open_conn(struct siege *s, struct hconn *h)
+{
+    h->sent = 0;
+    h->blocked = false;
+    h->fd = net_connect_start(&s->addr);
+    if (h->fd < 0) {
+        failed(s, h);
+        return;
+    }
+    if (h->kind == SIEGE_NON_READER) {
+        int size = NON_READER_RCVBUF; /* before data flows: the window stays small */
+        setsockopt(h->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+    struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = h};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, h->fd, &ev) < 0) {
+        failed(s, h);
+        return;
+    }
+    h->state = H_CONNECTING;
+    schedule(s, h, CONNECT_TIMEOUT_MS); /* the connect and the handshake, together */
 }
 
 /* The server let go of h: count it, and come back. */
 static void reconnect(struct siege *s, struct hconn *h)
 {
     atomic_fetch_add(&s->closed[h->kind], 1);
-    close_conn(s, h);
+    drop(s, h);
     if (!atomic_load(&s->stopping))
         open_conn(s, h);
 }
 
 /* --- the thread ----------------------------------------------------------------- */
 
-static void on_event(struct siege *s, struct hconn *h, uint32_t events)
+static void on_open_event(struct siege *s, struct hconn *h, uint32_t events)
 {
     if (h->kind == SIEGE_NON_READER) {
         if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
             reconnect(s, h);
         } else if (events & EPOLLOUT) {
-            if (pipeline(s, h) < 0) {
+            if (pipeline(s, h) < 0)
                 reconnect(s, h);
-            } else if (!h->blocked) { /* keep asking to write only while blocked */
-                struct epoll_event ev = {.events = EPOLLRDHUP | EPOLLOUT, .data.ptr = h};
-                epoll_ctl(s->epfd, EPOLL_CTL_MOD, h->fd, &ev);
-            }
+            else if (!h->blocked) /* keep asking for room only while blocked */
+                interest(s, h, open_events(h));
         }
         return;
     }
@@ -376,13 +428,31 @@ static void on_event(struct siege *s, struct hconn *h, uint32_t events)
         reconnect(s, h);
 }
 
+static void on_event(struct siege *s, struct hconn *h, uint32_t events)
+{
+    switch (h->state) {
+    case H_CONNECTING:
+        connected(s, h);
+        break;
+    case H_HANDSHAKING:
+        handshake_step(s, h);
+        break;
+    case H_OPEN:
+        on_open_event(s, h, events);
+        break;
+    case H_WAITING:
+        break;
+    }
+}
+
 static struct hconn *hconn_of(struct heap_node *x)
 {
     return (struct hconn *)(void *)((char *)x - offsetof(struct hconn, due));
 }
 
-/* Drips one byte on each connection that is due, and reopens those whose
- * connect failed; returns ms until the next is due. */
+/* Drips one byte on each open connection that is due, reopens those
+ * whose connect failed, and gives up on connects and handshakes that took
+ * too long; returns ms until the next is due. */
 static int run_dues(struct siege *s)
 {
     long long now = monotime_ms();
@@ -390,8 +460,12 @@ static int run_dues(struct siege *s)
     while ((first = heap_min(&s->dues)) && first->key <= now) {
         struct hconn *h = hconn_of(first);
         heap_remove(&s->dues, first);
-        if (h->fd < 0) {
+        if (h->state == H_WAITING) {
             open_conn(s, h);
+            continue;
+        }
+        if (h->state != H_OPEN) {
+            failed(s, h);
             continue;
         }
         uint8_t b = next_byte(s, h);
@@ -427,7 +501,7 @@ static void *siege_main(void *arg)
 static void free_siege(struct siege *s)
 {
     for (int i = 0; i < s->nconns; i++)
-        close_conn(s, &s->conns[i]);
+        drop(s, &s->conns[i]);
     if (s->epfd >= 0)
         close(s->epfd);
     if (s->wake_fd >= 0)
@@ -474,6 +548,11 @@ struct siege *siege_start(const struct siege_config *cfg, char *err, size_t errl
     if (cfg->tls_name)
         snprintf(s->tls_name, sizeof s->tls_name, "%s", cfg->tls_name);
     s->cfg.tls_name = cfg->tls_name ? s->tls_name : NULL;
+    struct net_endpoint ep = {.host = s->host, .port = s->port};
+    if (net_resolve(&ep, &s->addr, err, errlen) < 0) {
+        free(s);
+        return NULL;
+    }
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     heap_init(&s->dues);
@@ -492,7 +571,9 @@ struct siege *siege_start(const struct siege_config *cfg, char *err, size_t errl
     int i = 0;
     for (int k = 0; k < SIEGE_KINDS; k++)
         for (int j = 0; j < cfg->count[k]; j++, i++)
-            s->conns[i] = (struct hconn){.siege = s, .kind = (enum siege_kind)k, .fd = -1};
+            s->conns[i] = (struct hconn){.siege = s, .kind = (enum siege_kind)k, .fd = -1,
+                                         .state = H_WAITING};
+    s->target = s->nconns;
     for (i = 0; i < s->nconns; i++) {
         heap_node_init(&s->conns[i].due);
         open_conn(s, &s->conns[i]);
@@ -516,6 +597,21 @@ void siege_stats(struct siege *s, struct siege_stats *out)
             .closed_by_server = atomic_load(&s->closed[k]),
             .connect_failed = atomic_load(&s->failed[k]),
         };
+    }
+}
+
+bool siege_wait_open(struct siege *s, int timeout_ms)
+{
+    long long deadline = monotime_ms() + timeout_ms;
+    for (;;) {
+        int open = 0;
+        for (int k = 0; k < SIEGE_KINDS; k++)
+            open += atomic_load(&s->open[k]);
+        if (open >= s->target)
+            return true;
+        if (monotime_ms() >= deadline)
+            return false;
+        usleep(10 * 1000);
     }
 }
 

@@ -54,11 +54,16 @@ struct siege_stats {
 
 struct siege;
 
-/* Opens every hostile connection (it returns once they are all open or
- * have failed once) and starts the thread that keeps them. NULL with a
- * message in err if the configuration cannot work (a TLS kind against a
- * target in clear). */
+/* Starts the thread that opens the hostile connections (without waiting
+ * for any connect or handshake: a server that never answers costs the
+ * siege nothing) and keeps them. NULL with a message in err if the
+ * configuration cannot work (a TLS kind against a target in clear, a host
+ * that does not resolve). */
 struct siege *siege_start(const struct siege_config *cfg, char *err, size_t errlen);
+
+/* Waits up to timeout_ms until every connection asked for is open; true
+ * if they are. */
+bool siege_wait_open(struct siege *s, int timeout_ms);
 
 void siege_stats(struct siege *s, struct siege_stats *out);
 

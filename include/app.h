@@ -27,6 +27,7 @@ struct app_response {
     size_t length;
     const char *error; /* the error code sent, or NULL for an answer */
     char *owned;       /* heap copy behind content, if any */
+    bool close_after;  /* the connection ends once this answer is out */
 };
 
 /* What the handlers may ask of the server, handed in by it (the handlers

@@ -127,6 +127,8 @@ struct conn {
     bool in_epoll;          /* registered in the poller's epoll set */
     bool parked;            /* held by the poller now */
     bool recv_timeout_set;  /* its SO_RCVTIMEO is the worker's wait (worker.c) */
+    bool slow;              /* it once made a worker wait in vain: no more lingering on
+                             * it but between requests (worker.c) */
 };
 
 /* A new connection for an accepted socket; ssl is its TLS session (or

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -63,6 +64,26 @@ const char *net_errno_hint(int err);
 /* Connects to the endpoint (see net_connect); Unix paths too. */
 int net_connect_endpoint(const struct net_endpoint *ep, int timeout_ms, char *err,
                          size_t errlen);
+
+/* A resolved address to connect to, again and again (load generators). */
+struct net_address {
+    struct sockaddr_storage ss;
+    socklen_t len;
+};
+
+/* The first address the endpoint resolves to (a Unix path, or host and
+ * port). 0, or -1 with a message in err. */
+int net_resolve(const struct net_endpoint *ep, struct net_address *out, char *err,
+                size_t errlen);
+
+/* Starts a connect without waiting: a non-blocking socket, TCP_NODELAY
+ * for TCP, connected or connecting (EINPROGRESS: wait for POLLOUT, then
+ * net_connect_result). -1 if it failed at once (errno). */
+int net_connect_start(const struct net_address *addr);
+
+/* Once a connecting socket is writable: 0 if it connected, or the errno
+ * of why not. */
+int net_connect_result(int fd);
 
 /* Copies host without the brackets of an IPv6 literal ("[::1]" -> "::1"). */
 const char *net_unbracket(const char *host, char *out, size_t cap);

@@ -142,7 +142,10 @@ static int answer_stats(const struct app_server *server, struct app_response *re
 
 /* For a load balancer's health check: "ok", or "draining" once the server
  * is about to stop (--shutdown-delay), so that the balancer stops sending
- * new connections before the listener closes. Static answers: no memory. */
+ * new connections before the listener closes. A draining answer also ends
+ * the connection: a check that waits for "ok" (HAProxy's tcp-check
+ * expect) then fails the moment the connection closes, not at its
+ * timeout. Static answers: no memory. */
 static int answer_health(const struct app_server *server, struct app_response *resp)
 {
     static const char ok[] = "{\"result\": \"ok\"}", draining[] = "{\"result\": \"draining\"}";
@@ -150,6 +153,7 @@ static int answer_health(const struct app_server *server, struct app_response *r
     resp->kind = COUNTER_HEALTH;
     resp->content = stopping ? draining : ok;
     resp->length = stopping ? sizeof draining - 1 : sizeof ok - 1;
+    resp->close_after = stopping;
     return 0;
 }
 

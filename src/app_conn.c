@@ -45,6 +45,9 @@
 #define DRAIN_BYTES ((size_t)256 << 10)
 #define DRAIN_MS 1000
 
+/* A slow client's buffer starts at this (see reserve_for). */
+#define SLOW_GROWTH_MIN ((size_t)16 << 10)
+
 struct app_conn {
     struct worker *worker;
     struct conn *c;
@@ -243,6 +246,19 @@ static bool answer_error(struct app_conn *a, enum proto_error e, const char *mes
     return start_drain(a);
 }
 
+/* An answer said the connection ends with it: send what is queued, then
+ * close as after an error (the rest of what the client sends is dropped). */
+static bool close_after_answers(struct app_conn *a)
+{
+    struct conn *c = a->c;
+    c->closing = true;
+    c->end = CONN_END_NORMAL;
+    buf_consume(&c->in, c->in.len);
+    if (!flush(a))
+        return false;
+    return start_drain(a);
+}
+
 /* --- reading -------------------------------------------------------------------- */
 
 static bool answer_timeout(struct app_conn *a)
@@ -268,12 +284,18 @@ static bool read_failed(struct app_conn *a, ssize_t n)
     return close_for(a, errno == ECONNABORTED ? CONN_END_CUT : CONN_END_ERROR);
 }
 
-/* Room for what the frame needs. Only address space until the client
- * sends the bytes (the pages are not touched), and a connection that has
- * to wait for them keeps only what it was sent (worker.h). */
+/* Room for what the frame needs: all of it at once (only address space
+ * until the client sends the bytes; a connection that has to wait for
+ * them keeps only what it was sent, worker.h), so that a request too large
+ * for the memory there is gets its answer at once. But a slow client's
+ * buffer grows in steps, doubling what it holds: one that sends a byte
+ * now and then would otherwise have a megabyte mapped and unmapped for
+ * each, and the threads' page-table lock would pass it around. */
 static bool reserve_for(struct app_conn *a, size_t want)
 {
-    if (buf_reserve(&a->c->in, want))
+    struct buf *in = &a->c->in;
+    size_t step = in->len < SLOW_GROWTH_MIN / 2 ? SLOW_GROWTH_MIN : 2 * in->len;
+    if (buf_reserve(in, a->c->slow && step < want ? step : want))
         return true;
     char msg[96];
     snprintf(msg, sizeof msg, "the server has no memory for a %zu-byte request now", want);
@@ -337,8 +359,11 @@ static bool answer_request(struct app_conn *a, const struct frame *req)
         return answer_error(a, PROTO_ERR_NO_MEMORY, "the server ran out of memory answering",
                             CONN_END_ERROR);
     }
+    bool close_after = resp.close_after;
     bool queued = queue_answer(a, &resp);
     app_response_free(&resp);
+    if (queued && close_after)
+        return close_after_answers(a);
     return queued;
 }
 
@@ -356,7 +381,8 @@ static bool serve_next(struct app_conn *a)
     if (st != FRAME_COMPLETE)
         return answer_error(a, frame_status_error(st), a->decoder.error, CONN_END_ERROR);
     bool ok = answer_request(a, &req);
-    buf_consume(&c->in, req.size);
+    if (!c->closing) /* closing dropped everything read */
+        buf_consume(&c->in, req.size);
     c->request_deadline_ms = 0;
     /* A request pipelined behind it began to arrive with the last read. */
     c->request_start_ns = a->last_read_ns;
@@ -445,8 +471,11 @@ enum worker_next app_conn_serve(struct worker *w, struct conn *c, void *arg)
 {
     struct outbox out; /* not in a: its initializer would clear all of it, every time */
     outbox_init(&out);
+    /* last_read_full: nothing is known of the socket yet, so the first
+     * read looks rather than wait (a resumed connection was woken because
+     * bytes came). */
     struct app_conn a = {.worker = w, .c = c, .cfg = arg, .out = &out, .next = WORKER_CLOSE,
-                         .last_read_ns = c->request_start_ns};
+                         .last_read_ns = c->request_start_ns, .last_read_full = true};
     frame_decoder_init(&a.decoder, a.cfg->max_content);
     if (log_verbosity() >= 1)
         peer(&a);

@@ -93,6 +93,56 @@ static struct addrinfo *resolve(const char *host, const char *port, int passive,
     return res;
 }
 
+int net_resolve(const struct net_endpoint *ep, struct net_address *out, char *err,
+                size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (ep->unix_path) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->ss;
+        size_t n = strlen(ep->unix_path);
+        if (n >= sizeof un->sun_path) {
+            snprintf(err, errlen, "unix socket path too long: %s", ep->unix_path);
+            return -1;
+        }
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, ep->unix_path, n + 1);
+        out->len = sizeof *un;
+        return 0;
+    }
+    struct addrinfo *res = resolve(ep->host, ep->port, 0, err, errlen);
+    if (!res)
+        return -1;
+    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int net_connect_start(const struct net_address *addr)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (addr->ss.ss_family != AF_UNIX)
+        net_set_nodelay(fd);
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0 && errno != EINPROGRESS) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int net_connect_result(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return errno;
+    return err;
+}
+
 static int listen_on(const struct addrinfo *ai, int backlog, bool reuseport)
 {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);

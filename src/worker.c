@@ -69,10 +69,16 @@ bool worker_stopping(const struct worker *w)
 /* --- lingering: a short wait for a client that is about to send ------------- */
 
 /* Only when no connection waits for a worker (a queued one must not wait
- * behind a slow client), and not at a stop. */
-static bool may_linger(const struct worker *w)
+ * behind a slow client), and not at a stop. And a client that once left
+ * a worker lingering in vain in the middle of something (a request, a
+ * handshake, an answer: it had to be parked) is not waited for again
+ * there: a client that dribbles a byte now and then would otherwise cost
+ * a worker a linger per byte. Between requests every client is. */
+static bool may_linger(const struct worker *w, const struct conn *c)
 {
     const struct worker_rules *r = w->rules;
+    if (c->slow && c->wait != CONN_WAIT_IDLE)
+        return false;
     return r->linger_ms > 0 && !atomic_load(&r->stopping) && queue_backlog(r->queue) <= 0;
 }
 
@@ -211,7 +217,7 @@ static ssize_t read_in_park_mode(struct worker *w, struct conn *c, void *buf, si
         errno = done_at_stop(c) && !c->fresh ? ESHUTDOWN : EAGAIN;
         return -1;
     }
-    if (may_linger(w))
+    if (may_linger(w, c))
         return linger_read(w, c, buf, len);
     errno = EAGAIN;
     return -1;
@@ -256,7 +262,7 @@ ssize_t worker_writev(struct worker *w, struct conn *c, struct iovec *iov, int i
         taken += (size_t)k;
         if (taken == total)
             return (ssize_t)taken;
-        if (!may_linger(w) || !linger_for(w, c, wait_for)) {
+        if (!may_linger(w, c) || !linger_for(w, c, wait_for)) {
             c->want_write = wait_for == POLLOUT;
             return (ssize_t)taken;
         }
@@ -398,7 +404,7 @@ static bool handshake(struct worker *w, struct conn *c, enum worker_next *next)
             handshake_done(w, c);
             return true;
         }
-        if (!may_linger(w) || !linger_for(w, c, wait_for)) {
+        if (!may_linger(w, c) || !linger_for(w, c, wait_for)) {
             c->wait = CONN_WAIT_HANDSHAKE;
             c->want_write = wait_for == POLLOUT;
             *next = WORKER_WAIT;
@@ -458,6 +464,8 @@ static bool park(struct worker *w, struct conn *c)
         return false;
     }
     c->expired = false;
+    if (c->wait != CONN_WAIT_IDLE)
+        c->slow = true;
     set_deadline(w, c);
     if (c->wait == CONN_WAIT_IDLE)
         stream_park(&c->stream); /* idle: OpenSSL's record buffers go back */

@@ -75,7 +75,8 @@ static struct siege *besiege(enum siege_kind kind, int n, bool tls, bool echo)
                               .tls_name = "localhost", .echo = echo, .drip_ms = DRIP_MS};
     sc.count[kind] = n;
     struct siege *s = siege_start(&sc, err, sizeof err);
-    cr_assert_not_null(s, "the hostile connections open: %s", err);
+    cr_assert_not_null(s, "the hostile connections start: %s", err);
+    siege_wait_open(s, 10000);
     struct siege_stats st;
     siege_stats(s, &st);
     cr_assert_eq(st.kind[kind].open, n, "all %d %s connections are open (%d)", n,
