@@ -35,7 +35,7 @@ def stop_server(proc):
     proc.send_signal(signal.SIGTERM)
     out = proc.stderr.read()
     proc.wait(30)
-    m = re.search(r"Stopped after (\d+) requests", out)
+    m = re.search(r"Stopped after (\d+) requests?", out)
     return int(m.group(1)) if m else None
 
 

@@ -141,7 +141,14 @@ struct conn *conn_new(struct conn_ledger *ledger, int fd, SSL *ssl);
  * holds, counts why it ended, and frees it. */
 void conn_close(struct conn *c, enum conn_end why);
 
-/* The bytes of in and out allocated now (what a parked connection keeps). */
+/* What OpenSSL keeps for a session in the middle of something (a
+ * handshake, a record read in part, a record not yet sent): a read and a
+ * write buffer of a record each. An idle session gives them back
+ * (stream_park), so they are counted only for other waits. */
+#define CONN_TLS_BUFFERS ((size_t)34 << 10)
+
+/* What a parked connection keeps: its buffers, and its TLS session's
+ * while it waits for anything but a next request. */
 size_t conn_buffered(const struct conn *c);
 
 /* Keeps in out what the socket did not take of an answer: iov[0..iovcnt)

@@ -108,6 +108,7 @@ struct poller *server_poller(struct server *s);
 /* What a stop did. */
 struct server_summary {
     uint64_t requests;    /* answered over the server's life */
+    uint64_t bytes;       /* received over its life (what echo mode echoed) */
     uint64_t connections; /* accepted over the server's life */
     uint64_t cut;         /* closed unanswered at the drain timeout or a cut */
     bool drained;         /* every request in progress finished on its own */

@@ -171,7 +171,8 @@ void conn_close(struct conn *c, enum conn_end why)
 
 size_t conn_buffered(const struct conn *c)
 {
-    return c->in.cap + c->out.cap;
+    size_t tls = c->stream.ssl && c->wait != CONN_WAIT_IDLE ? CONN_TLS_BUFFERS : 0;
+    return c->in.cap + c->out.cap + tls;
 }
 
 bool conn_keep_unsent(struct conn *c, const struct iovec *iov, int iovcnt, size_t skip)

@@ -385,6 +385,7 @@ bool server_drain(struct server *s, struct server_summary *out)
     remove_socket_file(s);
     struct server_summary sum = {
         .requests = pool_requests(&s->pool),
+        .bytes = pool_total(&s->pool, COUNTER_BYTES_IN),
         .connections = atomic_load(&s->acceptor.accepted),
         .cut = conn_ledger_ended(&s->ledger, CONN_END_CUT),
     };

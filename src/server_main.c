@@ -49,7 +49,8 @@ static void usage(FILE *out)
             "  --queue N            accepted connections waiting for a worker (default 1024)\n"
             "  --max-content BYTES  largest request content accepted (default 1048576)\n"
             "  --max-buffered BYTES what connections waiting for slow clients may hold in\n"
-            "                       all (partial requests, unread answers); past it, those\n"
+            "                       all (partial requests, unread answers, TLS record\n"
+            "                       buffers mid-handshake); past it, those\n"
             "                       holding buffers longest are closed (default 67108864;\n"
             "                       0: no limit)\n"
             "  --idle-timeout SEC   close a connection idle this long between requests (default 30)\n"
@@ -73,7 +74,7 @@ static void usage(FILE *out)
             "                       refuses clients without one (default no)\n"
             "  --shutdown-delay SEC on SIGTERM, first answer health checks \"draining\" for SEC\n"
             "                       seconds, serving as before, so that a load balancer stops\n"
-            "                       sending; then drain (default 0)\n"
+            "                       sending; then drain (default 0; SIGINT drains at once)\n"
             "  --no-park            the textbook thread pool: each connection waits in its worker\n"
             "                       (blocking recv and send) instead of the poller, so a slow\n"
             "                       or idle client holds a worker\n"
@@ -308,7 +309,7 @@ static void *cut_on_second_signal(void *arg)
     const struct second_signal *ss = arg;
     int sig = wait_for_stop_signal(ss->set);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    log_info("Received %s again: cutting the drain short", signal_name(sig));
+    log_info("Received %s during the drain: cutting it short", signal_name(sig));
     server_cut(ss->srv);
     return NULL;
 }
@@ -326,15 +327,28 @@ static void drain(struct server *srv, const sigset_t *set, struct server_summary
     }
 }
 
-static void log_stopped(const struct server_summary *sum, int drain_ms)
+static const char *plural(uint64_t n)
 {
-    char cut[160] = "";
+    return n == 1 ? "" : "s";
+}
+
+/* The last line: what was served (in echo mode, bytes: it has no
+ * requests), and what a stop out of time cut. */
+static void log_stopped(const struct server_summary *sum, const struct server_config *cfg)
+{
+    char cut[160] = "", served[96];
     if (sum->cut)
         snprintf(cut, sizeof cut, "; cut %llu connection%s still in progress (drain timeout "
                                   "%g s, or a second signal)",
-                 (unsigned long long)sum->cut, sum->cut == 1 ? "" : "s", drain_ms / 1000.0);
-    log_info("Stopped after %llu requests on %llu connections%s",
-             (unsigned long long)sum->requests, (unsigned long long)sum->connections, cut);
+                 (unsigned long long)sum->cut, plural(sum->cut), cfg->drain_timeout_ms / 1000.0);
+    if (cfg->mode == SERVER_MODE_ECHO)
+        snprintf(served, sizeof served, "echoing %llu byte%s", (unsigned long long)sum->bytes,
+                 plural(sum->bytes));
+    else
+        snprintf(served, sizeof served, "%llu request%s", (unsigned long long)sum->requests,
+                 plural(sum->requests));
+    log_info("Stopped after %s on %llu connection%s%s", served,
+             (unsigned long long)sum->connections, plural(sum->connections), cut);
 }
 
 /* STATUS= for the service manager: the live counts. */
@@ -376,8 +390,8 @@ static void log_started(struct server *srv, const struct server_config *cfg, lon
     char addr[160];
     log_info("enchufe-server %s: %s mode, %zu workers, %s; room for %ld connections",
              ENCHUFE_VERSION, cfg->mode == SERVER_MODE_APP ? "app" : "echo", cfg->workers,
-             cfg->park ? "idle connections parked in the poller"
-                       : "idle connections held by their workers (--no-park)",
+             cfg->park ? "connections that wait for their client parked in the poller"
+                       : "each connection waiting in its worker (--no-park)",
              cfg->park ? capacity : (long)cfg->workers);
     for (int i = 0; server_address(srv, i, addr, sizeof addr) == 0; i++) {
         const char *tls = server_listener_is_tls(srv, i) ? " (TLS)" : "";
@@ -402,8 +416,8 @@ static void delay_stop(struct server *srv, const sigset_t *set, int delay_ms)
         struct timespec t = {left / 1000, (left % 1000) * 1000000L};
         int sig = sigtimedwait(set, NULL, &t);
         if (sig == SIGINT || sig == SIGTERM) {
-            log_info("Received %s again: stopping now, cutting what is in progress",
-                     signal_name(sig));
+            log_info("Received %s during the shutdown delay: stopping now, cutting what is "
+                     "in progress", signal_name(sig));
             server_cut(srv);
             return;
         }
@@ -464,13 +478,15 @@ int main(int argc, char **argv)
 
     int sig = wait_for_stop_signal(&signals);
     log_info("Received %s: finishing requests in progress", signal_name(sig));
-    if (run.shutdown_delay_ms > 0)
+    /* The delay is for a load balancer, which a service manager's
+     * SIGTERM precedes; a Ctrl-C (SIGINT) at a terminal stops at once. */
+    if (run.shutdown_delay_ms > 0 && sig == SIGTERM)
         delay_stop(srv, &signals, run.shutdown_delay_ms);
     service_stopping("draining: answering the requests in progress");
     struct server_summary sum;
     drain(srv, &signals, &sum);
     service_stop_pinger(pinger);
     server_free(srv);
-    log_stopped(&sum, cfg.drain_timeout_ms);
+    log_stopped(&sum, &cfg);
     return EXIT_SUCCESS;
 }

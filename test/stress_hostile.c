@@ -51,7 +51,9 @@ static struct siege *besiege(int target_port, SSL_CTX *tls)
         sc.count[k] = k == SIEGE_TLS_STALL && !tls ? 0 : HOSTILE_EACH;
     struct siege *s = siege_start(&sc, err, sizeof err);
     CHECK(s != NULL, "hostile connections: %s", err);
-    CHECK(siege_wait_open(s, 20000), "the hostile connections open");
+    /* Some never stay open (half a ClientHello on the port in clear is
+     * closed at once, and comes back): give the rest a moment. */
+    siege_wait_open(s, 2000);
     return s;
 }
 

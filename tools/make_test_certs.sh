@@ -7,8 +7,16 @@
 # EC P-256 keys: quick to make, and what servers mostly use today.
 set -euo pipefail
 dir=${1:-build/tls}
+if ! command -v openssl >/dev/null; then
+  echo "make_test_certs.sh: needs the openssl command: apt-get install openssl" \
+       "(make test installs it)" >&2
+  exit 1
+fi
 mkdir -p "$dir"
 cd "$dir"
+
+# Each step says what failed rather than leaving half a PKI behind.
+trap 'echo "make_test_certs.sh: making the test certificates in $dir failed" >&2' ERR
 
 key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 

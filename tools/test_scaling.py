@@ -292,7 +292,7 @@ def served_at_stop(p):
     p.send_signal(signal.SIGTERM)
     out = p.stderr.read()
     p.wait(30)
-    m = re.search(r"Stopped after (\d+) requests", out)
+    m = re.search(r"Stopped after (\d+) requests?", out)
     return int(m.group(1)) if m else 0
 
 
