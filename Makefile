@@ -1,15 +1,21 @@
 # enchufe - a small TCP application server in C.
 #
-#   make          build bin/enchufe-server and bin/enchufe-cli
+#   make          build bin/enchufe-server, bin/enchufe-cli and bin/enchufe-bench
 #   make run      build and start the server in the foreground
 #   make test     build and run every test (also under ASan/UBSan and TSan)
+#   make lint     static analysis; make fuzz: a bounded libFuzzer pass
+#   make bench    the benchmark matrix against Redis (a few minutes)
+#   make install  PREFIX=/usr/local (DESTDIR for staging)
 #
 # Missing build dependencies are installed with apt-get when run as root.
 
 SHELL   := /bin/bash
 CC      ?= cc
 CSTD    := -std=c11 -D_GNU_SOURCE
-WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+# Warnings are errors when testing (make test, CI), not in a user's plain
+# build: the next compiler's new warnings must not break it.
+WERROR  := $(if $(filter test test-% lint fuzz%,$(MAKECMDGOALS)),-Werror)
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
 OPT     ?= -O2 -g
 PKGS    := jansson libmicrohttpd libsystemd openssl
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
@@ -27,13 +33,15 @@ OBJ      := $(LIB_SRC:src/%.c=build/obj/%.o)
 ASAN_OBJ := $(LIB_SRC:src/%.c=build/asan/%.o)
 TSAN_OBJ := $(LIB_SRC:src/%.c=build/tsan/%.o)
 
+# Every object depends on the flags it was built with (rule at the end).
+FLAGS_STAMP := build/flags.stamp
+
 SERVER_ARGS ?=
 # V=1 shows every compiler command.
 Q := $(if $(V),,@)
 
-.PHONY: all run test test-unit test-asan test-tsan test-interop test-install install uninstall \
-        test-dissector deps-dissector test-multihost test-prometheus test-scaling \
-        test-tls deps deps-test clean \
+.PHONY: all run test test-unit test-asan test-tsan test-python test-install install uninstall \
+        test-dissector deps-dissector test-multihost deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
 .DELETE_ON_ERROR:
 .SECONDARY:
@@ -44,8 +52,8 @@ run: all
 	./bin/enchufe-server $(SERVER_ARGS)
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
-	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-interop test-install \
-	  test-dissector test-multihost test-prometheus test-scaling test-tls
+	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-python test-install \
+	  test-dissector test-multihost
 
 # A throwaway PKI for the TLS tests, made at test time (tools/make_test_certs.sh).
 TLS_CERTS := build/tls/server.pem
@@ -65,27 +73,18 @@ test-tsan: $(STRESS:%=build/tsan/%) $(TLS_CERTS)
 	@for t in $(STRESS); do echo "== $$t (ThreadSanitizer)"; \
 	  TSAN_OPTIONS="halt_on_error=1 exitcode=66" ./build/tsan/$$t || exit 1; done
 
-test-tls: all $(TLS_CERTS)
-	python3 tools/test_tls.py --bin bin --certs build/tls
-
-test-interop: all
-	python3 test/interop.py --bin bin
+# The integration tests in Python (test/python), under Debian's pytest:
+# the tutorial's programs against ours, TLS against openssl and stunnel4,
+# a real Prometheus, socket activation, HAProxy and --reuseport in network
+# namespaces, and the help against the man pages and the README.
+test-python: all $(TLS_CERTS)
+	pytest-3 -v -rA test/python --bin bin --certs build/tls
 
 test-install: all
 	tools/test_install.sh
 
 test-dissector: deps-dissector all $(TLS_CERTS)
 	ENCHUFE_BIN=bin ENCHUFE_TLS_DIR=build/tls tools/wireshark/test_dissector.sh
-
-# systemd socket activation, HAProxy in front of three instances in
-# network namespaces, --reuseport (tools/test_scaling.py says what each
-# part checks).
-test-scaling: all
-	python3 tools/test_scaling.py --bin bin
-
-# A real Prometheus server scraping a running enchufe-server.
-test-prometheus: all
-	python3 tools/test_prometheus.py --bin bin
 
 # A name with several addresses, in a private /etc/hosts (mount namespace).
 test-multihost: all
@@ -127,17 +126,17 @@ deps-test:
 
 # --- build ------------------------------------------------------------------
 
-build/obj/%.o: src/%.c | deps
+build/obj/%.o: src/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
-build/asan/%.o: src/%.c | deps
+build/asan/%.o: src/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -MMD -MP -c $< -o $@
 
-build/tsan/%.o: src/%.c | deps
+build/tsan/%.o: src/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -MMD -MP -c $< -o $@
@@ -156,12 +155,12 @@ BENCH_LIB_SRC := $(filter-out bench/bench_main.c,$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB_SRC:bench/%.c=build/obj/bench/%.o)
 ASAN_BENCH_OBJ := $(BENCH_LIB_SRC:bench/%.c=build/asan/bench/%.o)
 
-build/obj/bench/%.o: bench/%.c | deps
+build/obj/bench/%.o: bench/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -Ibench -MMD -MP -c $< -o $@
 
-build/asan/bench/%.o: bench/%.c | deps
+build/asan/bench/%.o: bench/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Ibench -MMD -MP -c $< -o $@
@@ -174,22 +173,22 @@ bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
 
-build/obj/test/%.o: test/%.c | deps-test
+build/obj/test/%.o: test/%.c $(FLAGS_STAMP) | deps-test
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) -Itest -Ibench -MMD -MP -c $< -o $@
 
-build/asan/test/%.o: test/%.c | deps-test
+build/asan/test/%.o: test/%.c $(FLAGS_STAMP) | deps-test
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(ASAN) -Itest -Ibench -MMD -MP -c $< -o $@
 
-build/tsan/test/%.o: test/%.c | deps
+build/tsan/test/%.o: test/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Itest -Ibench -MMD -MP -c $< -o $@
 
-build/tsan/bench/%.o: bench/%.c | deps
+build/tsan/bench/%.o: bench/%.c $(FLAGS_STAMP) | deps
 	@mkdir -p $(@D)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS_ALL) $(TSAN) -Ibench -MMD -MP -c $< -o $@
@@ -271,3 +270,11 @@ clean:
 	rm -rf build bin
 
 -include $(wildcard build/*/*.d build/*/test/*.d build/*/bench/*.d)
+
+# Objects are rebuilt when the compiler flags change (a plain make, then
+# make test with -Werror).
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ 2>/dev/null || echo '$(CC) $(CFLAGS_ALL)' > $@
+.PHONY: FORCE
+FORCE:

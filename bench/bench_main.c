@@ -2,6 +2,7 @@
  * bench_main.c - enchufe-bench: options, the request mix, the report.
  */
 #include "loadgen.h"
+#include "client_opts.h"
 #include "net.h"
 #include "parse.h"
 #include "report.h"
@@ -47,11 +48,13 @@ static void usage(FILE *out)
             "      --raw-request BYTES      send these bytes (\\r \\n \\t \\\\ \\xHH escapes) ...\n"
             "      --raw-response-len N     ... and expect N bytes back\n"
             "      --raw-response BYTES     ... which must be exactly these (optional)\n"
-            "      --timeout SEC      a request not answered by then is an error (default 5)\n"
+            "      --timeout SEC      a request not answered by then is an error (default 5;\n"
+            "                         more than 0)\n"
             "      --tls              speak TLS, verifying the server (see --tls-ca)\n"
             "      --tls-ca FILE      CA certificates (PEM) to verify it with (default: the\n"
             "                         system's)\n"
-            "      --tls-cert FILE    a client certificate (PEM), and --tls-key FILE its key\n"
+            "      --tls-cert FILE    a client certificate (PEM), for servers that ask for one,\n"
+            "      --tls-key FILE     and its key\n"
             "      --tls-server-name NAME  the name to send and verify (default: --host)\n"
             "      --tls-resume       each new connection resumes the session of its slot's\n"
             "                         last one (a ticket): per-conn then measures resumed\n"
@@ -108,8 +111,7 @@ struct args {
     char *raw_request, *raw_response;
     long raw_len;
     bool json;
-    bool tls;
-    struct tls_client_config tls_files;
+    struct client_opts opts; /* the server, --timeout (each request's), TLS */
     struct siege_config siege;
     bool hostile;
 };
@@ -145,14 +147,11 @@ static bool add_request(struct args *a, const char *spec)
     return true;
 }
 
-enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_WARMUP, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP,
-       OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_CA, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME,
+enum { OPT_WARMUP = 256, OPT_MODE, OPT_RAW_REQ, OPT_RAW_LEN, OPT_RAW_RESP, OPT_JSON,
        OPT_TLS_RESUME, OPT_HOSTILE, OPT_HOSTILE_DRIP };
 
 static const struct option long_options[] = {
-    {"host", required_argument, NULL, OPT_HOST},
-    {"unix", required_argument, NULL, OPT_UNIX},
-    {"port", required_argument, NULL, OPT_PORT},
+    CLIENT_OPTS_LONG,
     {"threads", required_argument, NULL, 't'},
     {"connections", required_argument, NULL, 'c'},
     {"duration", required_argument, NULL, 'd'},
@@ -165,13 +164,7 @@ static const struct option long_options[] = {
     {"raw-request", required_argument, NULL, OPT_RAW_REQ},
     {"raw-response-len", required_argument, NULL, OPT_RAW_LEN},
     {"raw-response", required_argument, NULL, OPT_RAW_RESP},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
-    {"tls", no_argument, NULL, OPT_TLS},
-    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
-    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
     {"tls-resume", no_argument, NULL, OPT_TLS_RESUME},
     {"hostile", required_argument, NULL, OPT_HOSTILE},
     {"hostile-drip", required_argument, NULL, OPT_HOSTILE_DRIP},
@@ -181,10 +174,10 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* opt without its dashes. */
 static bool bad(const char *opt, const char *value, const char *expected)
 {
-    fprintf(stderr, "enchufe-bench: invalid %s '%s': expected %s\n", opt, value, expected);
-    return false;
+    return parse_bad_value("enchufe-bench", opt, value, expected);
 }
 
 /* KIND:N, added to what earlier --hostile options asked for. */
@@ -193,7 +186,7 @@ static bool add_hostile(struct args *a, char *arg)
     long n;
     char *colon = strrchr(arg, ':');
     if (!colon || !parse_long(colon + 1, 1, 1000000, &n))
-        return bad("--hostile", arg, "KIND:N, N from 1 to 1000000");
+        return bad("hostile", arg, "KIND:N, N from 1 to 1000000");
     *colon = '\0';
     int k = siege_kind_of(arg);
     *colon = ':';
@@ -212,55 +205,45 @@ static bool parse_one(struct args *a, int opt, char *arg)
     long v;
     int ms;
     struct bench_config *c = &a->cfg;
+    if (client_opts_owns(opt))
+        return client_opts_take(&a->opts, "enchufe-bench", opt, arg);
     switch (opt) {
-    case OPT_HOST: c->host = arg; return true;
-    case OPT_UNIX: c->unix_path = arg; return true;
-    case OPT_PORT: c->port = arg; return parse_long(arg, 1, 65535, &v) || bad("--port", arg, "1-65535");
-    case 't': return parse_long(arg, 1, 256, &v) ? (c->threads = (int)v, true) : bad("--threads", arg, "1-256");
+    case 't': return parse_long(arg, 1, 256, &v) ? (c->threads = (int)v, true) : bad("threads", arg, "1-256");
     case 'c':
         return parse_long(arg, 1, 1000000, &v) ? (c->connections = (int)v, true)
-                                               : bad("--connections", arg, "1-1000000");
+                                               : bad("connections", arg, "1-1000000");
     case 'd':
         return parse_seconds_ms(arg, 86400, &ms) && ms > 0 ? (c->duration_s = ms / 1000.0, true)
-                                                           : bad("--duration", arg, "seconds");
+                                                           : bad("duration", arg, "seconds");
     case 'n':
         return parse_long(arg, 1, 1L << 40, &v) ? (c->requests = (uint64_t)v, true)
-                                                : bad("--requests", arg, "a positive count");
+                                                : bad("requests", arg, "a positive count");
     case OPT_WARMUP:
         return parse_seconds_ms(arg, 3600, &ms) ? (c->warmup_s = ms / 1000.0, true)
-                                                : bad("--warmup", arg, "seconds");
+                                                : bad("warmup", arg, "seconds");
     case 'R':
         return parse_long(arg, 1, 100000000, &v) ? (c->rate = (double)v, true)
-                                                 : bad("--rate", arg, "requests per second");
+                                                 : bad("rate", arg, "requests per second");
     case 'P':
         return parse_long(arg, 1, BENCH_MAX_PIPELINE, &v) ? (c->pipeline = (int)v, true)
-                                                          : bad("--pipeline", arg, "1 to 1024");
+                                                          : bad("pipeline", arg, "1 to 1024");
     case OPT_MODE:
         if (strcmp(arg, "keepalive") == 0 || strcmp(arg, "per-conn") == 0) {
             c->mode = arg[0] == 'k' ? BENCH_KEEPALIVE : BENCH_PER_CONN;
             return true;
         }
-        return bad("--mode", arg, "keepalive or per-conn");
+        return bad("mode", arg, "keepalive or per-conn");
     case 'r': return add_request(a, arg);
     case OPT_RAW_REQ: a->raw_request = arg; return true;
     case OPT_RAW_RESP: a->raw_response = arg; return true;
     case OPT_RAW_LEN:
-        return parse_long(arg, 1, 1 << 30, &a->raw_len) || bad("--raw-response-len", arg, "bytes");
-    case OPT_TIMEOUT:
-        return parse_seconds_ms(arg, 3600, &c->timeout_ms) && c->timeout_ms > 0
-                   ? true
-                   : bad("--timeout", arg, "seconds");
+        return parse_long(arg, 1, 1 << 30, &a->raw_len) || bad("raw-response-len", arg, "bytes");
     case OPT_JSON: a->json = true; return true;
-    case OPT_TLS: a->tls = true; return true;
-    case OPT_TLS_CA: a->tls_files.ca_file = arg; return true;
-    case OPT_TLS_CERT: a->tls_files.cert_file = arg; return true;
-    case OPT_TLS_KEY: a->tls_files.key_file = arg; return true;
-    case OPT_TLS_NAME: c->tls_name = arg; return true;
     case OPT_TLS_RESUME: c->tls_resume = true; return true;
     case OPT_HOSTILE: return add_hostile(a, arg);
     case OPT_HOSTILE_DRIP:
         return parse_long(arg, 1, 3600000, &v) ? (a->siege.drip_ms = (int)v, true)
-                                               : bad("--hostile-drip", arg, "milliseconds");
+                                               : bad("hostile-drip", arg, "milliseconds");
     case 'q': c->progress = false; return true;
     default: return false;
     }
@@ -295,6 +278,7 @@ static bool finish_mix(struct args *a)
 static int parse_args(int argc, char **argv, struct args *a)
 {
     int opt;
+    argv[0] = (char *)"enchufe-bench"; /* what getopt's own messages are signed with */
     while ((opt = getopt_long(argc, argv, "t:c:d:n:R:P:r:qhV", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);
@@ -313,17 +297,28 @@ static int parse_args(int argc, char **argv, struct args *a)
         fprintf(stderr, "enchufe-bench: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
+    /* With -n, no more connections than requests: each failed connect
+     * uses one up, and a connection with nothing to send is not opened. */
+    if (a->cfg.requests && (uint64_t)a->cfg.connections > a->cfg.requests)
+        a->cfg.connections = (int)a->cfg.requests;
     if (a->cfg.connections < a->cfg.threads)
         a->cfg.threads = a->cfg.connections;
-    if (!a->tls && (a->tls_files.ca_file || a->tls_files.cert_file || a->tls_files.key_file ||
-                    a->cfg.tls_name || a->cfg.tls_resume)) {
-        fprintf(stderr, "enchufe-bench: the --tls-* options need --tls\n");
+    if (!client_opts_check(&a->opts, "enchufe-bench"))
+        return EXIT_USAGE;
+    if (!a->opts.tls && a->cfg.tls_resume) {
+        fprintf(stderr, "enchufe-bench: --tls-resume needs --tls\n");
         return EXIT_USAGE;
     }
-    if (a->tls && a->cfg.unix_path) {
-        fprintf(stderr, "enchufe-bench: --tls is for TCP; a Unix socket is served in clear\n");
+    if (a->opts.timeout_ms == 0) {
+        fprintf(stderr, "enchufe-bench: --timeout 0: every request needs a limit, or a server "
+                        "that never answers would hold the run\n");
         return EXIT_USAGE;
     }
+    a->cfg.host = a->opts.ep.host;
+    a->cfg.port = a->opts.ep.port;
+    a->cfg.unix_path = a->opts.ep.unix_path;
+    a->cfg.timeout_ms = a->opts.timeout_ms;
+    a->cfg.tls_name = a->opts.tls_name;
     if (a->hostile && a->cfg.unix_path) {
         fprintf(stderr, "enchufe-bench: --hostile is for TCP targets\n");
         return EXIT_USAGE;
@@ -357,9 +352,10 @@ static struct siege *start_siege(struct args *a, char *err, size_t errlen)
 int main(int argc, char **argv)
 {
     static struct args a = {
-        .cfg = {.host = "127.0.0.1", .port = "65432", .threads = 2, .connections = 50,
-                .duration_s = 10, .timeout_ms = 5000, .pipeline = 1, .progress = true},
+        .cfg = {.threads = 2, .connections = 50, .duration_s = 10, .pipeline = 1,
+                .progress = true},
     };
+    client_opts_init(&a.opts, 5000);
     a.cfg.mix = a.mix;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
@@ -368,7 +364,7 @@ int main(int argc, char **argv)
     net_raise_fd_limit(); /* every connection is a descriptor */
     static struct bench_result res;
     char err[512], target[300];
-    if (a.tls && !(a.cfg.tls = tls_client_context(&a.tls_files, err, sizeof err))) {
+    if (a.opts.tls && !(a.cfg.tls = tls_client_context(&a.opts.tls_files, err, sizeof err))) {
         fprintf(stderr, "enchufe-bench: %s\n", err);
         return EXIT_FAILURE;
     }

@@ -24,28 +24,22 @@
 #include <stdint.h>
 #include <time.h>
 
-struct pool_config {
-    size_t workers;
-    struct queue *queue;
-    struct poller *poller; /* NULL: connections wait in their worker (--no-park) */
-    int idle_timeout_ms;   /* the wait for a next request (0 = none) */
-    int linger_ms;         /* with a poller: how long a worker waits before parking */
-    int handshake_timeout_ms; /* a TLS handshake's limit (0 = none) */
-    worker_serve_fn serve;
-    void *serve_arg;
-};
+struct pool_thread; /* a worker and its pool: what each thread is given */
 
 struct pool {
-    struct worker_rules rules; /* first: a worker finds its pool from it */
+    struct worker_rules *rules; /* what every worker shares (the caller's) */
     struct worker *workers;
+    struct pool_thread *threads;
     size_t started;
     pthread_mutex_t lock;
     pthread_cond_t exited;
     size_t running;
 };
 
-/* Starts the workers. Returns 0, or -1 (errno) with none left running. */
-int pool_start(struct pool *p, const struct pool_config *cfg);
+/* Starts n workers on rules, which the caller owns and keeps until
+ * pool_join (worker_rules_init first). Returns 0, or -1 (errno) with none
+ * left running. */
+int pool_start(struct pool *p, size_t n, struct worker_rules *rules);
 
 void pool_quiesce(struct pool *p);
 void pool_force(struct pool *p);

@@ -41,8 +41,8 @@
  * no buffer. A connection put down with part of a request keeps those
  * bytes, in a buffer no larger than they need.
  *
- * What every worker shares (the queue, the poller, the stop flags) is a
- * struct worker_rules that the pool owns.
+ * What every worker shares (the queue, the poller, the stop flags) is one
+ * struct worker_rules, the server's, shared by pointer.
  */
 #ifndef ENCHUFE_WORKER_H
 #define ENCHUFE_WORKER_H
@@ -76,6 +76,9 @@ enum worker_next {
 /* Serves c until it must wait, is over, or is handed back. */
 typedef enum worker_next (*worker_serve_fn)(struct worker *w, struct conn *c, void *arg);
 
+/* What every worker shares: how connections are served, which the server
+ * sets once, and the stop flags. The server owns it (worker_rules_init,
+ * then its fields), the pool and the workers share it by pointer. */
 struct worker_rules {
     struct queue *queue;
     struct poller *poller; /* NULL: connections wait in their worker (--no-park) */
@@ -110,6 +113,9 @@ struct worker {
 /* A turn on one connection, when other connections wait. */
 #define WORKER_TURN_REQUESTS 64
 #define WORKER_TURN_MS 2
+
+/* Sets the flags; the caller fills in the rest. */
+void worker_rules_init(struct worker_rules *r);
 
 int worker_init(struct worker *w, struct worker_rules *rules);
 void worker_destroy(struct worker *w);

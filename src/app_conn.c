@@ -177,7 +177,7 @@ static bool flush_unsent(struct app_conn *a)
 
 /* Queues an answer (sending the outbox first if it is full); takes what
  * resp owns. False if the connection cannot go on now. */
-static bool queue_answer(struct app_conn *a, struct app_response *resp)
+static bool add_answer(struct app_conn *a, struct app_response *resp)
 {
     trace("sending to", a, resp->content_type, resp->content_encoding, resp->content,
           resp->length);
@@ -239,7 +239,7 @@ static bool answer_error(struct app_conn *a, enum proto_error e, const char *mes
     c->closing = true;
     c->end = why;
     buf_consume(&c->in, c->in.len); /* nothing more of it will be read */
-    bool ok = app_error_response(e, message, &resp) == 0 && queue_answer(a, &resp) && flush(a);
+    bool ok = app_error_response(e, message, &resp) == 0 && add_answer(a, &resp) && flush(a);
     app_response_free(&resp);
     if (!ok)
         return false;
@@ -360,7 +360,7 @@ static bool answer_request(struct app_conn *a, const struct frame *req)
                             CONN_END_ERROR);
     }
     bool close_after = resp.close_after;
-    bool queued = queue_answer(a, &resp);
+    bool queued = add_answer(a, &resp);
     app_response_free(&resp);
     if (queued && close_after)
         return close_after_answers(a);

@@ -3,6 +3,7 @@
  * programs (app client, echo client, multi-connection client).
  */
 #include "client.h"
+#include "client_opts.h"
 #include "escape.h"
 #include "log.h"
 #include "monotime.h"
@@ -28,13 +29,13 @@
 #define EXIT_USAGE 2
 
 struct cli {
-    struct net_endpoint ep;
-    bool use_tls;
-    struct tls_client_config tls_files; /* --tls-ca, --tls-cert, --tls-key */
-    struct client_tls tls;              /* the context made from them */
+    struct client_opts opts;  /* the server, --timeout (the whole exchange: connect,
+                               * send, the whole answer), TLS */
+    struct net_endpoint ep;   /* opts.ep */
+    struct client_tls tls;    /* the TLS context made from opts */
     bool json;
-    int timeout_ms;      /* the whole exchange: connect, send, the whole answer */
-    long long deadline;  /* when it runs out (0: no limit) */
+    int timeout_ms;
+    long long deadline;       /* when it runs out (0: no limit) */
     size_t max_content;
 };
 
@@ -138,7 +139,7 @@ static const char *where(const struct cli *cli)
 static bool connect_or_report(const struct cli *cli, struct stream *conn)
 {
     char err[1024];
-    log_verbose("Starting connection to %s%s", where(cli), cli->use_tls ? " (TLS)" : "");
+    log_verbose("Starting connection to %s%s", where(cli), cli->opts.tls ? " (TLS)" : "");
     if (client_open(&cli->ep, &cli->tls, cli->deadline, conn, err, sizeof err) < 0) {
         complain("%s", err);
         return false;
@@ -334,20 +335,27 @@ static void print_stats(json_t *stats)
 /* stats --watch SEC [--count N]: what follows the command. */
 static int run_watch(const struct cli *cli, int argc, char **argv)
 {
-    struct watch_config w = {.ep = &cli->ep, .tls = &cli->tls, .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
+    struct watch_config w = {.ep = &cli->ep, .tls = &cli->tls,
+                             .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
     for (int i = 0; i < argc; i += 2) {
         long v;
         int ms;
-        if (i + 1 < argc && strcmp(argv[i], "--watch") == 0 &&
-            parse_seconds_ms(argv[i + 1], 86400, &ms) && ms > 0) {
-            w.interval_ms = ms;
-        } else if (i + 1 < argc && strcmp(argv[i], "--count") == 0 &&
-                   parse_long(argv[i + 1], 1, 1000000, &v)) {
-            w.count = (int)v;
-        } else {
+        bool watch = strcmp(argv[i], "--watch") == 0, count = strcmp(argv[i], "--count") == 0;
+        if ((!watch && !count) || i + 1 == argc) {
             complain("stats takes --watch SEC [--count N], not '%s'", argv[i]);
             return EXIT_USAGE;
         }
+        bool ok = watch ? parse_seconds_ms(argv[i + 1], 86400, &ms) && ms > 0
+                        : parse_long(argv[i + 1], 1, 1000000, &v);
+        if (!ok) {
+            parse_bad_value("enchufe-cli", watch ? "watch" : "count", argv[i + 1],
+                            watch ? "seconds between lines, more than 0" : "1 to 1000000");
+            return EXIT_USAGE;
+        }
+        if (watch)
+            w.interval_ms = ms;
+        else
+            w.count = (int)v;
     }
     if (!w.interval_ms) {
         complain("--count needs --watch SEC");
@@ -391,20 +399,11 @@ static int run_stats(const struct cli *cli)
     return rc;
 }
 
-enum { OPT_HOST = 256, OPT_UNIX, OPT_PORT, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_CA,
-       OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_NAME };
+enum { OPT_JSON = 256 };
 
 static const struct option long_options[] = {
-    {"host", required_argument, NULL, OPT_HOST},
-    {"unix", required_argument, NULL, OPT_UNIX},
-    {"port", required_argument, NULL, OPT_PORT},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    CLIENT_OPTS_LONG,
     {"json", no_argument, NULL, OPT_JSON},
-    {"tls", no_argument, NULL, OPT_TLS},
-    {"tls-ca", required_argument, NULL, OPT_TLS_CA},
-    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-    {"tls-server-name", required_argument, NULL, OPT_TLS_NAME},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -415,31 +414,18 @@ static const struct option long_options[] = {
 static int parse_args(int argc, char **argv, struct cli *cli)
 {
     int opt, verbosity = 0;
-    long port;
-    /* "+": stop at the command, so a VALUE like "-x" is not an option. */
+    /* getopt's own messages ("unrecognized option") name argv[0]: the
+     * program's name, however it was run. "+": stop at the command, so a
+     * VALUE like "-x" is not an option. */
+    argv[0] = (char *)"enchufe-cli";
     while ((opt = getopt_long(argc, argv, "+vhV", long_options, NULL)) != -1) {
+        if (client_opts_owns(opt)) {
+            if (!client_opts_take(&cli->opts, "enchufe-cli", opt, optarg))
+                return EXIT_USAGE;
+            continue;
+        }
         switch (opt) {
-        case OPT_HOST: cli->ep.host = optarg; break;
-        case OPT_UNIX: cli->ep.unix_path = optarg; break;
-        case OPT_PORT:
-            cli->ep.port = optarg;
-            if (!parse_long(optarg, 1, 65535, &port)) {
-                fprintf(stderr, "enchufe-cli: invalid --port '%s': expected 1 to 65535\n", optarg);
-                return EXIT_USAGE;
-            }
-            break;
-        case OPT_TIMEOUT:
-            if (!parse_seconds_ms(optarg, 86400, &cli->timeout_ms)) {
-                fprintf(stderr, "enchufe-cli: invalid --timeout '%s': expected seconds\n", optarg);
-                return EXIT_USAGE;
-            }
-            break;
         case OPT_JSON: cli->json = true; break;
-        case OPT_TLS: cli->use_tls = true; break;
-        case OPT_TLS_CA: cli->tls_files.ca_file = optarg; break;
-        case OPT_TLS_CERT: cli->tls_files.cert_file = optarg; break;
-        case OPT_TLS_KEY: cli->tls_files.key_file = optarg; break;
-        case OPT_TLS_NAME: cli->tls.server_name = optarg; break;
         case 'v': verbosity++; break;
         case 'h': usage(stdout); return EXIT_SUCCESS;
         case 'V': printf("enchufe-cli %s\n", ENCHUFE_VERSION); return EXIT_SUCCESS;
@@ -449,11 +435,11 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         }
     }
     log_set_verbosity(verbosity);
-    if (!cli->use_tls && (cli->tls_files.ca_file || cli->tls_files.cert_file ||
-                          cli->tls_files.key_file || cli->tls.server_name)) {
-        fprintf(stderr, "enchufe-cli: the --tls-* options need --tls\n");
+    if (!client_opts_check(&cli->opts, "enchufe-cli"))
         return EXIT_USAGE;
-    }
+    cli->ep = cli->opts.ep;
+    cli->timeout_ms = cli->opts.timeout_ms;
+    cli->tls.server_name = cli->opts.tls_name;
     bool stats = argc - optind >= 1 && strcmp(argv[optind], "stats") == 0;
     if (argc - optind != 2 && !stats) {
         fprintf(stderr, "enchufe-cli: expected a command and one argument, e.g. 'search ring'\n"
@@ -471,11 +457,7 @@ static bool start_tls(struct cli *cli, const char *command)
         complain("multiconn speaks in clear only (it is the tutorial's non-blocking client)");
         return false;
     }
-    if (cli->ep.unix_path) {
-        complain("--tls is for TCP; a Unix socket is served in clear");
-        return false;
-    }
-    if (!(cli->tls.ctx = tls_client_context(&cli->tls_files, err, sizeof err))) {
+    if (!(cli->tls.ctx = tls_client_context(&cli->opts.tls_files, err, sizeof err))) {
         complain("%s", err);
         return false;
     }
@@ -484,15 +466,15 @@ static bool start_tls(struct cli *cli, const char *command)
 
 int main(int argc, char **argv)
 {
-    struct cli cli = {.ep = {.host = "127.0.0.1", .port = "65432"}, .timeout_ms = 10000,
-                      .max_content = FRAME_DEFAULT_MAX_CONTENT};
+    struct cli cli = {.max_content = FRAME_DEFAULT_MAX_CONTENT};
+    client_opts_init(&cli.opts, 10000);
     int rc = parse_args(argc, argv, &cli);
     if (rc >= 0)
         return rc;
     signal(SIGPIPE, SIG_IGN);
     cli.deadline = monotime_deadline(cli.timeout_ms);
     const char *command = argv[optind], *arg = argv[optind + 1];
-    if (cli.use_tls && !start_tls(&cli, command))
+    if (cli.opts.tls && !start_tls(&cli, command))
         return strcmp(command, "multiconn") == 0 ? EXIT_USAGE : EXIT_FAILURE;
     if (strcmp(command, "stats") == 0)
         return argc - optind > 1 ? run_watch(&cli, argc - optind - 1, argv + optind + 1)

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 bool parse_long(const char *s, long min, long max, long *out)
@@ -27,4 +28,12 @@ bool parse_seconds_ms(const char *s, long max_s, int *out_ms)
         return false;
     *out_ms = (int)lround(v * 1000.0);
     return true;
+}
+
+bool parse_bad_value(const char *prog, const char *option, const char *value,
+                     const char *expected)
+{
+    fprintf(stderr, "%s: invalid value '%s' for --%s: expected %s\n", prog, value, option,
+            expected);
+    return false;
 }

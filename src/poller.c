@@ -17,6 +17,7 @@
 #include "poller.h"
 #include "log.h"
 #include "monotime.h"
+#include "net.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -241,10 +242,33 @@ static int take_ready(struct poller *p, const struct epoll_event *ev, int n,
     return k;
 }
 
+/* -v: a line for each connection the poller ends, as the workers log
+ * theirs (getpeername costs a system call: only then). */
+static void log_end(const struct conn *c, enum conn_end why)
+{
+    static const char *const words[CONN_END_COUNT] = {
+        [CONN_END_NORMAL] = "the client went away, or the stop closes idle connections",
+        [CONN_END_ERROR] = "an error",
+        [CONN_END_IDLE_TIMEOUT] = "idle timeout",
+        [CONN_END_READ_TIMEOUT] = "read timeout",
+        [CONN_END_WRITE_TIMEOUT] = "write timeout: the client does not take its answers",
+        [CONN_END_HANDSHAKE_TIMEOUT] = "TLS handshake timeout",
+        [CONN_END_SHED] = "buffered bytes over --max-buffered, and it held them longest",
+        [CONN_END_CUT] = "the stop ran out of time",
+    };
+    if (log_verbosity() < 1)
+        return;
+    char peer[128] = "?";
+    net_peer_address(c->stream.fd, peer, sizeof peer);
+    log_info("%s: closing: %s", peer, words[why]);
+}
+
 static void close_all(struct conn **conns, int n, enum conn_end why)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        log_end(conns[i], why);
         conn_close(conns[i], why);
+    }
 }
 
 static void requeue(struct poller *p, struct conn **ready, int k)
@@ -311,8 +335,11 @@ static void expire(struct poller *p)
         bool stopping = p->quiescing;
         pthread_mutex_unlock(&p->lock);
         atomic_fetch_add_explicit(&p->expired, (uint64_t)(k + t), memory_order_relaxed);
-        for (int i = 0; i < k; i++) /* closing takes it out of the epoll set */
-            conn_close(doomed[i], end_of_wait(doomed[i], stopping));
+        for (int i = 0; i < k; i++) { /* closing takes it out of the epoll set */
+            enum conn_end why = end_of_wait(doomed[i], stopping);
+            log_end(doomed[i], why);
+            conn_close(doomed[i], why);
+        }
         requeue(p, told, t);
         if (k + t < MAX_EVENTS)
             return;

@@ -12,12 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct pool_thread {
+    struct pool *pool;
+    struct worker *worker;
+};
+
 static void *thread_main(void *arg)
 {
-    struct worker *w = arg;
-    worker_run(w);
-    /* The rules are the first member of the pool. */
-    struct pool *p = (struct pool *)(void *)w->rules;
+    struct pool_thread *t = arg;
+    struct pool *p = t->pool;
+    worker_run(t->worker);
     pthread_mutex_lock(&p->lock);
     p->running--;
     pthread_cond_broadcast(&p->exited);
@@ -42,15 +46,17 @@ static int init_sync(struct pool *p)
     return rc;
 }
 
-static int start_one(struct pool *p, struct worker *w)
+static int start_one(struct pool *p, size_t i)
 {
-    int rc = worker_init(w, &p->rules);
+    struct worker *w = &p->workers[i];
+    int rc = worker_init(w, p->rules);
     if (rc)
         return rc;
+    p->threads[i] = (struct pool_thread){.pool = p, .worker = w};
     pthread_mutex_lock(&p->lock);
     p->running++;
     pthread_mutex_unlock(&p->lock);
-    rc = pthread_create(&w->thread, NULL, thread_main, w);
+    rc = pthread_create(&w->thread, NULL, thread_main, &p->threads[i]);
     if (rc) {
         pthread_mutex_lock(&p->lock);
         p->running--;
@@ -70,42 +76,34 @@ static void call_back_one(void *arg)
             return;
 }
 
-int pool_start(struct pool *p, const struct pool_config *cfg)
+int pool_start(struct pool *p, size_t n, struct worker_rules *rules)
 {
-    size_t n = cfg->workers;
     memset(p, 0, sizeof *p);
-    p->rules.queue = cfg->queue;
-    p->rules.poller = cfg->poller;
-    p->rules.idle_timeout_ms = cfg->idle_timeout_ms;
-    p->rules.handshake_timeout_ms = cfg->handshake_timeout_ms;
-    p->rules.linger_ms = cfg->poller ? cfg->linger_ms : 0;
-    p->rules.serve = cfg->serve;
-    p->rules.serve_arg = cfg->serve_arg;
-    atomic_init(&p->rules.stopping, false);
-    atomic_init(&p->rules.forced, false);
-    atomic_init(&p->rules.busy, 0);
+    p->rules = rules;
     p->workers = aligned_alloc(_Alignof(struct worker), n * sizeof *p->workers);
-    int rc = p->workers ? init_sync(p) : ENOMEM;
+    p->threads = calloc(n, sizeof *p->threads);
+    int rc = p->workers && p->threads ? init_sync(p) : ENOMEM;
     if (rc) {
         free(p->workers);
+        free(p->threads);
         errno = rc;
         return -1;
     }
-    if (p->rules.linger_ms > 0)
+    if (rules->linger_ms > 0)
         worker_install_call_back();
     for (size_t i = 0; i < n && rc == 0; i++)
-        if ((rc = start_one(p, &p->workers[i])) == 0)
+        if ((rc = start_one(p, i)) == 0)
             p->started++;
     if (rc) {
         /* Undo: the caller's queue is closed so started workers exit. */
-        queue_close(cfg->queue);
+        queue_close(rules->queue);
         pool_join(p);
         errno = rc;
         return -1;
     }
     /* Only now: the hook reads `started`, which is final from here. */
-    if (p->rules.linger_ms > 0)
-        queue_set_backlog_hook(cfg->queue, call_back_one, p);
+    if (rules->linger_ms > 0)
+        queue_set_backlog_hook(rules->queue, call_back_one, p);
     return 0;
 }
 
@@ -113,14 +111,14 @@ void pool_quiesce(struct pool *p)
 {
     /* A worker waiting in recv sees this within WORKER_TICK_MS; every
      * other one at its next request boundary; a lingering one at once. */
-    atomic_store(&p->rules.stopping, true);
+    atomic_store(&p->rules->stopping, true);
     for (size_t i = 0; i < p->started; i++)
         worker_call_back(&p->workers[i]);
 }
 
 void pool_force(struct pool *p)
 {
-    if (atomic_exchange(&p->rules.forced, true))
+    if (atomic_exchange(&p->rules->forced, true))
         return;
     pool_quiesce(p);
     for (size_t i = 0; i < p->started; i++)
@@ -151,7 +149,9 @@ void pool_join(struct pool *p)
     pthread_cond_destroy(&p->exited);
     pthread_mutex_destroy(&p->lock);
     free(p->workers);
+    free(p->threads);
     p->workers = NULL;
+    p->threads = NULL;
     p->started = 0;
 }
 
@@ -180,5 +180,5 @@ void pool_latency(struct pool *p, struct latency_sum *out)
 
 size_t pool_busy(struct pool *p)
 {
-    return atomic_load(&p->rules.busy);
+    return atomic_load(&p->rules->busy);
 }

@@ -45,6 +45,7 @@ struct server {
     struct queue queue;
     struct conn_ledger ledger;    /* every connection: how many, how they ended, buffers */
     struct pool pool;
+    struct worker_rules rules;    /* what every worker shares */
     struct acceptor acceptor; /* owns the listening sockets */
     struct poller *poller;    /* NULL with --no-park */
     struct metrics *metrics;  /* NULL without --metrics */
@@ -279,13 +280,16 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
                                                  .arg = s}};
     s->echo = (struct echo_conn_config){.write_timeout_ms = cfg->write_timeout_ms};
     bool echo = cfg->mode == SERVER_MODE_ECHO;
-    struct pool_config pc = {
-        .workers = cfg->workers, .queue = &s->queue, .poller = s->poller,
-        .idle_timeout_ms = cfg->idle_timeout_ms, .linger_ms = cfg->linger_ms,
-        .handshake_timeout_ms = cfg->read_timeout_ms,
-        .serve = echo ? echo_conn_serve : app_conn_serve,
-        .serve_arg = echo ? (void *)&s->echo : (void *)&s->app};
-    if (pool_start(&s->pool, &pc) < 0) {
+    struct worker_rules *r = &s->rules;
+    worker_rules_init(r);
+    r->queue = &s->queue;
+    r->poller = s->poller;
+    r->idle_timeout_ms = cfg->idle_timeout_ms;
+    r->handshake_timeout_ms = cfg->read_timeout_ms;
+    r->linger_ms = s->poller ? cfg->linger_ms : 0;
+    r->serve = echo ? echo_conn_serve : app_conn_serve;
+    r->serve_arg = echo ? (void *)&s->echo : (void *)&s->app;
+    if (pool_start(&s->pool, cfg->workers, r) < 0) {
         snprintf(err, errlen, "cannot start %zu workers: %s", cfg->workers, strerror(errno));
         goto stop_poller;
     }

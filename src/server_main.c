@@ -125,9 +125,7 @@ static const struct option long_options[] = {
 
 static bool bad_value(const char *option, const char *value, const char *expected)
 {
-    fprintf(stderr, "enchufe-server: invalid value '%s' for --%s: expected %s\n", value, option,
-            expected);
-    return false;
+    return parse_bad_value("enchufe-server", option, value, expected);
 }
 
 static bool parse_size(const char *opt, const char *arg, long min, long max, size_t *out)
@@ -186,6 +184,9 @@ static bool check_tls_options(const struct server_config *cfg)
         problem = "the --tls-* options need --tls-port";
     else if (cfg->tls.auth_clients != TLS_AUTH_NO && !cfg->tls.ca_file)
         problem = "--tls-auth-clients needs --tls-ca, the CA that signs client certificates";
+    else if (cfg->tls.ca_file && cfg->tls.auth_clients == TLS_AUTH_NO)
+        problem = "--tls-ca names the CAs of client certificates, which are only asked for "
+                  "with --tls-auth-clients optional or yes";
     else if (cfg->tls_only && cfg->unix_path)
         problem = "--tls-only leaves nothing for --unix: TLS is served on TCP only";
     if (problem)
@@ -256,6 +257,7 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg,
 static int parse_args(int argc, char **argv, struct server_config *cfg, struct run_config *run)
 {
     int opt;
+    argv[0] = (char *)"enchufe-server"; /* what getopt's own messages are signed with */
     while ((opt = getopt_long(argc, argv, "vhV", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);

@@ -316,7 +316,7 @@ void stream_end_write(const struct stream *s)
 }
 
 /* Why a handshake that OpenSSL refused failed, in words and in kind. */
-static enum tls_failure refused(SSL *ssl, int err, char *out, size_t outlen)
+static enum tls_failure why_refused(SSL *ssl, int err, char *out, size_t outlen)
 {
     unsigned long e = ERR_peek_last_error();
     int reason = ERR_GET_REASON(e);
@@ -364,7 +364,7 @@ int stream_handshake_step(const struct stream *s, short *wait_for, enum tls_fail
         *why = TLS_FAIL_CLOSED;
         snprintf(err, errlen, "the peer closed the connection");
     } else {
-        *why = refused(s->ssl, e, err, errlen);
+        *why = why_refused(s->ssl, e, err, errlen);
     }
     SSL_set_quiet_shutdown(s->ssl, 1);
     return -1;

@@ -32,6 +32,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+void worker_rules_init(struct worker_rules *r)
+{
+    memset(r, 0, sizeof *r);
+    atomic_init(&r->stopping, false);
+    atomic_init(&r->forced, false);
+    atomic_init(&r->busy, 0);
+}
+
 int worker_init(struct worker *w, struct worker_rules *rules)
 {
     memset(w, 0, sizeof *w);

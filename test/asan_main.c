@@ -6,9 +6,9 @@
  * is what we want. The runner process itself leaks a few allocations of
  * Criterion's own, and no suppression can single those out (every test's
  * stack passes through libcriterion), so the runner leaves with _exit and
- * skips its leak check. The Makefile fails the run on any sanitizer
- * report in the children's output, since a leak report alone does not
- * fail a Criterion test.
+ * skips its leak check. tools/run_suites.sh --sanitized fails the run on
+ * any sanitizer report in the children's output, since a leak report
+ * alone does not fail a Criterion test.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>

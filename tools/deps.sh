@@ -39,6 +39,7 @@ if [ "$what" = test ]; then
     missing+=(libcriterion-dev)
   fi
   command -v python3 >/dev/null || missing+=(python3)
+  command -v pytest-3 >/dev/null || missing+=(python3-pytest)
   command -v timeout >/dev/null || missing+=(coreutils)
   command -v pgrep >/dev/null || missing+=(procps)
   command -v prometheus >/dev/null || missing+=(prometheus)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real Prometheus scrapes a running enchufe-server.
 
 Starts enchufe-server with --metrics and Debian's prometheus on loopback
@@ -12,11 +11,8 @@ server's thread can be descheduled inside its last send after the client
 already has the answer, and the estimate is interpolated within a
 bucket; so no more than the client's slowest round trip plus 2 ms, a
 scheduling slice on a busy two-core machine).
-Both processes are stopped by their PIDs. Standard library only.
-
-    python3 tools/test_prometheus.py [--bin bin]
+Both processes are stopped by their PIDs. Standard library and pytest.
 """
-import argparse
 import json
 import os
 import shutil
@@ -24,15 +20,12 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-import harness  # noqa: E402
-from harness import frame, read_frame  # noqa: E402
+import pytest
+from harness import frame, read_frame
 
 LOAD = {"search_hit": 40, "search_miss": 25, "invalid_action": 10, "binary": 15, "stats": 5}
 
@@ -93,20 +86,19 @@ def wait_for(what, fn, seconds):
         if value is not None:
             return value
         time.sleep(0.25)
-    raise SystemExit(f"FAIL: timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", default="bin")
-    args = ap.parse_args()
+@pytest.fixture
+def scraped(bin_dir, tmp_path):
+    """enchufe-server with --metrics, and a Prometheus scraping it every
+    second: (server port, Prometheus port)."""
     if not shutil.which("prometheus"):
-        raise SystemExit("FAIL: prometheus is not installed (make test installs it)")
-    work = tempfile.mkdtemp(prefix="enchufe-prom-")
+        pytest.fail("prometheus is not installed (make test installs it)")
+    work = str(tmp_path)
     server = prom = None
-    passed = failed = 0
     try:
-        server = start([os.path.join(args.bin, "enchufe-server"), "--port", "0", "--metrics",
+        server = start([os.path.join(bin_dir, "enchufe-server"), "--port", "0", "--metrics",
                         "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
         port = metrics = None
         for _ in range(10):
@@ -122,8 +114,9 @@ def main():
                     "scrape_configs:\n  - job_name: enchufe\n    static_configs:\n"
                     f"      - targets: ['{metrics}']\n")
         prom = start(["prometheus", f"--config.file={work}/prometheus.yml",
-                      f"--storage.tsdb.path={work}/data", f"--web.listen-address=127.0.0.1:{prom_port}",
-                      "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      f"--storage.tsdb.path={work}/data",
+                      f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up():
             try:
@@ -132,38 +125,26 @@ def main():
             except OSError:
                 return None
         wait_for("Prometheus to scrape enchufe-server", up, 60)
-        slowest = send_load(port)
-
-        def counts():
-            r = api(prom_port, "enchufe_requests_total")
-            got = {x["metric"]["kind"]: int(float(x["value"][1])) for x in r}
-            # Every kind sent, exactly; every other kind (health...) none.
-            want = {k: LOAD.get(k, 0) for k in got}
-            return got if got == want and all(k in got for k in LOAD) else None
-        try:
-            got = wait_for("the scrape after the load", counts, 30)
-            print(f"PASS enchufe_requests_total by kind, exact: {got}")
-            passed += 1
-        except SystemExit as e:
-            print(e, api(prom_port, "enchufe_requests_total"))
-            failed += 1
-        q = "histogram_quantile(0.99, sum by (le) (enchufe_request_duration_seconds_bucket))"
-        r = api(prom_port, q)
-        p99 = float(r[0]["value"][1]) if r else 0.0
-        if 0 < p99 <= slowest + 0.002:
-            print(f"PASS {q} = {p99 * 1e3:.3f} ms; the client's slowest round trip "
-                  f"{slowest * 1e3:.3f} ms")
-            passed += 1
-        else:
-            print(f"FAIL {q} = {p99}, client's slowest round trip {slowest}")
-            failed += 1
+        yield port, prom_port
     finally:
         stop(prom)
         stop(server)
-        shutil.rmtree(work, ignore_errors=True)
-    print(f"prometheus: {passed} passed, {failed} failed")
-    return 1 if failed or passed != 2 else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_a_real_prometheus_scrapes_exact_counts_and_a_sane_p99(scraped):
+    port, prom_port = scraped
+    slowest = send_load(port)
+
+    def counts():
+        r = api(prom_port, "enchufe_requests_total")
+        got = {x["metric"]["kind"]: int(float(x["value"][1])) for x in r}
+        # Every kind sent, exactly; every other kind (health...) none.
+        want = {k: LOAD.get(k, 0) for k in got}
+        return got if got == want and all(k in got for k in LOAD) else None
+    got = wait_for("the scrape after the load to count it exactly", counts, 30)
+    print(f"enchufe_requests_total by kind, exact: {got}")
+    q = "histogram_quantile(0.99, sum by (le) (enchufe_request_duration_seconds_bucket))"
+    r = api(prom_port, q)
+    p99 = float(r[0]["value"][1]) if r else 0.0
+    assert 0 < p99 <= slowest + 0.002, \
+        f"{q} = {p99}, the client's slowest round trip {slowest}"

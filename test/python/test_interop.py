@@ -9,9 +9,11 @@ It plays the tutorial's original programs against ours:
     original echo servers for enchufe-cli.
 
 Every socket is on loopback with a timeout; every process started here is
-stopped by its PID. Prints 'N passed, N failed'; exits non-zero on failure.
+stopped by its PID, and must stop cleanly on SIGTERM.
+
+It deliberately shares no code with the rest of the project's Python
+(bench/harness.py): an implementation of its own is the point.
 """
-import argparse
 import json
 import os
 import signal
@@ -20,7 +22,8 @@ import struct
 import subprocess
 import sys
 import threading
-import traceback
+
+import pytest
 
 TIMEOUT = 10
 SEARCH = {
@@ -95,6 +98,23 @@ def start_server(bin_dir, *args):
             return proc, int(line.strip().rsplit(":", 1)[1])
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def ctx(bin_dir):
+    """An app server and an echo server for the module; each must stop
+    cleanly when it is over."""
+    app, app_port = start_server(bin_dir)
+    echo, echo_port = start_server(bin_dir, "--mode", "echo")
+    try:
+        yield {"bin": bin_dir, "app": app_port, "echo": echo_port}
+        for proc in (app, echo):
+            stop_server(proc)
+    finally:
+        for proc in (app, echo):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def stop_server(proc):
@@ -268,41 +288,3 @@ def test_cli_echo_and_multiconn_against_original_echo_server(ctx):
         assert r.returncode == 0, r
         assert b"2 of 2 connections got every byte back" in r.stdout, r.stdout
     with_python_server(serve_original_echo, 3, check)
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", default="bin", help="directory of the built binaries")
-    args = parser.parse_args()
-    app, app_port = start_server(args.bin)
-    echo, echo_port = start_server(args.bin, "--mode", "echo")
-    ctx = {"bin": args.bin, "app": app_port, "echo": echo_port}
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    passed = failed = 0
-    try:
-        for name, fn in tests:
-            try:
-                fn(ctx)
-                passed += 1
-                print(f"PASS {name}")
-            except Exception:
-                failed += 1
-                print(f"FAIL {name}")
-                traceback.print_exc()
-        for proc in (app, echo):
-            try:
-                stop_server(proc)
-            except AssertionError as e:
-                failed += 1
-                print(f"FAIL stop: {e}")
-    finally:
-        for proc in (app, echo):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    print(f"interop: {passed} passed, {failed} failed")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

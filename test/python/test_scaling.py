@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Past one process and one machine, tested against the real components.
 
   activation   systemd-socket-activate hands enchufe-server its socket (TCP
@@ -8,13 +7,17 @@
                request failed.
   haproxy      three instances, each in a network namespace of its own with
                its own address on a veth pair, HAProxy on loopback in
-               front; enchufe-bench drives keep-alive and per-conn load
-               through it while every instance is restarted in turn
-               (SIGTERM, --shutdown-delay, drain): zero failed requests
-               (retries on a new connection reported apart), every
-               instance served. Then one instance is SIGKILLed: how many
-               requests failed, how long until HAProxy marked it down, and
-               that it rejoins.
+               front with the shipped contrib/haproxy/enchufe.cfg, but
+               `retries 0` (HAProxy tries no request again); enchufe-bench
+               drives keep-alive and per-conn load through it while every
+               instance is restarted in turn (SIGTERM, --shutdown-delay 2
+               as the unit file has, drain): HAProxy sees each one DOWN,
+               in its stats socket, well before the listener closes, and
+               not one request fails (the client's own retries of a
+               request sent on a keep-alive connection as the server
+               closed it are reported apart); every instance served. Then
+               one instance is SIGKILLed: how many requests failed, how
+               long until HAProxy marked it down, and that it rejoins.
   reuseport    three processes on one port (--reuseport) in a namespace of
                its own; each served some of 3,000 connections; a rolling
                SIGTERM, with net.ipv4.tcp_migrate_req off and then on (set
@@ -23,10 +26,7 @@
 Needs root (network namespaces), haproxy, iproute2 and systemd's
 systemd-socket-activate; `make test` installs them. Everything it starts
 is stopped by PID, and the namespaces and links it made are deleted.
-
-    python3 tools/test_scaling.py [--bin bin] [--only PART]
 """
-import argparse
 import json
 import os
 import re
@@ -34,23 +34,43 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.join(HERE_DIR := os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
-import harness  # noqa: E402
+import harness
+import pytest
 
-BIN = "bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.join(HERE, "..")
-results = {"passed": 0, "failed": 0}
+ROOT = os.path.join(HERE, "..", "..")
+BIN = None  # the binaries' directory, set by the bin fixture
+SHUTDOWN_DELAY = 2  # as contrib/enchufe.service has it
 procs = []
 
 
-def check(name, ok, detail=""):
-    results["passed" if ok else "failed"] += 1
-    print(f"{'PASS' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
+@pytest.fixture(scope="module", autouse=True)
+def bin_and_cleanup(bin_dir):
+    """The binaries' directory for every helper here; at the end, every
+    process this module started is stopped by its PID."""
+    global BIN
+    BIN = bin_dir
+    yield
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("scaling"))
+
+
+@pytest.fixture(scope="module")
+def nss():
+    if os.geteuid() != 0:
+        pytest.fail("network namespaces cannot be made here: it needs root (CAP_NET_ADMIN)")
+    n = Namespaces()
+    yield n
+    n.delete()
 
 
 def spawn(cmd, **kw):
@@ -119,7 +139,7 @@ def bench_result(p):
 
 # --- socket activation --------------------------------------------------------
 
-def activation_basic(work):
+def test_activation_hands_over_tcp_and_unix_sockets(work):
     port = free_port()
     p = spawn(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=enchufe",
                os.path.join(BIN, "enchufe-server")], stderr=subprocess.PIPE, text=True)
@@ -127,8 +147,8 @@ def activation_basic(work):
     ok = search_ok("127.0.0.1", port, timeout=5)
     line = wait_line(p, "handed over by systemd", 5)
     stop(p)
-    check("systemd-socket-activate: a TCP socket handed over, served", ok and line is not None,
-          (line or "no 'handed over' line").strip())
+    assert ok and line is not None, \
+        f"systemd-socket-activate: a TCP socket handed over, served: {line}"
     path = os.path.join(work, "activated.sock")
     p = spawn(["systemd-socket-activate", "-l", path, os.path.join(BIN, "enchufe-server")],
               stderr=subprocess.PIPE, text=True)
@@ -136,8 +156,8 @@ def activation_basic(work):
     out = run(os.path.join(BIN, "enchufe-cli"), "--unix", path, "search", "ring",
               check_rc=False)
     stop(p)
-    check("systemd-socket-activate: a Unix socket handed over, served",
-          out.returncode == 0 and "Misty" in out.stdout, out.stdout.strip() or out.stderr.strip())
+    assert out.returncode == 0 and "Misty" in out.stdout, \
+        f"systemd-socket-activate: a Unix socket handed over, served: {out.stdout}{out.stderr}"
 
 
 def start_activated(listener, tag):
@@ -149,11 +169,11 @@ def start_activated(listener, tag):
     p = spawn([os.path.join(BIN, "enchufe-server")], preexec_fn=child, close_fds=False,
               stderr=subprocess.PIPE, text=True)
     if not wait_line(p, "handed over by systemd"):
-        raise RuntimeError("the activated server did not start")
+        pytest.fail("the activated server did not start")
     return p
 
 
-def activation_restart():
+def test_a_restart_under_load_on_an_inherited_socket_refuses_and_fails_nothing():
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -176,9 +196,9 @@ def activation_restart():
               f"{a['retried']} retried; per-conn {b['requests']} requests, {b['failed']} failed, "
               f"{b['errors']['connect']} connections refused "
               f"({json.dumps({k: v for k, v in {**a['errors'], **b['errors']}.items() if v})})")
-    check("restart under load on an inherited socket refuses and fails nothing",
-          a["failed"] == 0 and b["failed"] == 0 and a["requests"] > 0 and b["requests"] > 0,
-          detail)
+    print(detail)
+    assert a["failed"] == 0 and b["failed"] == 0 and a["requests"] > 0 and b["requests"] > 0, \
+        detail
 
 
 # --- network namespaces ---------------------------------------------------------
@@ -236,6 +256,9 @@ def haproxy_config(work, port, servers):
     cfg = cfg.replace("bind 127.0.0.1:6543", f"bind 127.0.0.1:{port}")
     cfg = cfg.replace("/run/haproxy/enchufe.sock", os.path.join(work, "haproxy.sock"))
     cfg = re.sub(r"    server enchufe\d .*\n", "", cfg)
+    # HAProxy tries no request again: a request lost in a restart shows.
+    cfg, n = re.subn(r"\n    retries \d+\n", "\n    retries 0\n", cfg)
+    assert n == 1, "the shipped config sets `retries`"
     cfg += "".join(f"    server enchufe{i + 1} {addr}:7000 check\n" for i, addr in enumerate(servers))
     path = os.path.join(work, "haproxy.cfg")
     with open(path, "w") as f:
@@ -280,23 +303,29 @@ def wait_status(work, name, want, seconds=15):
 
 def start_instance(ns, addr):
     p = spawn(["ip", "netns", "exec", ns, os.path.join(BIN, "enchufe-server"), "--host", addr,
-               "--port", "7000", "--shutdown-delay", "1.5", "--idle-timeout", "60"],
-              stderr=subprocess.PIPE, text=True)
+               "--port", "7000", "--shutdown-delay", str(SHUTDOWN_DELAY), "--idle-timeout",
+               "60"], stderr=subprocess.PIPE, text=True)
     if not wait_line(p, "Listening on"):
-        raise RuntimeError(f"enchufe-server did not start in {ns}")
+        pytest.fail(f"enchufe-server did not start in {ns}")
     return p
 
 
-def served_at_stop(p):
-    """SIGTERM, then the 'Stopped after N requests' count."""
+def served_at_stop(p, work=None, name=None, downs=None):
+    """SIGTERM, then the 'Stopped after N requests' count. With work and
+    name, also the time HAProxy took to see the server DOWN (into downs)."""
     p.send_signal(signal.SIGTERM)
+    if downs is not None:
+        downs.append(wait_status(work, name, "DOWN", SHUTDOWN_DELAY + 10))
     out = p.stderr.read()
     p.wait(30)
     m = re.search(r"Stopped after (\d+) requests?", out)
     return int(m.group(1)) if m else 0
 
 
-def haproxy_part(work, nss):
+@pytest.fixture(scope="module")
+def haproxy(work, nss):
+    """Three instances in namespaces of their own, HAProxy in front with
+    the shipped configuration (retries 0); (work, port, hosts, instances)."""
     hosts = [nss.host(i + 1, 77) for i in range(3)]
     instances = [start_instance(ns, addr) for ns, addr in hosts]
     port = free_port()
@@ -304,27 +333,41 @@ def haproxy_part(work, nss):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for i in range(3):
         if wait_status(work, f"enchufe{i + 1}", "UP") is None:
-            raise RuntimeError(f"HAProxy never marked enchufe{i + 1} up")
-    # Rolling restart under load.
-    ka = spawn(bench_cmd("127.0.0.1", port, 20, "-c", "50"), stdout=subprocess.PIPE, text=True)
-    pc = spawn(bench_cmd("127.0.0.1", port, 20, "-c", "20", "--mode", "per-conn"),
+            pytest.fail(f"HAProxy never marked enchufe{i + 1} up")
+    yield work, port, hosts, instances
+    stop(hap)
+    for p in instances:
+        stop(p)
+
+
+def test_haproxy_rolling_restart_with_retries_0_sees_each_drain_and_fails_nothing(haproxy):
+    work, port, hosts, instances = haproxy
+    ka = spawn(bench_cmd("127.0.0.1", port, 24, "-c", "50"), stdout=subprocess.PIPE, text=True)
+    pc = spawn(bench_cmd("127.0.0.1", port, 24, "-c", "20", "--mode", "per-conn"),
                stdout=subprocess.PIPE, text=True)
-    served = []
+    served, downs = [], []
     time.sleep(2)
     for i, (ns, addr) in enumerate(hosts):
-        served.append(served_at_stop(instances[i]))
+        t0 = time.time()
+        served.append(served_at_stop(instances[i], work, f"enchufe{i + 1}", downs))
         instances[i] = start_instance(ns, addr)
         wait_status(work, f"enchufe{i + 1}", "UP")
         time.sleep(0.5)
     a, b = bench_result(ka), bench_result(pc)
-    check("HAProxy, rolling SIGTERM restart of all three under load: zero failed requests",
-          a["failed"] == 0 and b["failed"] == 0,
-          f"keep-alive c=50: {a['requests']} requests, {a['failed']} failed, {a['retried']} "
-          f"retried; per-conn c=20: {b['requests']} requests, {b['failed']} failed "
-          f"({json.dumps({k: v for k, v in {**a['errors'], **b['errors']}.items() if v})})")
-    check("HAProxy, every instance served traffic", all(n > 0 for n in served),
-          f"requests served by each before its restart: {served}")
-    # One instance killed under load.
+    detail = (f"keep-alive c=50: {a['requests']} requests, {a['failed']} failed, {a['retried']} "
+              f"retried; per-conn c=20: {b['requests']} requests, {b['failed']} failed "
+              f"({json.dumps({k: v for k, v in {**a['errors'], **b['errors']}.items() if v})}); "
+              f"HAProxy saw each DOWN {[None if d is None else round(d, 2) for d in downs]} s "
+              f"after its SIGTERM (the listener closes at {SHUTDOWN_DELAY} s)")
+    print(detail)
+    assert all(d is not None and d < SHUTDOWN_DELAY for d in downs), \
+        f"HAProxy must see the drain before the listener closes: {detail}"
+    assert a["failed"] == 0 and b["failed"] == 0, detail
+    assert all(n > 0 for n in served), f"requests served by each before its restart: {served}"
+
+
+def test_haproxy_takes_out_an_instance_killed_under_load_and_it_rejoins(haproxy):
+    work, port, hosts, instances = haproxy
     ka = spawn(bench_cmd("127.0.0.1", port, 8, "-c", "50"), stdout=subprocess.PIPE, text=True)
     time.sleep(2)
     instances[0].send_signal(signal.SIGKILL)
@@ -333,15 +376,11 @@ def haproxy_part(work, nss):
     a = bench_result(ka)
     instances[0] = start_instance(*hosts[0])
     up_after = wait_status(work, "enchufe1", "UP", 15)
-    check("HAProxy, an instance SIGKILLed under load is taken out, then rejoins",
-          down_after is not None and up_after is not None and a["failed"] <= 50,
-          f"marked down {down_after if down_after is None else f'{down_after:.2f} s'} after the "
-          f"kill; {a['failed']} of {a['requests'] + a['failed']} requests failed (in flight on "
-          f"it), {a['retried']} retried; up again {up_after if up_after is None else f'{up_after:.2f} s'} "
-          f"after its restart")
-    stop(hap)
-    for p in instances:
-        stop(p)
+    detail = (f"marked down {down_after} s after the kill; {a['failed']} of "
+              f"{a['requests'] + a['failed']} requests failed (in flight on it), "
+              f"{a['retried']} retried; up again {up_after} s after its restart")
+    print(detail)
+    assert down_after is not None and up_after is not None and a["failed"] <= 50, detail
 
 
 # --- SO_REUSEPORT ---------------------------------------------------------------
@@ -352,7 +391,7 @@ def reuseport_round(ns, migrate):
         p = spawn(["ip", "netns", "exec", ns, os.path.join(BIN, "enchufe-server"), "--port",
                    "7100", "--reuseport"], stderr=subprocess.PIPE, text=True)
         if not wait_line(p, "Listening on"):
-            raise RuntimeError("a --reuseport server did not start")
+            pytest.fail("a --reuseport server did not start")
         return p
     servers = [start() for _ in range(3)]
     # 3,000 one-shot connections: each process should serve some.
@@ -373,53 +412,15 @@ def reuseport_round(ns, migrate):
     return counts, first, r
 
 
-def reuseport_part(nss):
+def test_reuseport_spreads_connections_and_loses_nothing_with_tcp_migrate_req(nss):
     ns = nss.alone("rp")
     counts, first, off = reuseport_round(ns, 0)
-    check("--reuseport: three processes on one port each served some of 3,000 connections",
-          all(c > 0 for c in counts) and first["failed"] == 0 and sum(counts) == 3000,
-          f"served {counts}, {first['failed']} failed")
+    assert all(c > 0 for c in counts) and first["failed"] == 0 and sum(counts) == 3000, \
+        f"three processes on one port each serve some of 3,000: served {counts}, " \
+        f"{first['failed']} failed"
     _, _, on = reuseport_round(ns, 1)
-    check("--reuseport: a rolling SIGTERM with net.ipv4.tcp_migrate_req=1 loses nothing",
-          on["failed"] == 0,
-          f"tcp_migrate_req=1: {on['requests']} requests, {on['failed']} failed; "
-          f"tcp_migrate_req=0: {off['requests']} requests, {off['failed']} failed "
-          f"({json.dumps({k: v for k, v in off['errors'].items() if v})})")
-
-
-def main():
-    global BIN
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bin", default="bin")
-    ap.add_argument("--only", choices=["activation", "haproxy", "reuseport"])
-    args = ap.parse_args()
-    BIN = args.bin
-    work = tempfile.mkdtemp(prefix="enchufe-scaling-")
-    nss = Namespaces()
-    try:
-        if args.only in (None, "activation"):
-            activation_basic(work)
-            activation_restart()
-        if args.only in (None, "haproxy", "reuseport") and os.geteuid() != 0:
-            check("network namespaces", False, "cannot run here: creating network namespaces "
-                  "needs root (CAP_NET_ADMIN)")
-        else:
-            if args.only in (None, "haproxy"):
-                haproxy_part(work, nss)
-            if args.only in (None, "reuseport"):
-                reuseport_part(nss)
-    except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
-        check("the run itself", False, str(e))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        nss.delete()
-        subprocess.run(["rm", "-rf", work])
-    print(f"scaling: {results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] or not results["passed"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    detail = (f"tcp_migrate_req=1: {on['requests']} requests, {on['failed']} failed; "
+              f"tcp_migrate_req=0: {off['requests']} requests, {off['failed']} failed "
+              f"({json.dumps({k: v for k, v in off['errors'].items() if v})})")
+    print(detail)
+    assert on["failed"] == 0, f"a rolling SIGTERM with tcp_migrate_req=1 loses nothing: {detail}"
