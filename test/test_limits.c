@@ -11,6 +11,7 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 
 static struct server *srv;
 static int port;
+
+/* Each limit holds in both modes: parking, and --no-park. */
+static bool park_modes[] = {true, false};
 
 /* A server with every timeout at 0 (no limit), parking or not. */
 static void start_unlimited(bool park)
@@ -58,14 +62,14 @@ static void request_paused_midway_is_answered(bool park)
     server_stop(srv);
 }
 
-Test(timeout_zero, read_timeout_0_waits_for_a_paused_request_parking, .timeout = 30)
+ParameterizedTestParameters(timeout_zero, read_timeout_0_waits_for_a_paused_request)
 {
-    request_paused_midway_is_answered(true);
+    return cr_make_param_array(bool, park_modes, 2);
 }
 
-Test(timeout_zero, read_timeout_0_waits_for_a_paused_request_no_park, .timeout = 30)
+ParameterizedTest(bool *park, timeout_zero, read_timeout_0_waits_for_a_paused_request, .timeout = 30)
 {
-    request_paused_midway_is_answered(false);
+    request_paused_midway_is_answered(*park);
 }
 
 /* --idle-timeout 0: a connection idle between requests is kept. */
@@ -84,14 +88,14 @@ static void idle_connection_is_kept(bool park)
     server_stop(srv);
 }
 
-Test(timeout_zero, idle_timeout_0_keeps_an_idle_connection_parking, .timeout = 30)
+ParameterizedTestParameters(timeout_zero, idle_timeout_0_keeps_an_idle_connection)
 {
-    idle_connection_is_kept(true);
+    return cr_make_param_array(bool, park_modes, 2);
 }
 
-Test(timeout_zero, idle_timeout_0_keeps_an_idle_connection_no_park, .timeout = 30)
+ParameterizedTest(bool *park, timeout_zero, idle_timeout_0_keeps_an_idle_connection, .timeout = 30)
 {
-    idle_connection_is_kept(false);
+    idle_connection_is_kept(*park);
 }
 
 /* --write-timeout 0: a client that stops reading for a while gets the
@@ -127,12 +131,12 @@ static void slow_reader_gets_everything(bool park)
     server_stop(srv);
 }
 
-Test(timeout_zero, write_timeout_0_waits_for_a_slow_reader_parking, .timeout = 60)
+ParameterizedTestParameters(timeout_zero, write_timeout_0_waits_for_a_slow_reader)
 {
-    slow_reader_gets_everything(true);
+    return cr_make_param_array(bool, park_modes, 2);
 }
 
-Test(timeout_zero, write_timeout_0_waits_for_a_slow_reader_no_park, .timeout = 60)
+ParameterizedTest(bool *park, timeout_zero, write_timeout_0_waits_for_a_slow_reader, .timeout = 60)
 {
-    slow_reader_gets_everything(false);
+    slow_reader_gets_everything(*park);
 }

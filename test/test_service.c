@@ -41,7 +41,7 @@ Test(service, notify_ready_status_watchdog_and_stopping, .timeout = 60)
     strcpy(un.sun_path, path);
     cr_assert_eq(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
     setenv("NOTIFY_SOCKET", path, 1);
-    setenv("WATCHDOG_USEC", "200000", 1); /* pings every 100 ms */
+    setenv("WATCHDOG_USEC", "1000000", 1); /* pings every 500 ms */
     unsetenv("WATCHDOG_PID");
     int port, err_fd;
     pid_t pid = ts_spawn_server(ts_bin_dir(), NULL, &port, &err_fd);
@@ -64,10 +64,12 @@ Test(service, notify_ready_status_watchdog_and_stopping, .timeout = 60)
     client_response_free(&resp);
     close(c);
 
-    /* A second of pings: about ten, none more than 200 ms apart. */
+    /* Three seconds of pings: about six, and never a gap as long as the
+     * watchdog interval (1 s), which is all systemd asks. (The half
+     * interval between pings leaves room for a busy machine.) */
     int pings = 0;
     long long start = ts_now_ms(), last = start, widest = 0;
-    while (ts_now_ms() - start < 1000 && receive(fd, msg, sizeof msg, 1000)) {
+    while (ts_now_ms() - start < 3000 && receive(fd, msg, sizeof msg, 2000)) {
         if (strstr(msg, "WATCHDOG=1")) {
             long long now = ts_now_ms();
             widest = now - last > widest ? now - last : widest;
@@ -76,10 +78,10 @@ Test(service, notify_ready_status_watchdog_and_stopping, .timeout = 60)
         }
         status = status || strstr(msg, "STATUS=") != NULL;
     }
-    fprintf(stderr, "notify: %d WATCHDOG=1 in 1 s (asked every 200 ms: pinged at half), widest "
+    fprintf(stderr, "notify: %d WATCHDOG=1 in 3 s (a 1 s watchdog: pinged at half), widest "
                     "gap %lld ms\n", pings, widest);
-    cr_assert_geq(pings, 7, "pings at half the watchdog interval (%d in 1 s)", pings);
-    cr_assert_lt(widest, 200, "never a gap the watchdog would punish (%lld ms)", widest);
+    cr_assert_geq(pings, 4, "pings at half the watchdog interval (%d in 3 s)", pings);
+    cr_assert_lt(widest, 1000, "never a gap the watchdog would punish (%lld ms)", widest);
     cr_assert(status, "STATUS= lines with the live counts");
 
     kill(pid, SIGTERM);

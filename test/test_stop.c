@@ -18,6 +18,7 @@
 #include "support.h"
 
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -31,6 +32,16 @@
 
 static const char *const PARK[] = {NULL};
 static const char *const NO_PARK[] = {"--no-park", NULL};
+
+/* Every promise of the stop holds in both modes: one parameterized test
+ * runs each in both. The parameter is an index into this table: Criterion
+ * copies parameters into the test's own process, where a pointer to
+ * static data need not point to the same place. */
+static const struct mode {
+    const char *const *args;
+    const char *name;
+} modes[] = {{PARK, "parking"}, {NO_PARK, "--no-park"}};
+static int mode_index[] = {0, 1};
 
 /* Starts the server with args (mode first, then the rest). */
 static pid_t spawn(const char *const mode[], const char *const args[], int *port, int *err_fd)
@@ -128,14 +139,14 @@ static void every_arrived_request_is_answered(const char *const mode[], const ch
                                      "answered (%d of %d)", name, t.answered, t.sent);
 }
 
-Test(stop, answers_every_request_that_arrived_with_parking, .timeout = 120)
+ParameterizedTestParameters(stop, answers_every_request_that_arrived)
 {
-    every_arrived_request_is_answered(PARK, "parking");
+    return cr_make_param_array(int, mode_index, 2);
 }
 
-Test(stop, answers_every_request_that_arrived_with_no_park, .timeout = 120)
+ParameterizedTest(int *m, stop, answers_every_request_that_arrived, .timeout = 120)
 {
-    every_arrived_request_is_answered(NO_PARK, "--no-park");
+    every_arrived_request_is_answered(modes[*m].args, modes[*m].name);
 }
 
 /* --- the same under mixed, continuous load ---------------------------------- */
@@ -219,14 +230,14 @@ static void mixed_load_stops(const char *const mode[], const char *name)
                  must - got, must);
 }
 
-Test(stop, loses_nothing_under_mixed_load_with_parking, .timeout = 120)
+ParameterizedTestParameters(stop, loses_nothing_under_mixed_load)
 {
-    mixed_load_stops(PARK, "parking");
+    return cr_make_param_array(int, mode_index, 2);
 }
 
-Test(stop, loses_nothing_under_mixed_load_with_no_park, .timeout = 120)
+ParameterizedTest(int *m, stop, loses_nothing_under_mixed_load, .timeout = 120)
 {
-    mixed_load_stops(NO_PARK, "--no-park");
+    mixed_load_stops(modes[*m].args, modes[*m].name);
 }
 
 /* --- the drain is bounded ---------------------------------------------------- */
@@ -289,16 +300,16 @@ static void drain_is_bounded(const char *const mode[], const char *read_timeout)
     close(err_fd);
 }
 
-Test(stop, drain_timeout_bounds_the_exit_with_a_full_queue_parking, .timeout = 60)
+ParameterizedTestParameters(stop, drain_timeout_bounds_the_exit_with_a_full_queue)
 {
-    drain_is_bounded(PARK, "4");
-    drain_is_bounded(PARK, "0");
+    return cr_make_param_array(int, mode_index, 2);
 }
 
-Test(stop, drain_timeout_bounds_the_exit_with_a_full_queue_no_park, .timeout = 60)
+ParameterizedTest(int *m, stop, drain_timeout_bounds_the_exit_with_a_full_queue,
+                  .timeout = 60)
 {
-    drain_is_bounded(NO_PARK, "4");
-    drain_is_bounded(NO_PARK, "0");
+    drain_is_bounded(modes[*m].args, "4");
+    drain_is_bounded(modes[*m].args, "0");
 }
 
 Test(stop, a_second_signal_cuts_the_drain_and_says_how_many, .timeout = 60)

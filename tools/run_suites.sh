@@ -12,7 +12,23 @@ if [ "${1:-}" = --sanitized ]; then sanitized=true; shift; fi
 bin=$1 log=$2
 shift 2
 
-expected=$(cat test/test_*.c | grep -cE '^(Test|ParameterizedTest)\(' || true)
+# Each Test runs once; each ParameterizedTest once per parameter, which
+# its parameters function gives as a literal count:
+# cr_make_param_array(TYPE, ARRAY, N).
+plain=$(cat test/test_*.c | grep -cE '^Test\(' || true)
+params=0
+for n in $(cat test/test_*.c | grep -oE 'cr_make_param_array\([^;]*, *[0-9]+\)' |
+           sed -E 's/.*, *([0-9]+)\)$/\1/'); do
+  params=$((params + n))
+done
+declared=$(cat test/test_*.c | grep -cE '^ParameterizedTest\(' || true)
+counted=$(cat test/test_*.c | grep -cE 'cr_make_param_array\([^;]*, *[0-9]+\)' || true)
+if [ "$declared" -ne "$counted" ]; then
+  echo "error: $declared parameterized tests, but $counted literal parameter counts" \
+       "(cr_make_param_array(TYPE, ARRAY, N))" >&2
+  exit 1
+fi
+expected=$((plain + params))
 set +e
 timeout 900 "$bin" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
