@@ -177,7 +177,8 @@ static const struct option long_options[] = {
 /* opt without its dashes. */
 static bool bad(const char *opt, const char *value, const char *expected)
 {
-    return parse_bad_value("enchufe-bench", opt, value, expected);
+    parse_bad_value("enchufe-bench", opt, value, expected);
+    return false;
 }
 
 /* KIND:N, added to what earlier --hostile options asked for. */

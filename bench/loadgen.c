@@ -1,819 +1,306 @@
 /*
- * loadgen.c - epoll load generator (see loadgen.h).
- *
- * A "slot" is one of the -c connections. In keep-alive mode a slot keeps
- * its socket for the whole run; in per-connection mode it opens a socket
- * for each request and closes it after the answer, as the tutorial's
- * client does. A slot whose stream went wrong (error, timeout, reset) is
- * closed and reopened, after the periodic sweep, so a dead server costs
- * one attempt per slot every 100 ms rather than a spin.
+ * loadgen.c - the load generator's threads (see loadgen.h): each owns its
+ * share of the connections (slots, slot.c) and one epoll loop, decides
+ * what each slot sends next (at once in closed loop, when due at a fixed
+ * rate, within -n's quota), sweeps for deadlines and reconnects, and the
+ * main thread prints progress and merges the results.
  */
 #include "loadgen.h"
-#include "frame.h"
 #include "monotime.h"
 #include "net.h"
-#include "stream.h"
-#include "tls.h"
+#include "slot.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SWEEP_NS 100000000ULL /* timeouts and reconnects are checked this often */
 #define MAX_EVENTS 256
 
-enum slot_state { S_CLOSED, S_CONNECTING, S_HANDSHAKE, S_IDLE, S_SENDING, S_READING };
-
-struct slot {
-    int fd;
-    SSL *ssl;             /* with --tls */
-    SSL_SESSION *session; /* --tls-resume: the last connection's, to resume */
-    enum slot_state state;
-    bool has_request; /* a request is assigned (possibly waiting to connect) */
-    bool want_out;    /* EPOLLOUT is in the interest set */
-    unsigned next;    /* position in the mix of the next request to send */
-    unsigned first;   /* ... of the first request of the batch in flight */
-    unsigned depth;   /* requests in the batch (the pipeline depth) */
-    unsigned done;    /* of those, answered */
-    const uint8_t *out; /* the batch's bytes: one request's, or sendbuf */
-    size_t out_len;
-    uint8_t *sendbuf; /* the requests of a batch, back to back (pipelining) */
-    size_t sent;
-    uint8_t *buf;
-    size_t len, cap;
-    struct frame_decoder dec;
-    uint64_t origin;  /* latency runs from here: the send, or when it was due */
-    uint64_t connect_start;
-    uint64_t deadline;
-    uint64_t answered; /* answers this slot got, warmup included */
-    uint64_t conn_answers; /* answers on the current connection */
-    bool retried;     /* the batch in flight was sent again once already */
-    int idle_next;    /* rate mode: next idle slot, -1 at the end */
-    bool in_idle;     /* rate mode: on the idle stack */
-};
-
-struct worker {
+struct lg_thread {
     pthread_t thread;
-    const struct bench_config *cfg;
-    const struct net_address *addr;
-    int epfd;
+    struct slot_home home;     /* settings, epoll set and counts its slots share */
     struct slot *slots;
     int nslots;
     uint64_t start, warm, end; /* ns: run start, end of warmup, deadline */
     uint64_t quota, issued;    /* -n: requests this thread may send */
     uint64_t interval, next_due; /* -R: schedule */
     int idle_head;             /* -R: stack of idle slots */
-    uint64_t pending_due;      /* -R: due requests not yet sent (no idle slot) */
     uint64_t connect_failures; /* warmup included */
     bool warmed;
-    struct bench_result res;
-    atomic_uint_least64_t progress; /* completed, for the progress line */
 };
 
-const char *bench_error_name(enum bench_error e)
-{
-    static const char *const names[] = {"connect", "read", "write", "timeout", "closed",
-                                        "framing", "header", "content", "tls"};
-    return e < BENCH_ERR_KINDS ? names[e] : "?";
-}
-
-/* --- slot life cycle -------------------------------------------------------- */
-
-static void set_interest(struct worker *w, struct slot *s, bool out)
-{
-    if (s->want_out == out)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = s};
-    epoll_ctl(w->epfd, EPOLL_CTL_MOD, s->fd, &ev);
-    s->want_out = out;
-}
-
-/* Ends a TLS connection as clients do (close_notify), keeping its session
- * for the next connection to resume when asked to. */
-static void end_tls(struct slot *s, bool resume)
-{
-    if (resume) {
-        SSL_SESSION *sess = SSL_get1_session(s->ssl);
-        if (sess && SSL_SESSION_is_resumable(sess)) {
-            SSL_SESSION_free(s->session);
-            s->session = sess;
-        } else {
-            SSL_SESSION_free(sess);
-        }
-    }
-    if (SSL_is_init_finished(s->ssl))
-        SSL_shutdown(s->ssl);
-    SSL_free(s->ssl);
-    s->ssl = NULL;
-    ERR_clear_error();
-}
-
-static void close_slot(struct worker *w, struct slot *s)
-{
-    if (s->ssl)
-        end_tls(s, w->cfg->tls_resume);
-    if (s->fd >= 0)
-        close(s->fd); /* also leaves the epoll set */
-    s->fd = -1;
-    s->state = S_CLOSED;
-    s->want_out = false;
-}
+/* --- what a slot sends next ------------------------------------------------- */
 
 /* Rate mode: a slot with no request waits here to be handed the next one. */
-static void push_idle(struct worker *w, struct slot *s)
+static void push_idle(struct lg_thread *t, struct slot *s)
 {
     if (s->in_idle)
         return;
     s->in_idle = true;
-    s->idle_next = w->idle_head;
-    w->idle_head = (int)(s - w->slots);
+    s->idle_next = t->idle_head;
+    t->idle_head = (int)(s - t->slots);
 }
 
-static struct slot *pop_idle(struct worker *w)
+static struct slot *pop_idle(struct lg_thread *t)
 {
-    struct slot *s = &w->slots[w->idle_head];
-    w->idle_head = s->idle_next;
+    struct slot *s = &t->slots[t->idle_head];
+    t->idle_head = s->idle_next;
     s->in_idle = false;
     return s;
 }
 
-static void open_slot(struct worker *w, struct slot *s);
-
-/* The one race a keep-alive client cannot avoid: the server closes an
- * idle connection (its idle timeout, a restart) just as the next request
- * goes out. As HTTP clients do, such a request is sent again, once, on a
- * new connection, if not a byte of its answer came back; it is counted as
- * retried, not as an error, and its latency still runs from the first
- * send. Returns true if it did that. */
-static bool retry(struct worker *w, struct slot *s, enum bench_error e)
+static bool may_issue(const struct lg_thread *t)
 {
-    bool closed = e == BENCH_ERR_CLOSED || e == BENCH_ERR_READ || e == BENCH_ERR_WRITE;
-    if (!closed || !s->has_request || s->retried || s->conn_answers == 0 || s->done > 0 ||
-        s->len > 0)
-        return false;
-    s->retried = true;
-    w->res.retried += s->depth;
-    close_slot(w, s);
-    s->next = s->first; /* the same requests again */
-    open_slot(w, s);    /* the batch goes out once connected */
-    return true;
-}
-
-/* The stream went wrong: count it, drop the connection and the request.
- * A connect that failed with no request assigned yet (a keep-alive slot
- * reconnecting) still uses up one of -n's requests, so that a run against
- * a server that refuses every connection ends. */
-static void fail(struct worker *w, struct slot *s, enum bench_error e)
-{
-    if (retry(w, s, e))
-        return;
-    w->res.errors[e]++;
-    if (e == BENCH_ERR_CONNECT) {
-        w->connect_failures++;
-        if (!s->has_request && w->issued < w->quota)
-            w->issued++;
-    }
-    s->has_request = false;
-    close_slot(w, s);
-    if (w->interval)
-        push_idle(w, s);
-}
-
-/* A connect that failed: its errno is kept for the report. */
-static void connect_failed(struct worker *w, struct slot *s, int err)
-{
-    w->res.connect_errno = err;
-    fail(w, s, BENCH_ERR_CONNECT);
-}
-
-static void open_slot(struct worker *w, struct slot *s)
-{
-    s->connect_start = monotime_ns();
-    s->conn_answers = 0;
-    s->deadline = s->connect_start + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
-    if ((s->fd = net_connect_start(w->addr)) < 0) {
-        connect_failed(w, s, errno);
-        return;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
-    epoll_ctl(w->epfd, EPOLL_CTL_ADD, s->fd, &ev);
-    s->want_out = true;
-    s->state = S_CONNECTING;
-}
-
-/* What a failed SSL call asks for (stream_tls_step): -1 with errno
- * EAGAIN after setting the interest it waits for, 0 at the end of the
- * stream, or -1 with errno saying what failed. */
-static ssize_t tls_retry(struct worker *w, struct slot *s, int rc)
-{
-    enum stream_step step = stream_tls_step(s->ssl, rc);
-    switch (step) {
-    case STREAM_WAIT_READ:
-    case STREAM_WAIT_WRITE:
-        set_interest(w, s, step == STREAM_WAIT_WRITE);
-        errno = EAGAIN;
-        return -1;
-    case STREAM_EOF:
-        return 0;
-    default:
-        return -1;
-    }
-}
-
-/* send() or SSL_write: the bytes taken, or -1 (EAGAIN: wait; for TLS the
- * interest is set). OpenSSL must be called again with the same bytes. */
-static ssize_t send_bytes(struct worker *w, struct slot *s, const uint8_t *p, size_t n)
-{
-    if (!s->ssl)
-        return send(s->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    size_t done = 0;
-    errno = 0;
-    if (SSL_write_ex(s->ssl, p, n, &done) == 1)
-        return (ssize_t)done;
-    if (tls_retry(w, s, 0) == 0)
-        errno = EPIPE;
-    return -1;
-}
-
-/* recv() or SSL_read: bytes, 0 at the end, -1 (EAGAIN: nothing yet). */
-static ssize_t recv_bytes(struct worker *w, struct slot *s, uint8_t *p, size_t n)
-{
-    if (!s->ssl)
-        return recv(s->fd, p, n, MSG_DONTWAIT);
-    size_t got = 0;
-    errno = 0;
-    if (SSL_read_ex(s->ssl, p, n, &got) == 1)
-        return (ssize_t)got;
-    return tls_retry(w, s, 0);
-}
-
-static void read_answer(struct worker *w, struct slot *s);
-
-/* Sends what is left of the batch; moves on to reading when done. */
-static void send_some(struct worker *w, struct slot *s)
-{
-    while (s->sent < s->out_len) {
-        ssize_t n = send_bytes(w, s, s->out + s->sent, s->out_len - s->sent);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!s->ssl)
-                set_interest(w, s, true);
-            return;
-        }
-        if (n < 0) {
-            fail(w, s, BENCH_ERR_WRITE);
-            return;
-        }
-        s->sent += (size_t)n;
-    }
-    set_interest(w, s, false);
-    s->state = S_READING;
-    /* An answer may already wait decrypted in OpenSSL, where epoll
-     * cannot see it. */
-    if (s->ssl && SSL_has_pending(s->ssl))
-        read_answer(w, s);
-}
-
-/* The k-th request of the slot's batch. */
-static const struct bench_request *request_at(const struct worker *w, const struct slot *s,
-                                              unsigned k)
-{
-    return &w->cfg->mix[(s->first + k) % w->cfg->mix_len];
-}
-
-static bool may_issue(struct worker *w)
-{
-    return w->issued < w->quota;
+    return t->issued < t->quota;
 }
 
 /* Takes the next batch's requests from the quota: the pipeline depth, or
  * what -n leaves. */
-static unsigned take_batch(struct worker *w)
+static unsigned take_batch(struct lg_thread *t)
 {
-    uint64_t left = w->quota - w->issued, depth = (uint64_t)w->cfg->pipeline;
+    uint64_t left = t->quota - t->issued, depth = (uint64_t)t->home.cfg->pipeline;
     unsigned n = (unsigned)(left < depth ? left : depth);
-    w->issued += n;
+    t->issued += n;
     return n;
 }
 
-/* Starts a request on a connected, idle slot. */
-static void start_request(struct worker *w, struct slot *s, uint64_t origin)
+/* A slot failed. A connect that failed with no request assigned yet (a
+ * keep-alive slot reconnecting) still uses up one of -n's requests, so
+ * that a run against a server that refuses every connection ends. At a
+ * fixed rate the slot waits for its next due request; in closed loop the
+ * sweep reopens it. */
+static void after_failure(struct lg_thread *t, struct slot *s)
 {
-    s->first = s->next;
-    s->next += s->depth;
-    s->done = 0;
-    if (s->depth == 1) {
-        s->out = request_at(w, s, 0)->bytes;
-        s->out_len = request_at(w, s, 0)->len;
-    } else {
-        s->out_len = 0;
-        for (unsigned k = 0; k < s->depth; k++) {
-            const struct bench_request *r = request_at(w, s, k);
-            memcpy(s->sendbuf + s->out_len, r->bytes, r->len);
-            s->out_len += r->len;
-        }
-        s->out = s->sendbuf;
+    if (s->error == BENCH_ERR_CONNECT) {
+        t->connect_failures++;
+        if (!s->dropped && may_issue(t))
+            t->issued++;
     }
-    s->sent = 0;
-    s->len = 0;
-    frame_decoder_init(&s->dec, s->cap);
-    s->origin = origin;
-    s->deadline = monotime_ns() + (uint64_t)w->cfg->timeout_ms * 1000000ULL;
-    s->state = S_SENDING;
-    send_some(w, s);
+    if (t->interval)
+        push_idle(t, s);
 }
 
-/* What a slot does once it has nothing to send: in closed loop, the next
- * request at once; at a fixed rate, wait on the idle stack to be due. */
-static void next_request(struct worker *w, struct slot *s)
+/* Acts on what a slot call left, until the slot waits: an idle slot gets
+ * its next batch at once in closed loop, or waits on the idle stack to be
+ * due at a fixed rate. */
+static void follow_up(struct lg_thread *t, struct slot *s, enum slot_outcome o)
 {
-    s->state = S_IDLE;
-    s->has_request = false;
-    if (w->cfg->mode == BENCH_PER_CONN)
-        close_slot(w, s);
-    if (w->interval) {
-        push_idle(w, s);
-        return;
-    }
-    if (!may_issue(w))
-        return;
-    s->depth = take_batch(w);
-    s->done = 0;
-    s->retried = false;
-    s->has_request = true;
-    s->origin = monotime_ns();
-    if (s->state == S_CLOSED)
-        open_slot(w, s); /* per-conn: the request starts once connected */
-    else
-        start_request(w, s, s->origin);
-}
-
-/* --- answers ---------------------------------------------------------------- */
-
-/* An answer checked and right: count it, and drop its bytes. Returns true
- * if more answers of the batch are due. */
-static bool record_success(struct worker *w, struct slot *s, uint64_t now, size_t size)
-{
-    s->answered++;
-    s->conn_answers++;
-    w->res.completed++;
-    hist_record(&w->res.latency, now - s->origin); /* from the batch's send */
-    atomic_store_explicit(&w->progress, w->res.completed, memory_order_relaxed);
-    s->len -= size;
-    memmove(s->buf, s->buf + size, s->len);
-    frame_decoder_init(&s->dec, s->cap);
-    if (++s->done < s->depth)
-        return true;
-    next_request(w, s);
-    return false;
-}
-
-/* Checks the answer at the front of the buffer. Returns true if there
- * was a whole right one and more are due; false when more bytes are
- * needed, the batch is done, or the answer was wrong (counted). Bytes
- * after the batch's last answer are a framing error. */
-static bool check_frame(struct worker *w, struct slot *s, uint64_t now)
-{
-    struct frame f;
-    enum frame_status st = frame_decode(&s->dec, s->buf, s->len, &f);
-    if (st == FRAME_NEED_MORE)
-        return false;
-    const struct bench_request *r = request_at(w, s, s->done);
-    bool last = s->done + 1 == s->depth;
-    if (st != FRAME_COMPLETE || (last && f.size != s->len))
-        fail(w, s, BENCH_ERR_FRAMING);
-    else if (strcmp(f.header.content_type, r->content_type) != 0 ||
-             strcmp(f.header.content_encoding, r->content_encoding) != 0)
-        fail(w, s, BENCH_ERR_HEADER);
-    else if (f.header.content_length != r->expect_len ||
-             memcmp(f.content, r->expect, r->expect_len) != 0)
-        fail(w, s, BENCH_ERR_CONTENT);
-    else
-        return record_success(w, s, now, f.size);
-    return false;
-}
-
-static bool check_raw(struct worker *w, struct slot *s, uint64_t now)
-{
-    const struct bench_request *r = request_at(w, s, s->done);
-    bool last = s->done + 1 == s->depth;
-    if (s->len < r->expect_len)
-        return false;
-    if ((last && s->len > r->expect_len) ||
-        (r->check_bytes && memcmp(s->buf, r->expect, r->expect_len) != 0)) {
-        fail(w, s, BENCH_ERR_CONTENT);
-        return false;
-    }
-    return record_success(w, s, now, r->expect_len);
-}
-
-static void read_answer(struct worker *w, struct slot *s)
-{
-    for (;;) {
-        if (s->len == s->cap) { /* more than any right answer: stop reading */
-            fail(w, s, request_at(w, s, s->done)->framed ? BENCH_ERR_FRAMING
-                                                          : BENCH_ERR_CONTENT);
+    while (o != SLOT_WAITING) {
+        if (o == SLOT_FAILED) {
+            after_failure(t, s);
             return;
         }
-        ssize_t n = recv_bytes(w, s, s->buf + s->len, s->cap - s->len);
-        if (n > 0) {
-            w->res.bytes_read += (size_t)n;
-            s->len += (size_t)n;
-            uint64_t now = monotime_ns();
-            while (request_at(w, s, s->done)->framed ? check_frame(w, s, now)
-                                                      : check_raw(w, s, now))
-                ;
-            /* Done with the batch, or nothing more for now: epoll says when
-             * the socket has more (level-triggered); bytes OpenSSL has
-             * already read ahead, it cannot see. */
-            if (s->state != S_READING || s->fd < 0 ||
-                (s->len < s->cap && !(s->ssl && SSL_has_pending(s->ssl))))
-                return;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (t->interval) {
+            push_idle(t, s);
             return;
-        fail(w, s, n == 0 ? BENCH_ERR_CLOSED : BENCH_ERR_READ);
-        return;
+        }
+        if (!may_issue(t))
+            return;
+        o = slot_request(&t->home, s, take_batch(t), monotime_ns());
     }
 }
 
-/* --- events ----------------------------------------------------------------- */
-
-static void ready(struct worker *w, struct slot *s);
-
-/* Drives the TLS handshake as events come; ready() once it is done. */
-static void handshake(struct worker *w, struct slot *s)
+/* Hands every request that is due to an idle slot, keeping its due time
+ * as the latency origin, however late it actually goes out. */
+static void issue_due(struct lg_thread *t, uint64_t now)
 {
-    ERR_clear_error();
-    errno = 0;
-    int rc = SSL_do_handshake(s->ssl);
-    if (rc == 1) {
-        if (SSL_session_reused(s->ssl))
-            w->res.tls_resumed++;
-        else
-            w->res.tls_full++;
-        ready(w, s);
-        return;
-    }
-    if (tls_retry(w, s, rc) < 0 && errno == EAGAIN)
-        return;
-    fail(w, s, BENCH_ERR_TLS);
-}
-
-static void start_tls(struct worker *w, struct slot *s)
-{
-    const char *name = w->cfg->tls_name ? w->cfg->tls_name : w->cfg->host;
-    s->ssl = SSL_new((SSL_CTX *)w->cfg->tls);
-    if (!s->ssl || tls_client_attach(s->ssl, s->fd) < 0 || tls_client_set_name(s->ssl, name) < 0) {
-        fail(w, s, BENCH_ERR_TLS);
-        return;
-    }
-    if (w->cfg->tls_resume && s->session)
-        SSL_set_session(s->ssl, s->session);
-    s->state = S_HANDSHAKE;
-    handshake(w, s);
-}
-
-static void connected(struct worker *w, struct slot *s)
-{
-    int soerr = net_connect_result(s->fd);
-    if (soerr != 0) {
-        connect_failed(w, s, soerr);
-        return;
-    }
-    w->res.ever_connected = true;
-    if (w->cfg->tls)
-        start_tls(w, s);
-    else
-        ready(w, s);
-}
-
-/* The connection is up (TLS included): the request goes out. */
-static void ready(struct worker *w, struct slot *s)
-{
-    uint64_t now = monotime_ns();
-    hist_record(&w->res.connect, now - s->connect_start);
-    w->res.connections_opened++;
-    set_interest(w, s, false);
-    s->state = S_IDLE;
-    if (s->has_request)
-        start_request(w, s, s->origin);
-    else
-        next_request(w, s);
-}
-
-static void on_event(struct worker *w, struct slot *s, uint32_t events)
-{
-    switch (s->state) {
-    case S_CONNECTING:
-        connected(w, s);
-        break;
-    case S_HANDSHAKE:
-        handshake(w, s);
-        break;
-    case S_SENDING:
-        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-            send_some(w, s);
-        break;
-    case S_READING:
-        read_answer(w, s);
-        break;
-    case S_IDLE: {
-        /* Nothing is outstanding: the server closed an idle connection
-         * (its idle timeout), or sent bytes nobody asked for. */
-        uint8_t junk[256];
-        ssize_t n = recv_bytes(w, s, junk, sizeof junk);
-        if (n > 0)
-            fail(w, s, BENCH_ERR_FRAMING);
-        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            close_slot(w, s);
-        break;
-    }
-    case S_CLOSED:
-        break;
+    while (t->next_due <= now && may_issue(t) && t->idle_head >= 0) {
+        struct slot *s = pop_idle(t);
+        uint64_t due = t->next_due;
+        t->issued++;
+        t->next_due += t->interval;
+        follow_up(t, s, slot_request(&t->home, s, 1, due));
     }
 }
 
 /* Every SWEEP_NS: time out stuck requests and reopen closed slots. */
-static void sweep(struct worker *w, uint64_t now)
+static void sweep(struct lg_thread *t, uint64_t now)
 {
-    for (int i = 0; i < w->nslots; i++) {
-        struct slot *s = &w->slots[i];
-        bool busy = s->state == S_CONNECTING || s->state == S_HANDSHAKE ||
-                    s->state == S_SENDING || s->state == S_READING;
-        if (busy && now > s->deadline) {
-            fail(w, s, BENCH_ERR_TIMEOUT);
-        } else if (s->state == S_CLOSED && !w->interval && w->cfg->mode == BENCH_KEEPALIVE &&
-                   may_issue(w)) {
-            open_slot(w, s);
-        } else if (s->state == S_CLOSED && !w->interval && w->cfg->mode == BENCH_PER_CONN &&
-                   !s->has_request) {
-            next_request(w, s);
+    const struct bench_config *cfg = t->home.cfg;
+    for (int i = 0; i < t->nslots; i++) {
+        struct slot *s = &t->slots[i];
+        enum slot_outcome o = slot_check_deadline(&t->home, s, now);
+        if (o == SLOT_WAITING && s->state == S_CLOSED && !t->interval) {
+            if (cfg->mode == BENCH_KEEPALIVE && may_issue(t))
+                o = slot_open(&t->home, s);
+            else if (cfg->mode == BENCH_PER_CONN && !s->has_request)
+                o = SLOT_IDLE;
         }
-    }
-}
-
-/* --- fixed rate ------------------------------------------------------------- */
-
-/* Hands every request that is due to an idle slot, keeping its due time
- * as the latency origin, however late it actually goes out. */
-static void issue_due(struct worker *w, uint64_t now)
-{
-    while (w->next_due <= now && may_issue(w) && w->idle_head >= 0) {
-        struct slot *s = pop_idle(w);
-        w->issued++;
-        s->depth = 1;
-        s->done = 0;
-        s->retried = false;
-        s->has_request = true;
-        s->origin = w->next_due;
-        w->next_due += w->interval;
-        if (s->state == S_IDLE && s->fd >= 0)
-            start_request(w, s, s->origin);
-        else if (s->state != S_CONNECTING && s->state != S_HANDSHAKE)
-            open_slot(w, s); /* closed, or per-conn: it goes once connected */
+        follow_up(t, s, o);
     }
 }
 
 /* --- the loop --------------------------------------------------------------- */
 
-static bool slot_busy(const struct slot *s)
-{
-    return s->has_request && (s->state == S_CONNECTING || s->state == S_HANDSHAKE ||
-                              s->state == S_SENDING || s->state == S_READING);
-}
-
-static uint64_t in_flight(const struct worker *w)
+static uint64_t in_flight(const struct lg_thread *t)
 {
     uint64_t n = 0;
-    for (int i = 0; i < w->nslots; i++)
-        if (slot_busy(&w->slots[i]))
-            n += w->slots[i].depth - w->slots[i].done;
+    for (int i = 0; i < t->nslots; i++)
+        n += slot_unanswered(&t->slots[i]);
     return n;
 }
 
-static void reset_stats(struct worker *w)
+static void reset_stats(struct lg_thread *t)
 {
-    memset(w->res.errors, 0, sizeof w->res.errors);
-    w->res.completed = w->res.bytes_read = w->res.connections_opened = 0;
-    w->res.tls_full = w->res.tls_resumed = 0;
-    hist_reset(&w->res.latency);
-    hist_reset(&w->res.connect);
-    atomic_store_explicit(&w->progress, 0, memory_order_relaxed);
+    struct bench_result *res = &t->home.res;
+    memset(res->errors, 0, sizeof res->errors);
+    res->completed = res->bytes_read = res->connections_opened = 0;
+    res->tls_full = res->tls_resumed = 0;
+    hist_reset(&res->latency);
+    hist_reset(&res->connect);
+    atomic_store_explicit(&t->home.progress, 0, memory_order_relaxed);
 }
 
 /* How long epoll may sleep: until the next sweep, the deadline, the end
  * of the warmup or, at a fixed rate, the next due request. */
-static uint64_t wait_ns(const struct worker *w, uint64_t now, uint64_t next_sweep)
+static uint64_t wait_ns(const struct lg_thread *t, uint64_t now, uint64_t next_sweep)
 {
-    uint64_t until = next_sweep < w->end ? next_sweep : w->end;
-    if (w->interval && w->idle_head >= 0 && w->next_due < until)
-        until = w->next_due;
-    if (!w->warmed && w->warm < until)
-        until = w->warm;
+    uint64_t until = next_sweep < t->end ? next_sweep : t->end;
+    if (t->interval && t->idle_head >= 0 && t->next_due < until)
+        until = t->next_due;
+    if (!t->warmed && t->warm < until)
+        until = t->warm;
     return until <= now ? 0 : until - now;
 }
 
 /* epoll_wait with a nanosecond timeout: at a fixed rate, rounding the
  * wait up to whole milliseconds would add up to a millisecond of made-up
  * latency to every request. Falls back on kernels without epoll_pwait2. */
-static int wait_events(struct worker *w, struct epoll_event *events, uint64_t ns)
+static int wait_events(struct lg_thread *t, struct epoll_event *events, uint64_t ns)
 {
     static atomic_bool no_pwait2;
     if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
         struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ULL),
                               .tv_nsec = (long)(ns % 1000000000ULL)};
-        int n = epoll_pwait2(w->epfd, events, MAX_EVENTS, &ts, NULL);
+        int n = epoll_pwait2(t->home.epfd, events, MAX_EVENTS, &ts, NULL);
         if (n >= 0 || errno != ENOSYS)
             return n;
         atomic_store(&no_pwait2, true);
     }
-    return epoll_wait(w->epfd, events, MAX_EVENTS, (int)((ns + 999999) / 1000000));
+    return epoll_wait(t->home.epfd, events, MAX_EVENTS, (int)((ns + 999999) / 1000000));
 }
 
-static void start_slots(struct worker *w)
+/* Keep-alive slots connect first; per-connection slots connect with their
+ * first request. At a fixed rate every slot waits to be due. */
+static void start_slots(struct lg_thread *t)
 {
-    for (int i = 0; i < w->nslots; i++) {
-        struct slot *s = &w->slots[i];
-        s->fd = -1;
+    bool keepalive = t->home.cfg->mode == BENCH_KEEPALIVE;
+    for (int i = 0; i < t->nslots; i++) {
+        struct slot *s = &t->slots[i];
         s->next = (unsigned)i;
-        if (w->interval) {
-            if (w->cfg->mode == BENCH_KEEPALIVE)
-                open_slot(w, s);
-            else
-                s->state = S_IDLE;
-            push_idle(w, s);
-        } else if (w->cfg->mode == BENCH_KEEPALIVE) {
-            open_slot(w, s);
-        } else {
-            next_request(w, s);
-        }
+        if (t->interval && !keepalive)
+            s->state = S_IDLE;
+        follow_up(t, s, keepalive ? slot_open(&t->home, s) : SLOT_IDLE);
+        if (t->interval)
+            push_idle(t, s);
     }
 }
 
-static bool finished(struct worker *w, uint64_t now)
+static bool finished(struct lg_thread *t, uint64_t now)
 {
-    if (now >= w->end)
+    if (now >= t->end)
         return true;
     /* Every connection has been tried and none got through: nothing
      * listens there, and waiting would only repeat that. */
-    if (!w->res.ever_connected && w->connect_failures >= (uint64_t)w->nslots)
+    if (!t->home.res.ever_connected && t->connect_failures >= (uint64_t)t->nslots)
         return true;
-    return w->cfg->requests && !may_issue(w) && in_flight(w) == 0;
+    return t->home.cfg->requests && !may_issue(t) && in_flight(t) == 0;
 }
 
-static void *worker_main(void *arg)
+static void *thread_main(void *arg)
 {
-    struct worker *w = arg;
+    struct lg_thread *t = arg;
     struct epoll_event events[MAX_EVENTS];
     uint64_t now = monotime_ns(), next_sweep = now + SWEEP_NS;
-    w->next_due = w->start;
-    w->idle_head = -1;
-    w->warmed = w->warm <= now;
-    start_slots(w);
-    while (!finished(w, now)) {
-        if (!w->warmed && now >= w->warm) {
-            reset_stats(w);
-            w->warmed = true;
+    t->next_due = t->start;
+    t->idle_head = -1;
+    t->warmed = t->warm <= now;
+    start_slots(t);
+    while (!finished(t, now)) {
+        if (!t->warmed && now >= t->warm) {
+            reset_stats(t);
+            t->warmed = true;
         }
-        if (w->interval)
-            issue_due(w, now);
-        int n = wait_events(w, events, wait_ns(w, now, next_sweep));
-        for (int i = 0; i < n; i++)
-            on_event(w, events[i].data.ptr, events[i].events);
+        if (t->interval)
+            issue_due(t, now);
+        int n = wait_events(t, events, wait_ns(t, now, next_sweep));
+        for (int i = 0; i < n; i++) {
+            struct slot *s = events[i].data.ptr;
+            follow_up(t, s, slot_on_event(&t->home, s, events[i].events));
+        }
         now = monotime_ns();
         if (now >= next_sweep) {
-            sweep(w, now);
+            sweep(t, now);
             next_sweep = now + SWEEP_NS;
         }
     }
-    w->res.in_flight = in_flight(w);
-    for (int i = 0; i < w->nslots; i++)
-        w->res.never_answered += w->slots[i].answered == 0;
+    t->home.res.in_flight = in_flight(t);
+    for (int i = 0; i < t->nslots; i++)
+        t->home.res.never_answered += t->slots[i].answered == 0;
     return NULL;
 }
 
-/* --- setup and merge -------------------------------------------------------- */
+/* --- setup, progress and results -------------------------------------------- */
 
-
-/* Room for the largest right answer, plus a little to notice extra bytes;
- * with pipelining, for several answers at once (up to 64 KiB), so that a
- * batch's answers are read in few calls. */
-static size_t answer_capacity(const struct bench_config *cfg)
-{
-    size_t one = 0;
-    for (size_t i = 0; i < cfg->mix_len; i++) {
-        size_t need = cfg->mix[i].expect_len + (cfg->mix[i].framed ? FRAME_ENCODED_HEADER_MAX : 0);
-        if (need > one)
-            one = need;
-    }
-    size_t batch = one * (size_t)cfg->pipeline;
-    size_t cap = batch < ((size_t)64 << 10) ? batch : (size_t)64 << 10;
-    return (cap > one ? cap : one) + 64;
-}
-
-/* The bytes of the largest batch: pipeline times the longest request. */
-static size_t batch_capacity(const struct bench_config *cfg)
-{
-    size_t longest = 0;
-    for (size_t i = 0; i < cfg->mix_len; i++)
-        longest = cfg->mix[i].len > longest ? cfg->mix[i].len : longest;
-    return longest * (size_t)cfg->pipeline;
-}
-
-static int setup_worker(struct worker *w, const struct bench_config *cfg, int index, size_t cap)
+static int setup_thread(struct lg_thread *t, const struct bench_config *cfg, int index)
 {
     int base = cfg->connections / cfg->threads, extra = cfg->connections % cfg->threads;
-    w->cfg = cfg;
-    w->nslots = base + (index < extra);
-    w->slots = calloc((size_t)w->nslots, sizeof *w->slots);
-    w->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (!w->slots || w->epfd < 0)
+    size_t answer_cap = slot_answer_capacity(cfg);
+    size_t batch_cap = cfg->pipeline > 1 ? slot_batch_capacity(cfg) : 0;
+    t->home.cfg = cfg;
+    t->nslots = base + (index < extra);
+    t->slots = calloc((size_t)t->nslots, sizeof *t->slots);
+    t->home.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (!t->slots || t->home.epfd < 0)
         return -1;
-    for (int i = 0; i < w->nslots; i++) {
-        w->slots[i].cap = cap;
-        w->slots[i].buf = malloc(cap);
-        if (!w->slots[i].buf)
+    for (int i = 0; i < t->nslots; i++)
+        if (slot_init(&t->slots[i], answer_cap, batch_cap) < 0)
             return -1;
-        if (cfg->pipeline > 1 && !(w->slots[i].sendbuf = malloc(batch_capacity(cfg))))
-            return -1;
-    }
     uint64_t per = cfg->requests / (uint64_t)cfg->threads;
-    w->quota = cfg->requests ? per + ((uint64_t)index < cfg->requests % (uint64_t)cfg->threads)
+    t->quota = cfg->requests ? per + ((uint64_t)index < cfg->requests % (uint64_t)cfg->threads)
                              : UINT64_MAX;
     if (cfg->rate > 0)
-        w->interval = (uint64_t)(1e9 * cfg->threads / cfg->rate);
+        t->interval = (uint64_t)(1e9 * cfg->threads / cfg->rate);
     return 0;
 }
 
-static void merge(struct bench_result *dst, const struct bench_result *src)
-{
-    dst->completed += src->completed;
-    dst->bytes_read += src->bytes_read;
-    dst->in_flight += src->in_flight;
-    dst->retried += src->retried;
-    dst->never_answered += src->never_answered;
-    dst->connections_opened += src->connections_opened;
-    dst->tls_full += src->tls_full;
-    dst->tls_resumed += src->tls_resumed;
-    dst->ever_connected |= src->ever_connected;
-    if (src->connect_errno)
-        dst->connect_errno = src->connect_errno;
-    for (int e = 0; e < BENCH_ERR_KINDS; e++)
-        dst->errors[e] += src->errors[e];
-    hist_merge(&dst->latency, &src->latency);
-    hist_merge(&dst->connect, &src->connect);
-}
-
-static void report_progress(struct worker *ws, int n, uint64_t start, uint64_t end)
+static void report_progress(struct lg_thread *ts, int n, uint64_t start, uint64_t end)
 {
     uint64_t last = 0, last_t = monotime_ns();
     while (last_t + 1000000000ULL < end) {
         struct timespec one_s = {1, 0};
         nanosleep(&one_s, NULL);
-        uint64_t total = 0, t = monotime_ns();
+        uint64_t total = 0, now = monotime_ns();
         for (int i = 0; i < n; i++)
-            total += atomic_load_explicit(&ws[i].progress, memory_order_relaxed);
+            total += atomic_load_explicit(&ts[i].home.progress, memory_order_relaxed);
         if (total < last) /* the warmup ended and counters restarted */
             last = 0;
-        fprintf(stderr, "  [%3.0fs] %.0f requests/s\n", (double)(t - start) / 1e9,
-                (double)(total - last) * 1e9 / (double)(t - last_t));
+        fprintf(stderr, "  [%3.0fs] %.0f requests/s\n", (double)(now - start) / 1e9,
+                (double)(total - last) * 1e9 / (double)(now - last_t));
         last = total;
-        last_t = t;
+        last_t = now;
     }
 }
 
-static void free_workers(struct worker *ws, int n)
+static void free_threads(struct lg_thread *ts, int n)
 {
     for (int i = 0; i < n; i++) {
-        for (int j = 0; ws[i].slots && j < ws[i].nslots; j++) {
-            close_slot(&ws[i], &ws[i].slots[j]);
-            SSL_SESSION_free(ws[i].slots[j].session);
-            free(ws[i].slots[j].buf);
-            free(ws[i].slots[j].sendbuf);
+        for (int j = 0; ts[i].slots && j < ts[i].nslots; j++) {
+            slot_close(&ts[i].home, &ts[i].slots[j]);
+            slot_free(&ts[i].slots[j]);
         }
-        free(ws[i].slots);
-        if (ws[i].epfd >= 0)
-            close(ws[i].epfd);
+        free(ts[i].slots);
+        if (ts[i].home.epfd >= 0)
+            close(ts[i].home.epfd);
     }
-    free(ws);
+    free(ts);
 }
 
 int bench_run(const struct bench_config *cfg, struct bench_result *res, char *err, size_t errlen)
@@ -829,19 +316,18 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
     struct net_endpoint ep = {.host = cfg->host, .port = cfg->port, .unix_path = cfg->unix_path};
     if (net_resolve(&ep, &addr, err, errlen) < 0)
         return -1;
-    struct worker *ws = calloc((size_t)cfg->threads, sizeof *ws);
-    size_t cap = answer_capacity(cfg);
-    int ok = ws != NULL;
+    struct lg_thread *ts = calloc((size_t)cfg->threads, sizeof *ts);
+    int ok = ts != NULL;
     for (int i = 0; ok && i < cfg->threads; i++) {
-        ws[i].epfd = -1;
-        ws[i].addr = &addr;
-        ok = setup_worker(&ws[i], cfg, i, cap) == 0;
+        ts[i].home.epfd = -1;
+        ts[i].home.addr = &addr;
+        ok = setup_thread(&ts[i], cfg, i) == 0;
     }
     if (!ok) {
         snprintf(err, errlen, "out of memory or descriptors setting up %d connections",
                  cfg->connections);
-        if (ws)
-            free_workers(ws, cfg->threads);
+        if (ts)
+            free_threads(ts, cfg->threads);
         return -1;
     }
     uint64_t start = monotime_ns(), warm = start + (uint64_t)(cfg->warmup_s * 1e9);
@@ -849,19 +335,19 @@ int bench_run(const struct bench_config *cfg, struct bench_result *res, char *er
     double run_s = cfg->requests ? 86400.0 : cfg->duration_s;
     uint64_t end = warm + (uint64_t)(run_s * 1e9);
     for (int i = 0; i < cfg->threads; i++) {
-        ws[i].start = start;
-        ws[i].warm = warm;
-        ws[i].end = end;
-        pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+        ts[i].start = start;
+        ts[i].warm = warm;
+        ts[i].end = end;
+        pthread_create(&ts[i].thread, NULL, thread_main, &ts[i]);
     }
     if (cfg->progress && !cfg->requests && run_s > 3)
-        report_progress(ws, cfg->threads, start, end);
+        report_progress(ts, cfg->threads, start, end);
     for (int i = 0; i < cfg->threads; i++)
-        pthread_join(ws[i].thread, NULL);
+        pthread_join(ts[i].thread, NULL);
     uint64_t stop = monotime_ns();
     for (int i = 0; i < cfg->threads; i++)
-        merge(res, &ws[i].res);
+        bench_result_merge(res, &ts[i].home.res);
     res->elapsed_s = (double)(stop - (warm > start ? warm : start)) / 1e9;
-    free_workers(ws, cfg->threads);
+    free_threads(ts, cfg->threads);
     return 0;
 }

@@ -5,7 +5,7 @@
 #ifndef ENCHUFE_BENCH_REPORT_H
 #define ENCHUFE_BENCH_REPORT_H
 
-#include "loadgen.h"
+#include "run.h"
 #include "siege.h"
 
 #include <stdio.h>

@@ -338,8 +338,8 @@ static int run_watch(const struct cli *cli, int argc, char **argv)
     struct watch_config w = {.ep = &cli->ep, .tls = &cli->tls,
                              .timeout_ms = cli->timeout_ms ? cli->timeout_ms : 10000};
     for (int i = 0; i < argc; i += 2) {
-        long v;
-        int ms;
+        long v = 0;
+        int ms = 0;
         bool watch = strcmp(argv[i], "--watch") == 0, count = strcmp(argv[i], "--count") == 0;
         if ((!watch && !count) || i + 1 == argc) {
             complain("stats takes --watch SEC [--count N], not '%s'", argv[i]);

@@ -125,7 +125,8 @@ static const struct option long_options[] = {
 
 static bool bad_value(const char *option, const char *value, const char *expected)
 {
-    return parse_bad_value("enchufe-server", option, value, expected);
+    parse_bad_value("enchufe-server", option, value, expected);
+    return false;
 }
 
 static bool parse_size(const char *opt, const char *arg, long min, long max, size_t *out)
