@@ -27,7 +27,7 @@ TSAN    := -fsanitize=thread
 
 LIB_SRC := $(filter-out src/server_main.c src/cli_main.c,$(wildcard src/*.c))
 TEST_SRC := $(wildcard test/test_*.c) test/support.c
-STRESS  := stress_queue stress_server stress_hostile
+STRESS  := stress_queue stress_server stress_hostile stress_reload
 
 OBJ      := $(LIB_SRC:src/%.c=build/obj/%.o)
 ASAN_OBJ := $(LIB_SRC:src/%.c=build/asan/%.o)

@@ -65,6 +65,8 @@ struct server_config {
     const char *tls_port;  /* also listen for TLS on host at this port (NULL: no TLS) */
     bool tls_only;         /* with tls_port: no listener in clear */
     struct tls_server_config tls; /* certificate, key, client CAs (with tls_port) */
+    const char *data_file; /* search answers: a JSON object of value -> answer (NULL:
+                              the tutorial's three) */
 };
 
 void server_config_defaults(struct server_config *cfg);
@@ -104,6 +106,18 @@ json_t *server_stats(struct server *s);
 /* The poller holding idle connections, for its counters; NULL with park
  * off. */
 struct poller *server_poller(struct server *s);
+
+/* Reads the TLS files and the data file again (SIGHUP), all or nothing:
+ * both are loaded and checked before either is swapped in, so a failure
+ * changes nothing. New handshakes and requests use the new ones at once;
+ * connections and sessions already open go on undisturbed. Returns 0, or
+ * -1 with one line in err. From one thread at a time. */
+int server_reload(struct server *s, char *err, size_t errlen);
+
+/* How many reloads were done and failed, and the last one's verdict:
+ * "" after a success, or why it failed. */
+void server_reload_status(struct server *s, uint64_t *done, uint64_t *failed, char *last,
+                          size_t lastlen);
 
 /* What a stop did. */
 struct server_summary {

@@ -7,9 +7,11 @@
  *    and Unix, with their names from FileDescriptorName=). Such a socket
  *    outlives the process: connections wait in its backlog while the
  *    service restarts, so a restart refuses no client.
- *  - Type=notify: READY=1 once the server listens, STOPPING=1 when the
- *    drain begins, STATUS= with the live counts every second, and
- *    WATCHDOG=1 at half the unit's WatchdogSec= when it asks for that.
+ *  - Type=notify: READY=1 once the server listens, RELOADING=1 (with
+ *    MONOTONIC_USEC=) when a reload begins and READY=1 again when it is
+ *    over, STOPPING=1 when the drain begins, STATUS= with the live counts
+ *    every second, and WATCHDOG=1 at half the unit's WatchdogSec= when it
+ *    asks for that.
  */
 #ifndef ENCHUFE_SERVICE_H
 #define ENCHUFE_SERVICE_H
@@ -28,6 +30,9 @@ void service_ready(const char *status);
 
 /* STOPPING=1 with a status line. */
 void service_stopping(const char *status);
+
+/* RELOADING=1, MONOTONIC_USEC= now; service_ready() when it is over. */
+void service_reloading(void);
 
 /* Writes the STATUS= line into out. */
 typedef void (*service_status_fn)(void *arg, char *out, size_t cap);

@@ -16,6 +16,7 @@
 #include "protocol.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct snapshot {
@@ -31,6 +32,11 @@ struct snapshot {
     struct latency_sum latency;            /* service time of every answer */
     uint64_t tls_handshakes, tls_resumed;  /* TLS handshakes done, and resumed */
     uint64_t tls_failed[COUNTER_TLS_FAILURES]; /* failed, by reason */
+    long long tls_not_after;               /* the certificate's expiry, Unix seconds (0: none) */
+    uint64_t data_entries;                 /* values search answers */
+    uint64_t reloads_done, reloads_failed; /* SIGHUP reloads */
+    long long reload_last_ok_s;            /* Unix time of the last good one (or the start) */
+    bool reload_last_failed;               /* the last one failed */
 };
 
 /* The stats answer's form (docs/protocol.md, "Stats"): a new JSON object,

@@ -37,6 +37,15 @@ struct tls_server *tls_server_new(const struct tls_server_config *cfg, char *err
 
 void tls_server_free(struct tls_server *t);
 
+/* Reads the certificate, key and CA files again (SIGHUP): new handshakes
+ * use them from now on; sessions already open keep what they began with.
+ * On failure nothing changes: returns -1 with one line in err. Not
+ * concurrently with itself (the server reloads from one thread). */
+int tls_server_reload(struct tls_server *t, char *err, size_t errlen);
+
+/* When the certificate in use expires, in Unix seconds (0: unknown). */
+long long tls_server_not_after(struct tls_server *t);
+
 /* A server-side session for an accepted socket, handshake not yet done.
  * The socket is made non-blocking: OpenSSL then says what it waits for,
  * and the caller waits for that (stream.h). NULL if memory ran out. */

@@ -2,49 +2,20 @@
  * app.c - what the application server answers (docs/protocol.md).
  *
  * text/json requests are {"action": ..., "value": ...}; the actions are
- * "search", and the extensions "stats" and "health". Anything that is not text/json is binary and is answered with
- * its first ten bytes. A request that frames correctly but makes no sense
+ * "search" (answered from the current set of answers, answers.h), and the
+ * extensions "stats" and "health". Anything that is not text/json is
+ * binary and is answered with its first ten bytes. A request that frames correctly but makes no sense
  * gets an error answer; the connection stays usable because the framing is
  * intact (the connection code closes it only for framing errors).
  */
 #include "app.h"
+#include "answers.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-struct search_entry {
-    const char *query;
-    const char *answer;
-    const char *content; /* the whole response content, ready to send */
-};
-
-/* Answers and their response contents, byte for byte as the original
- * server writes them (json.dumps with ensure_ascii=False). */
-static const struct search_entry search_table[] = {
-    {"morpheus", "Follow the white rabbit. \xf0\x9f\x90\xb0",
-     "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}"},
-    {"ring", "In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d",
-     "{\"result\": \"In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d\"}"},
-    {"\xf0\x9f\x90\xb6", "\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90",
-     "{\"result\": \"\xf0\x9f\x90\xbe Playing ball! \xf0\x9f\x8f\x90\"}"},
-};
-
-static const struct search_entry *search_lookup(const char *query)
-{
-    for (size_t i = 0; i < sizeof search_table / sizeof search_table[0]; i++)
-        if (strcmp(search_table[i].query, query) == 0)
-            return &search_table[i];
-    return NULL;
-}
-
-const char *app_search(const char *query)
-{
-    const struct search_entry *e = search_lookup(query);
-    return e ? e->answer : NULL;
-}
 
 static void response_init(struct app_response *resp, const char *ctype, const char *cenc)
 {
@@ -111,17 +82,45 @@ int app_error_response(enum proto_error e, const char *message, struct app_respo
     return 0;
 }
 
-static int answer_search(json_t *value, struct app_response *resp)
+/* The answer's bytes are copied out while the set is held: a reload frees
+ * the old set as soon as no request holds it (swap.h). */
+static int copy_content(struct app_response *resp, const char *content, size_t len)
+{
+    char *to = resp->inline_content;
+    if (len > sizeof resp->inline_content && !(to = resp->owned = malloc(len)))
+        return -1;
+    resp->content = memcpy(to, content, len);
+    resp->length = len;
+    return 0;
+}
+
+/* Copies the answer to query into resp: 1 if there is one, 0 if not, -1
+ * if memory ran out. */
+static int find_answer(const struct app_server *server, const char *query, size_t len,
+                       struct app_response *resp)
+{
+    struct swap *store = server ? server->answers : NULL;
+    int stripe = 0, found = 0;
+    const struct answers *set = store ? swap_read_begin(store, &stripe) : answers_builtin();
+    size_t content_len = 0;
+    const char *content = answers_find(set, query, len, &content_len);
+    if (content)
+        found = copy_content(resp, content, content_len) == 0 ? 1 : -1;
+    if (store)
+        swap_read_end(store, stripe);
+    return found;
+}
+
+static int answer_search(json_t *value, const struct app_server *server,
+                         struct app_response *resp)
 {
     const char *query = json_string_value(value);
     if (!query)
         return app_error_response(PROTO_ERR_BAD_REQUEST, "search 'value' must be a string", resp);
-    const struct search_entry *e = search_lookup(query);
-    if (e) {
+    int found = find_answer(server, query, json_string_length(value), resp);
+    if (found != 0) {
         resp->kind = COUNTER_SEARCH_HIT;
-        resp->content = e->content;
-        resp->length = strlen(e->content);
-        return 0;
+        return found > 0 ? 0 : -1;
     }
     resp->kind = COUNTER_SEARCH_MISS;
     return set_result(resp, "No match for '%s'.", query);
@@ -168,7 +167,7 @@ static int answer_action(json_t *req_obj, const struct app_server *server,
         return app_error_response(PROTO_ERR_BAD_REQUEST, "request 'action' must be a string",
                                   resp);
     if (strcmp(action, PROTO_ACTION_SEARCH) == 0)
-        return answer_search(json_object_get(req_obj, "value"), resp);
+        return answer_search(json_object_get(req_obj, "value"), server, resp);
     if (strcmp(action, PROTO_ACTION_STATS) == 0)
         return answer_stats(server, resp);
     if (strcmp(action, PROTO_ACTION_HEALTH) == 0)
@@ -228,4 +227,12 @@ void app_response_free(struct app_response *resp)
 {
     free(resp->owned);
     resp->owned = NULL;
+}
+
+void app_response_move(struct app_response *dst, struct app_response *src)
+{
+    *dst = *src;
+    if (src->content == src->inline_content)
+        dst->content = dst->inline_content;
+    src->owned = NULL; /* dst's now */
 }

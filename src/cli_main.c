@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 2
@@ -281,14 +282,44 @@ static void print_number(json_t *v)
         printf("%.3f", json_number_value(v));
 }
 
-/* "name 3", or for a group within a group (tls failed), "name: a 1 b 2";
- * lists (the latency buckets) are left to --json. */
+/* A time the stats give in Unix seconds (a certificate's expiry, the
+ * last reload), which a person reads as a date. */
+static bool is_time(const char *name)
+{
+    size_t n = strlen(name);
+    return (n >= 9 && strcmp(name + n - 9, "not_after") == 0) ||
+           strcmp(name, "last_success") == 0;
+}
+
+static void print_time(json_t *v)
+{
+    time_t t = (time_t)json_integer_value(v);
+    struct tm tm;
+    char when[32];
+    if (t <= 0 || !gmtime_r(&t, &tm)) {
+        fputs("none", stdout);
+        return;
+    }
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fputs(when, stdout);
+}
+
+/* "name 3", a date for times, "name yes|no" for flags, or for a group
+ * within a group (tls failed), "name: a 1 b 2"; lists (the latency
+ * buckets) are left to --json. */
 static void print_counters(const char *name, json_t *v)
 {
     escape_fputs(stdout, name, strlen(name));
+    if (json_is_boolean(v)) {
+        fputs(json_is_true(v) ? " yes" : " no", stdout);
+        return;
+    }
     if (json_is_number(v)) {
         putchar(' ');
-        print_number(v);
+        if (is_time(name) && json_is_integer(v))
+            print_time(v);
+        else
+            print_number(v);
         return;
     }
     const char *k;
@@ -318,7 +349,7 @@ static void print_stats(json_t *stats)
             json_t *v;
             const char *sep = " ";
             json_object_foreach(value, k, v) {
-                if (!json_is_number(v) && !json_is_object(v))
+                if (!json_is_number(v) && !json_is_object(v) && !json_is_boolean(v))
                     continue;
                 fputs(sep, stdout);
                 print_counters(k, v);

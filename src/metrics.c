@@ -135,6 +135,21 @@ static void write_server(FILE *f, const struct snapshot *s)
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         fprintf(f, "enchufe_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
                 counter_tls_failure_name(i), (unsigned long long)s->tls_failed[i]);
+    if (s->tls_not_after) /* only a TLS server has a certificate to expire */
+        one(f, "enchufe_tls_certificate_not_after_seconds", "gauge",
+            "When the certificate in use expires, in Unix seconds.", (double)s->tls_not_after);
+    one(f, "enchufe_data_entries", "gauge", "Values the search action answers.",
+        (double)s->data_entries);
+    family(f, "enchufe_reloads_total", "counter", "Reloads (SIGHUP), by result.");
+    fprintf(f, "enchufe_reloads_total{result=\"done\"} %llu\n",
+            (unsigned long long)s->reloads_done);
+    fprintf(f, "enchufe_reloads_total{result=\"failed\"} %llu\n",
+            (unsigned long long)s->reloads_failed);
+    one(f, "enchufe_reload_last_successful", "gauge",
+        "Whether the last reload succeeded (1) or failed and changed nothing (0).",
+        s->reload_last_failed ? 0.0 : 1.0);
+    one(f, "enchufe_reload_last_success_timestamp_seconds", "gauge",
+        "When the files in use were loaded, in Unix seconds.", (double)s->reload_last_ok_s);
 }
 
 /* --- process_* (the names every Prometheus client library uses) ------------ */

@@ -17,9 +17,8 @@ int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns)
     if (n < 0)
         return -1;
     a->head_len = (size_t)n;
-    a->resp = *resp;
+    app_response_move(&a->resp, resp);
     a->started_ns = started_ns;
-    resp->owned = NULL; /* ours now */
     o->n++;
     o->bytes += a->head_len + resp->length;
     return 0;

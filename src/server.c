@@ -16,6 +16,7 @@
  */
 #include "server.h"
 #include "acceptor.h"
+#include "answers.h"
 #include "app_conn.h"
 #include "conn.h"
 #include "echo_conn.h"
@@ -28,9 +29,11 @@
 #include "pool.h"
 #include "queue.h"
 #include "snapshot.h"
+#include "swap.h"
 #include "tls.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +59,14 @@ struct server {
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
     atomic_bool draining;         /* a stop is announced: health checks say so */
+    struct swap answers;          /* struct answers: what search answers */
+    struct server_reloads {
+        pthread_mutex_t lock;     /* the main thread writes, stats read */
+        uint64_t done, failed;
+        long long last_ok_s;      /* Unix time of the last good reload (or the start) */
+        bool last_failed;
+        char last_error[256];
+    } reloads;
 };
 
 void server_config_defaults(struct server_config *cfg)
@@ -111,6 +122,16 @@ void server_snapshot(struct server *s, struct snapshot *out)
         out->tls_failed[i] = pool_total(p, (enum counter)(COUNTER_TLS_FAILED_FIRST + i));
     /* A handshake that timed out ended its connection, and is counted there. */
     out->tls_failed[TLS_FAIL_TIMEOUT] += out->ended[CONN_END_HANDSHAKE_TIMEOUT];
+    out->tls_not_after = s->tls ? tls_server_not_after(s->tls) : 0;
+    int stripe;
+    out->data_entries = answers_count(swap_read_begin(&s->answers, &stripe));
+    swap_read_end(&s->answers, stripe);
+    pthread_mutex_lock(&s->reloads.lock);
+    out->reloads_done = s->reloads.done;
+    out->reloads_failed = s->reloads.failed;
+    out->reload_last_ok_s = s->reloads.last_ok_s;
+    out->reload_last_failed = s->reloads.last_failed;
+    pthread_mutex_unlock(&s->reloads.lock);
 }
 
 json_t *server_stats(struct server *s)
@@ -223,6 +244,79 @@ bool server_config_wants_tls(const struct server_config *cfg)
 /* Starts everything but the listeners; on failure, undoes what it did. */
 static int start_threads(struct server *s, int *fds, char *err, size_t errlen);
 
+static void free_files(struct server *s)
+{
+    answers_free(swap_destroy(&s->answers));
+    pthread_mutex_destroy(&s->reloads.lock);
+    tls_server_free(s->tls);
+}
+
+/* The answers (--data, or the tutorial's) and the TLS files. */
+static int load_files(struct server *s, char *err, size_t errlen)
+{
+    const struct server_config *cfg = &s->cfg;
+    const struct answers *set = answers_builtin();
+    if (cfg->data_file && !(set = answers_load(cfg->data_file, err, errlen)))
+        return -1;
+    if (swap_init(&s->answers, (void *)set) < 0 ||
+        (errno = pthread_mutex_init(&s->reloads.lock, NULL)) != 0) {
+        snprintf(err, errlen, "cannot create the server's locks: %s", strerror(errno));
+        answers_free(set);
+        return -1;
+    }
+    s->reloads.last_ok_s = (long long)time(NULL);
+    if (server_config_wants_tls(cfg) && !(s->tls = tls_server_new(&cfg->tls, err, errlen))) {
+        free_files(s);
+        return -1;
+    }
+    return 0;
+}
+
+static void count_reload(struct server *s, const char *error)
+{
+    pthread_mutex_lock(&s->reloads.lock);
+    s->reloads.last_failed = error != NULL;
+    if (error) {
+        s->reloads.failed++;
+        snprintf(s->reloads.last_error, sizeof s->reloads.last_error, "%s", error);
+    } else {
+        s->reloads.done++;
+        s->reloads.last_ok_s = (long long)time(NULL);
+        s->reloads.last_error[0] = '\0';
+    }
+    pthread_mutex_unlock(&s->reloads.lock);
+}
+
+int server_reload(struct server *s, char *err, size_t errlen)
+{
+    struct answers *next = NULL;
+    if (s->cfg.data_file && !(next = answers_load(s->cfg.data_file, err, errlen))) {
+        count_reload(s, err);
+        return -1;
+    }
+    /* The TLS files are checked before they are swapped in; the answers,
+     * already checked, follow only if they were. */
+    if (s->tls && tls_server_reload(s->tls, err, errlen) < 0) {
+        answers_free(next);
+        count_reload(s, err);
+        return -1;
+    }
+    if (next)
+        answers_free(swap_replace(&s->answers, next));
+    count_reload(s, NULL);
+    return 0;
+}
+
+void server_reload_status(struct server *s, uint64_t *done, uint64_t *failed, char *last,
+                          size_t lastlen)
+{
+    pthread_mutex_lock(&s->reloads.lock);
+    *done = s->reloads.done;
+    *failed = s->reloads.failed;
+    snprintf(last, lastlen, "%s", s->reloads.last_error);
+    pthread_mutex_unlock(&s->reloads.lock);
+}
+
 struct server *server_start(const struct server_config *cfg, char *err, size_t errlen)
 {
     struct server *s = calloc(1, sizeof *s);
@@ -233,17 +327,15 @@ struct server *server_start(const struct server_config *cfg, char *err, size_t e
     int fds[NET_MAX_LISTENERS];
     s->cfg = *cfg;
     atomic_init(&s->draining, false);
-    /* The certificate first: a bad file must stop the start before any
-     * port is taken. */
-    if (server_config_wants_tls(cfg)) {
-        if (!(s->tls = tls_server_new(&cfg->tls, err, errlen))) {
-            free(s);
-            return NULL;
-        }
+    /* The files first: a bad one must stop the start before any port is
+     * taken. */
+    if (load_files(s, err, errlen) < 0) {
+        free(s);
+        return NULL;
     }
     s->nlisten = open_listeners(s, fds, err, errlen);
     if (s->nlisten < 0 || start_threads(s, fds, err, errlen) < 0) {
-        tls_server_free(s->tls);
+        free_files(s);
         free(s);
         return NULL;
     }
@@ -276,8 +368,8 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
     s->app = (struct app_conn_config){.max_content = cfg->max_content,
                                       .read_timeout_ms = cfg->read_timeout_ms,
                                       .write_timeout_ms = cfg->write_timeout_ms,
-                                      .server = {.stats = stats_of, .draining = draining_of,
-                                                 .arg = s}};
+                                      .server = {.answers = &s->answers, .stats = stats_of,
+                                                 .draining = draining_of, .arg = s}};
     s->echo = (struct echo_conn_config){.write_timeout_ms = cfg->write_timeout_ms};
     bool echo = cfg->mode == SERVER_MODE_ECHO;
     struct worker_rules *r = &s->rules;
@@ -406,7 +498,7 @@ void server_free(struct server *s)
         poller_free(s->poller); /* no worker is left to park */
     queue_destroy(&s->queue);
     conn_ledger_destroy(&s->ledger);
-    tls_server_free(s->tls);
+    free_files(s);
     free(s);
 }
 

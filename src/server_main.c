@@ -5,10 +5,11 @@
  * before any thread starts (threads inherit the mask), and the main
  * thread waits for them with sigwait(). No worker is ever interrupted by
  * a handler. The first SIGINT or SIGTERM starts the drain; while it runs,
- * a second one (a user pressing Ctrl-C again) cuts it short. SIGHUP, which
- * daemons often take as "reload", is logged and ignored: there is no
- * configuration file to reload, and a terminal hanging up must not kill a
- * server without a drain.
+ * a second one (a user pressing Ctrl-C again) cuts it short. SIGHUP
+ * reloads the TLS files and the --data file, as daemons do (`systemctl
+ * reload`), all or nothing, in this thread: one reload at a time, and a
+ * terminal hanging up never kills the server. Once a stop has begun,
+ * SIGHUP is ignored.
  */
 #include "log.h"
 #include "monotime.h"
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define EXIT_USAGE 2
 
@@ -72,6 +74,8 @@ static void usage(FILE *out)
             "  --tls-auth-clients no|optional|yes\n"
             "                       ask clients for a certificate signed by --tls-ca: yes\n"
             "                       refuses clients without one (default no)\n"
+            "  --data FILE          what search answers: a JSON object of value -> answer,\n"
+            "                       each a string (default: the tutorial's three)\n"
             "  --shutdown-delay SEC on SIGTERM, first answer health checks \"draining\" for SEC\n"
             "                       seconds, serving as before, so that a load balancer stops\n"
             "                       sending; then drain (default 0; SIGINT drains at once)\n"
@@ -83,14 +87,16 @@ static void usage(FILE *out)
             "  -h, --help           show this help and exit\n"
             "  -V, --version        show the version and exit\n"
             "\n"
-            "A timeout of 0 means wait forever. Exit status: 0 after a clean stop,\n"
-            "1 if the server could not start, 2 for a usage error.\n");
+            "A timeout of 0 means wait forever. SIGHUP reloads the --tls-* files and\n"
+            "--data, all or nothing (a bad file keeps the ones in use, and says why).\n"
+            "Exit status: 0 after a clean stop, 1 if the server could not start, 2 for\n"
+            "a usage error.\n");
 }
 
 enum { OPT_HOST = 256, OPT_UNIX, OPT_UNIX_MODE, OPT_PORT, OPT_MODE, OPT_WORKERS, OPT_QUEUE, OPT_MAX_CONTENT,
        OPT_IDLE, OPT_READ, OPT_WRITE, OPT_DRAIN, OPT_LINGER, OPT_METRICS, OPT_REUSEPORT,
        OPT_SHUTDOWN_DELAY, OPT_NO_PARK, OPT_TLS_PORT, OPT_TLS_ONLY, OPT_TLS_CERT, OPT_TLS_KEY,
-       OPT_TLS_CA, OPT_TLS_AUTH, OPT_MAX_BUFFERED };
+       OPT_TLS_CA, OPT_TLS_AUTH, OPT_MAX_BUFFERED, OPT_DATA };
 
 static const struct option long_options[] = {
     {"host", required_argument, NULL, OPT_HOST},
@@ -111,6 +117,7 @@ static const struct option long_options[] = {
     {"reuseport", no_argument, NULL, OPT_REUSEPORT},
     {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
     {"no-park", no_argument, NULL, OPT_NO_PARK},
+    {"data", required_argument, NULL, OPT_DATA},
     {"tls-port", required_argument, NULL, OPT_TLS_PORT},
     {"tls-only", no_argument, NULL, OPT_TLS_ONLY},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
@@ -190,6 +197,8 @@ static bool check_tls_options(const struct server_config *cfg)
                   "with --tls-auth-clients optional or yes";
     else if (cfg->tls_only && cfg->unix_path)
         problem = "--tls-only leaves nothing for --unix: TLS is served on TCP only";
+    else if (cfg->data_file && cfg->mode == SERVER_MODE_ECHO)
+        problem = "--data holds search answers, and echo mode answers no search";
     if (problem)
         fprintf(stderr, "enchufe-server: %s\nTry 'enchufe-server --help' for more information.\n",
                 problem);
@@ -249,6 +258,7 @@ static bool parse_option(int opt, const char *arg, struct server_config *cfg,
     case OPT_TLS_KEY: cfg->tls.key_file = arg; return true;
     case OPT_TLS_CA: cfg->tls.ca_file = arg; return true;
     case OPT_TLS_AUTH: return parse_auth_clients(arg, &cfg->tls.auth_clients);
+    case OPT_DATA: cfg->data_file = arg; return true;
     case 'v': run->verbosity++; return true;
     default: return false;
     }
@@ -285,8 +295,65 @@ static const char *signal_name(int sig)
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
 }
 
-/* Waits for SIGINT or SIGTERM, logging and ignoring SIGHUP meanwhile. */
-static int wait_for_stop_signal(const sigset_t *set)
+/* STATUS= for the service manager: the live counts, and the last reload
+ * (numbered, so that contrib/enchufe-reload sees when one is over). */
+static void status_line(void *arg, char *out, size_t cap)
+{
+    struct snapshot snap;
+    uint64_t done, failed;
+    char why[256], reload[320] = "";
+    server_snapshot(arg, &snap);
+    server_reload_status(arg, &done, &failed, why, sizeof why);
+    if (done + failed > 0)
+        snprintf(reload, sizeof reload, "; reload #%llu %s%s", (unsigned long long)(done + failed),
+                 why[0] ? "failed: " : "done", why);
+    snprintf(out, cap, "%llu connections (%llu parked), %llu of %llu workers busy, "
+                       "%llu requests answered%s",
+             (unsigned long long)snap.active, (unsigned long long)snap.parked,
+             (unsigned long long)snap.busy, (unsigned long long)snap.workers,
+             (unsigned long long)snap.requests, reload);
+}
+
+/* What a reload read, for its log line. */
+static void describe_files(struct server *srv, const struct server_config *cfg, char *out,
+                           size_t cap)
+{
+    struct snapshot snap;
+    server_snapshot(srv, &snap);
+    int n = snprintf(out, cap, "%llu answer%s from %s", (unsigned long long)snap.data_entries,
+                     snap.data_entries == 1 ? "" : "s",
+                     cfg->data_file ? cfg->data_file : "the built-in set");
+    if (snap.tls_not_after && n > 0 && (size_t)n < cap) {
+        time_t t = (time_t)snap.tls_not_after;
+        struct tm tm;
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+        snprintf(out + n, cap - (size_t)n, "; TLS certificate %s, valid until %s",
+                 cfg->tls.cert_file, when);
+    }
+}
+
+/* SIGHUP: reload, telling the service manager when it begins and ends. */
+static void reload(struct server *srv, const struct server_config *cfg)
+{
+    char err[512], what[512], status[512];
+    log_info("Received SIGHUP: reloading");
+    service_reloading();
+    if (server_reload(srv, err, sizeof err) == 0) {
+        describe_files(srv, cfg, what, sizeof what);
+        log_info("Reloaded: %s", what);
+    } else {
+        log_error("Reload failed, nothing changed (still serving what was loaded before): %s",
+                  err);
+    }
+    status_line(srv, status, sizeof status);
+    service_ready(status);
+}
+
+/* Waits for SIGINT or SIGTERM. A SIGHUP meanwhile reloads; during a stop
+ * (srv NULL) it is ignored. */
+static int wait_for_stop_signal(const sigset_t *set, struct server *srv,
+                                const struct server_config *cfg)
 {
     for (;;) {
         int sig = 0;
@@ -294,8 +361,10 @@ static int wait_for_stop_signal(const sigset_t *set)
             continue;
         if (sig != SIGHUP)
             return sig;
-        log_info("Received SIGHUP: ignored (there is no configuration to reload; "
-                 "SIGTERM stops the server)");
+        if (srv)
+            reload(srv, cfg);
+        else
+            log_info("Received SIGHUP during the stop: ignored");
     }
 }
 
@@ -310,7 +379,7 @@ struct second_signal {
 static void *cut_on_second_signal(void *arg)
 {
     const struct second_signal *ss = arg;
-    int sig = wait_for_stop_signal(ss->set);
+    int sig = wait_for_stop_signal(ss->set, NULL, NULL);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     log_info("Received %s during the drain: cutting it short", signal_name(sig));
     server_cut(ss->srv);
@@ -352,18 +421,6 @@ static void log_stopped(const struct server_summary *sum, const struct server_co
                  plural(sum->requests));
     log_info("Stopped after %s on %llu connection%s%s", served,
              (unsigned long long)sum->connections, plural(sum->connections), cut);
-}
-
-/* STATUS= for the service manager: the live counts. */
-static void status_line(void *arg, char *out, size_t cap)
-{
-    struct snapshot snap;
-    server_snapshot(arg, &snap);
-    snprintf(out, cap, "%llu connections (%llu parked), %llu of %llu workers busy, "
-                       "%llu requests answered",
-             (unsigned long long)snap.active, (unsigned long long)snap.parked,
-             (unsigned long long)snap.busy, (unsigned long long)snap.workers,
-             (unsigned long long)snap.requests);
 }
 
 /* Listening sockets handed over by systemd, if any, become the server's.
@@ -425,8 +482,7 @@ static void delay_stop(struct server *srv, const sigset_t *set, int delay_ms)
             return;
         }
         if (sig == SIGHUP)
-            log_info("Received SIGHUP: ignored (there is no configuration to reload; "
-                     "SIGTERM stops the server)");
+            log_info("Received SIGHUP during the stop: ignored");
     }
 }
 
@@ -479,7 +535,7 @@ int main(int argc, char **argv)
     service_ready("listening");
     struct service_pinger *pinger = service_start_pinger(status_line, srv);
 
-    int sig = wait_for_stop_signal(&signals);
+    int sig = wait_for_stop_signal(&signals, srv, &cfg);
     log_info("Received %s: finishing requests in progress", signal_name(sig));
     /* The delay is for a load balancer, which a service manager's
      * SIGTERM precedes; a Ctrl-C (SIGINT) at a terminal stops at once. */

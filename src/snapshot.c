@@ -24,8 +24,17 @@ static json_t *tls_json(const struct snapshot *s)
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         json_object_set_new(failed, counter_tls_failure_name(i),
                             json_integer((json_int_t)s->tls_failed[i]));
-    return json_pack("{s:I, s:I, s:o}", "handshakes", (json_int_t)s->tls_handshakes,
-                     "resumed", (json_int_t)s->tls_resumed, "failed", failed);
+    return json_pack("{s:I, s:I, s:o, s:I}", "handshakes", (json_int_t)s->tls_handshakes,
+                     "resumed", (json_int_t)s->tls_resumed, "failed", failed,
+                     "certificate_not_after", (json_int_t)s->tls_not_after);
+}
+
+static json_t *reloads_json(const struct snapshot *s)
+{
+    return json_pack("{s:I, s:I, s:I, s:b}", "done", (json_int_t)s->reloads_done,
+                     "failed", (json_int_t)s->reloads_failed,
+                     "last_success", (json_int_t)s->reload_last_ok_s,
+                     "last_failed", s->reload_last_failed);
 }
 
 static json_t *closed_json(const struct snapshot *s)
@@ -48,7 +57,7 @@ json_t *snapshot_to_json(const struct snapshot *s)
         json_object_set_new(errors, proto_error_code((enum proto_error)e),
                             json_integer((json_int_t)s->errors[e]));
     return json_pack("{s:f, s:{s:I, s:I, s:I, s:I, s:o, s:I, s:I}, s:{s:I, s:I}, s:o, s:o, "
-                     "s:{s:I, s:I}, s:o, s:o}",
+                     "s:{s:I, s:I}, s:o, s:o, s:{s:I}, s:o}",
                      "uptime_s", s->uptime_s,
                      "connections", "accepted", (json_int_t)s->accepted,
                      "active", (json_int_t)s->active, "queued", (json_int_t)s->queued,
@@ -58,7 +67,9 @@ json_t *snapshot_to_json(const struct snapshot *s)
                      "workers", "total", (json_int_t)s->workers, "busy", (json_int_t)s->busy,
                      "requests", requests, "errors", errors,
                      "bytes", "in", (json_int_t)s->bytes_in, "out", (json_int_t)s->bytes_out,
-                     "latency", latency_json(&s->latency), "tls", tls_json(s));
+                     "latency", latency_json(&s->latency), "tls", tls_json(s),
+                     "data", "entries", (json_int_t)s->data_entries,
+                     "reloads", reloads_json(s));
 }
 
 static uint64_t get(json_t *obj, const char *group, const char *key)
@@ -96,6 +107,13 @@ int snapshot_from_json(json_t *obj, struct snapshot *s)
     s->tls_resumed = get(obj, "tls", "resumed");
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         s->tls_failed[i] = get(json_object_get(obj, "tls"), "failed", counter_tls_failure_name(i));
+    s->tls_not_after = (long long)get(obj, "tls", "certificate_not_after");
+    s->data_entries = get(obj, "data", "entries");
+    s->reloads_done = get(obj, "reloads", "done");
+    s->reloads_failed = get(obj, "reloads", "failed");
+    s->reload_last_ok_s = (long long)get(obj, "reloads", "last_success");
+    s->reload_last_failed = json_is_true(json_object_get(json_object_get(obj, "reloads"),
+                                                         "last_failed"));
     for (size_t i = 0; i <= LATENCY_BOUNDS && i < json_array_size(buckets); i++) {
         json_int_t n = json_integer_value(json_array_get(buckets, i));
         s->latency.buckets[i] = n > 0 ? (uint64_t)n : 0;

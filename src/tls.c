@@ -2,6 +2,7 @@
  * tls.c - OpenSSL contexts and server sessions (see tls.h).
  */
 #include "tls.h"
+#include "swap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -9,13 +10,21 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
+/* The context is swapped whole on a reload (swap.h): a new handshake
+ * takes the current one, and a session keeps the context it began with
+ * (SSL_new takes a reference), so the old one goes when its last session
+ * does. */
 struct tls_server {
-    SSL_CTX *ctx;
+    struct tls_server_config cfg; /* the files, read again on a reload */
+    struct swap ctx;              /* SSL_CTX */
+    _Atomic long long not_after;  /* the certificate's expiry, Unix seconds */
 };
 
 const char *tls_last_error(char *out, size_t outlen)
@@ -209,6 +218,16 @@ static SSL_CTX *server_context(const struct tls_server_config *cfg, char *err, s
     return ctx;
 }
 
+/* When the context's certificate expires, in Unix seconds (0: unknown). */
+static long long certificate_not_after(SSL_CTX *ctx)
+{
+    X509 *cert = SSL_CTX_get0_certificate(ctx);
+    struct tm tm;
+    if (!cert || ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+        return 0;
+    return (long long)timegm(&tm);
+}
+
 struct tls_server *tls_server_new(const struct tls_server_config *cfg, char *err,
                                   size_t errlen)
 {
@@ -217,24 +236,66 @@ struct tls_server *tls_server_new(const struct tls_server_config *cfg, char *err
         snprintf(err, errlen, "out of memory for the TLS context");
         return NULL;
     }
-    if (!(t->ctx = server_context(cfg, err, errlen))) {
+    t->cfg = *cfg;
+    SSL_CTX *ctx = server_context(cfg, err, errlen);
+    if (!ctx) {
         free(t);
         return NULL;
     }
+    if (swap_init(&t->ctx, ctx) < 0) {
+        snprintf(err, errlen, "cannot create the TLS context's locks: %s", strerror(errno));
+        SSL_CTX_free(ctx);
+        free(t);
+        return NULL;
+    }
+    atomic_init(&t->not_after, certificate_not_after(ctx));
     return t;
+}
+
+/* Session tickets the old context issued stay good with the new one, so
+ * clients resume across a reload as they did before it; unless clients
+ * are verified, since a ticket carries the verdict on a client's
+ * certificate, and a reload may change the CAs that gave it. */
+static void keep_ticket_keys(SSL_CTX *from, SSL_CTX *to, const struct tls_server_config *cfg)
+{
+    unsigned char keys[80]; /* OpenSSL 3: name, HMAC key, AES key */
+    if (cfg->auth_clients == TLS_AUTH_NO &&
+        SSL_CTX_get_tlsext_ticket_keys(from, keys, sizeof keys) == 1)
+        SSL_CTX_set_tlsext_ticket_keys(to, keys, sizeof keys);
+    OPENSSL_cleanse(keys, sizeof keys);
+}
+
+int tls_server_reload(struct tls_server *t, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = server_context(&t->cfg, err, errlen);
+    if (!ctx)
+        return -1;
+    keep_ticket_keys(swap_peek(&t->ctx), ctx, &t->cfg);
+    long long not_after = certificate_not_after(ctx);
+    SSL_CTX_free(swap_replace(&t->ctx, ctx));
+    atomic_store(&t->not_after, not_after);
+    return 0;
+}
+
+long long tls_server_not_after(struct tls_server *t)
+{
+    return atomic_load(&t->not_after);
 }
 
 void tls_server_free(struct tls_server *t)
 {
     if (!t)
         return;
-    SSL_CTX_free(t->ctx);
+    SSL_CTX_free(swap_destroy(&t->ctx));
     free(t);
 }
 
 SSL *tls_server_session(struct tls_server *t, int fd)
 {
-    SSL *ssl = SSL_new(t->ctx);
+    int stripe;
+    SSL_CTX *ctx = swap_read_begin(&t->ctx, &stripe);
+    SSL *ssl = SSL_new(ctx); /* holds ctx from now on */
+    swap_read_end(&t->ctx, stripe);
     int flags = fcntl(fd, F_GETFL);
     if (!ssl || set_socket(ssl, fd) < 0 || flags < 0 ||
         fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {

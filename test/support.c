@@ -2,6 +2,7 @@
  * support.c - test helpers (see support.h).
  */
 #include "support.h"
+#include "answers.h"
 #include "app.h"
 #include "frame.h"
 #include "frame_io.h"
@@ -133,9 +134,10 @@ bool ts_content_is(const struct client_response *resp, const char *content)
 
 void ts_expected_search(const char *value, char *out, size_t cap)
 {
-    const char *answer = app_search(value);
-    if (answer)
-        snprintf(out, cap, "{\"result\": \"%s\"}", answer);
+    size_t len = 0;
+    const char *content = answers_find(answers_builtin(), value, strlen(value), &len);
+    if (content)
+        snprintf(out, cap, "%.*s", (int)len, content);
     else
         snprintf(out, cap, "{\"result\": \"No match for '%s'.\"}", value);
 }

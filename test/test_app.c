@@ -3,6 +3,7 @@
  * the exact UTF-8 bytes docs/protocol.md gives.
  */
 #include "app.h"
+#include "answers.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -180,8 +181,12 @@ Test(app, error_response_is_valid_json_whatever_the_message)
 
 Test(app, search_table_is_exact)
 {
-    cr_assert_str_eq(app_search("morpheus"), "Follow the white rabbit. \xf0\x9f\x90\xb0");
-    cr_assert_null(app_search("morpheus "));
+    size_t len = 0;
+    const char *hit = answers_find(answers_builtin(), "morpheus", 8, &len);
+    cr_assert_eq(len, strlen(hit));
+    cr_assert_str_eq(hit, "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}");
+    cr_assert_null(answers_find(answers_builtin(), "morpheus ", 9, &len));
+    cr_assert_null(answers_find(answers_builtin(), "morph", 5, &len));
 }
 
 static json_t *three_seconds_up(void *arg)

@@ -9,7 +9,7 @@
  *
  * The certificates are made at test time by tools/make_test_certs.sh
  * (make does it before the suites run). Clients nobody here wrote
- * (Python's ssl, openssl s_client, stunnel) are in tools/test_tls.py.
+ * (Python's ssl, openssl s_client, stunnel) are in test/python/test_tls.py.
  */
 #include "client.h"
 #include "net.h"

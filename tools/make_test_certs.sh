@@ -2,7 +2,7 @@
 # Makes a throwaway PKI for the TLS tests and benchmarks in DIR (default
 # build/tls): a CA, a server certificate for localhost / 127.0.0.1 / ::1
 # signed by it (server.pem holds the certificate then the CA: a full
-# chain), a client certificate signed by it, and a second, unrelated CA
+# chain) and its renewal (renewed.pem), a client certificate signed by it, and a second, unrelated CA
 # with its own client certificate (what a stranger would present).
 # EC P-256 keys: quick to make, and what servers mostly use today.
 set -euo pipefail
@@ -41,6 +41,11 @@ ca ca "enchufe test CA"
 leaf server localhost ca "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
 extendedKeyUsage=serverAuth"
 leaf client "enchufe test client" ca "extendedKeyUsage=clientAuth"
+# The same names with a new key and serial: what a renewal installs
+# (the reload tests swap it in).
+leaf renewed localhost ca "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1
+extendedKeyUsage=serverAuth"
 ca other-ca "somebody else's CA"
 leaf stranger "a stranger" other-ca "extendedKeyUsage=clientAuth"
-echo "test certificates in $dir: ca.pem, server.pem/.key, client.pem/.key, stranger.pem/.key"
+echo "test certificates in $dir: ca.pem, server.pem/.key, renewed.pem/.key, client.pem/.key," \
+     "stranger.pem/.key"
