@@ -8,6 +8,7 @@
  */
 #include "answers.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -35,7 +36,7 @@ struct answers {
 
 /* The tutorial's answers, byte for byte as the original server writes
  * them (json.dumps with ensure_ascii=False). */
-#define ENTRY(v, c) {v, c, sizeof v - 1, sizeof c - 1, 0}
+#define ENTRY(v, c) {(v), (c), sizeof(v) - 1, sizeof(c) - 1, 0}
 static const struct answer_entry builtin_entries[] = {
     ENTRY("morpheus", "{\"result\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}"),
     ENTRY("ring", "{\"result\": \"In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d\"}"),
@@ -242,6 +243,7 @@ static struct answers *build(json_t *root, char **contents, size_t bytes)
     json_object_foreach(root, value, answer) {
         struct answer_entry *e = &entries[i];
         e->value_len = (uint32_t)strlen(value);
+        assert(contents[i]); /* rendered, one for each entry, before build() */
         e->content_len = (uint32_t)strlen(contents[i]);
         e->value = memcpy(p, value, e->value_len + 1);
         p += e->value_len + 1;

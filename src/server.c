@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 struct server {
+    struct swap answers;          /* struct answers: what search answers (aligned stripes: first) */
     struct server_config cfg;
     int nlisten;
     struct queue queue;
@@ -59,7 +60,6 @@ struct server {
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
     atomic_bool draining;         /* a stop is announced: health checks say so */
-    struct swap answers;          /* struct answers: what search answers */
     struct server_reloads {
         pthread_mutex_t lock;     /* the main thread writes, stats read */
         uint64_t done, failed;

@@ -189,7 +189,10 @@ static bool check_tls_options(const struct server_config *cfg)
         problem = "TLS needs --tls-cert and --tls-key";
     else if (!tls && (cfg->tls_only || cfg->tls.cert_file || cfg->tls.key_file ||
                       cfg->tls.ca_file || cfg->tls.auth_clients != TLS_AUTH_NO))
-        problem = "the --tls-* options need --tls-port";
+        problem = cfg->ninherited
+                      ? "the --tls-* options need a TLS listener: --tls-port, or from systemd "
+                        "a socket named tls (FileDescriptorName=tls, as in enchufe-tls.socket)"
+                      : "the --tls-* options need --tls-port";
     else if (cfg->tls.auth_clients != TLS_AUTH_NO && !cfg->tls.ca_file)
         problem = "--tls-auth-clients needs --tls-ca, the CA that signs client certificates";
     else if (cfg->tls.ca_file && cfg->tls.auth_clients == TLS_AUTH_NO)
@@ -295,6 +298,11 @@ static const char *signal_name(int sig)
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP";
 }
 
+static const char *plural(uint64_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
 /* STATUS= for the service manager: the live counts, and the last reload
  * (numbered, so that contrib/enchufe-reload sees when one is over). */
 static void status_line(void *arg, char *out, size_t cap)
@@ -305,13 +313,13 @@ static void status_line(void *arg, char *out, size_t cap)
     server_snapshot(arg, &snap);
     server_reload_status(arg, &done, &failed, why, sizeof why);
     if (done + failed > 0)
-        snprintf(reload, sizeof reload, "; reload #%llu %s%s", (unsigned long long)(done + failed),
+        snprintf(reload, sizeof reload, "; reload #%llu %s%s", (unsigned long long)done + failed,
                  why[0] ? "failed: " : "done", why);
-    snprintf(out, cap, "%llu connections (%llu parked), %llu of %llu workers busy, "
-                       "%llu requests answered%s",
-             (unsigned long long)snap.active, (unsigned long long)snap.parked,
+    snprintf(out, cap, "%llu connection%s (%llu parked), %llu of %llu workers busy, "
+                       "%llu request%s answered%s",
+             (unsigned long long)snap.active, plural(snap.active), (unsigned long long)snap.parked,
              (unsigned long long)snap.busy, (unsigned long long)snap.workers,
-             (unsigned long long)snap.requests, reload);
+             (unsigned long long)snap.requests, plural(snap.requests), reload);
 }
 
 /* What a reload read, for its log line. */
@@ -397,11 +405,6 @@ static void drain(struct server *srv, const sigset_t *set, struct server_summary
         pthread_cancel(watcher);
         pthread_join(watcher, NULL);
     }
-}
-
-static const char *plural(uint64_t n)
-{
-    return n == 1 ? "" : "s";
 }
 
 /* The last line: what was served (in echo mode, bytes: it has no

@@ -22,9 +22,9 @@
  * (SSL_new takes a reference), so the old one goes when its last session
  * does. */
 struct tls_server {
-    struct tls_server_config cfg; /* the files, read again on a reload */
-    struct swap ctx;              /* SSL_CTX */
+    struct swap ctx;              /* SSL_CTX (cache-line aligned stripes: first) */
     _Atomic long long not_after;  /* the certificate's expiry, Unix seconds */
+    struct tls_server_config cfg; /* the files, read again on a reload */
 };
 
 const char *tls_last_error(char *out, size_t outlen)

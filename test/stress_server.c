@@ -63,14 +63,21 @@ static bool pipelined_round(const struct stream *conn, int id)
     return true;
 }
 
-/* A connection, in clear or TLS as the round says; false if refused. */
-static bool open_conn(struct stream *conn)
+/* A connection, in clear or TLS as the round says; false if refused,
+ * which may only happen once the server is stopping. */
+static bool open_conn(struct stream *conn, int id)
 {
-    char err[512];
-    if (tls_ctx)
-        return ts_tls_open(tls_ctx, port, conn, err, sizeof err) == 0;
-    *conn = (struct stream){.fd = ts_connect(port)};
-    return conn->fd >= 0;
+    char err[512] = "connect failed";
+    bool ok;
+    if (tls_ctx) {
+        ok = ts_tls_open(tls_ctx, port, conn, err, sizeof err) == 0;
+    } else {
+        *conn = (struct stream){.fd = ts_connect(port)};
+        ok = conn->fd >= 0;
+    }
+    CHECK(ok || atomic_load(&stop_clients), "client %d could not connect before the stop: %s", id,
+          err);
+    return ok;
 }
 
 /* Keep-alive clients, one-shot ones that reconnect for each request like
@@ -82,7 +89,7 @@ static void *client(void *arg)
     bool one_shot = id % 2, pipelining = id % 4 == 2;
     struct stream conn = {.fd = -1};
     for (int i = 0; i < REQUESTS && !atomic_load(&stop_clients); i++) {
-        if (conn.fd < 0 && !open_conn(&conn)) {
+        if (conn.fd < 0 && !open_conn(&conn, id)) {
             atomic_fetch_add(&refused_or_closed, 1);
             return NULL;
         }
@@ -160,6 +167,10 @@ static void run_round(bool stop_midway, bool park)
 
 int main(void)
 {
+    /* In the --no-park rounds a keep-alive client holds its worker for all
+     * its requests, and a new client waits for one that long; under
+     * ThreadSanitizer on a busy machine that took more than 5 s. */
+    ts_io_timeout_ms = 60000;
     json_object_seed(0);
     SSL_CTX *ctx = ts_tls_client(NULL);
     CHECK(ctx != NULL, "the test PKI (make build/tls/server.pem)");

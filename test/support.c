@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+int ts_io_timeout_ms = TEST_IO_TIMEOUT_MS;
+
 long long ts_now_ms(void)
 {
     struct timespec t;
@@ -33,7 +35,7 @@ long long ts_now_ms(void)
 
 long long ts_deadline(void)
 {
-    return ts_now_ms() + TEST_IO_TIMEOUT_MS;
+    return ts_now_ms() + ts_io_timeout_ms;
 }
 
 int ts_start(struct server **srv, struct server_config *cfg)
@@ -52,11 +54,11 @@ int ts_connect(int port)
 {
     char p[16], err[256];
     snprintf(p, sizeof p, "%d", port);
-    int fd = net_connect("127.0.0.1", p, TEST_IO_TIMEOUT_MS, err, sizeof err);
+    int fd = net_connect("127.0.0.1", p, ts_io_timeout_ms, err, sizeof err);
     if (fd < 0)
         return -1;
-    net_set_recv_timeout(fd, TEST_IO_TIMEOUT_MS);
-    net_set_send_timeout(fd, TEST_IO_TIMEOUT_MS);
+    net_set_recv_timeout(fd, ts_io_timeout_ms);
+    net_set_send_timeout(fd, ts_io_timeout_ms);
     return fd;
 }
 

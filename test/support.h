@@ -14,14 +14,18 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Every socket a test opens gives up after this long. */
+/* Every socket a test opens gives up after this long: ts_io_timeout_ms,
+ * TEST_IO_TIMEOUT_MS unless a program sets it (the stress programs run
+ * under ThreadSanitizer, many times slower, and their --no-park rounds
+ * make clients wait for a worker as long as others keep theirs). */
 #define TEST_IO_TIMEOUT_MS 5000
+extern int ts_io_timeout_ms;
 
 /* Starts an in-process server on 127.0.0.1, port 0, into *srv. Returns
  * its port or -1. */
 int ts_start(struct server **srv, struct server_config *cfg);
 
-/* A blocking loopback connection with TEST_IO_TIMEOUT_MS timeouts, or -1. */
+/* A blocking loopback connection with ts_io_timeout_ms timeouts, or -1. */
 int ts_connect(int port);
 
 /* Builds proto-header + header_json + content into out; returns the size. */
@@ -125,7 +129,7 @@ int ts_tls_open(SSL_CTX *ctx, int port, struct stream *out, char *err, size_t er
 /* Milliseconds on the monotonic clock. */
 long long ts_now_ms(void);
 
-/* A client exchange's deadline: TEST_IO_TIMEOUT_MS from now. */
+/* A client exchange's deadline: ts_io_timeout_ms from now. */
 long long ts_deadline(void);
 
 #endif

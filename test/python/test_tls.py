@@ -197,6 +197,27 @@ def test_socket_activation(bin_dir, certs):
         p.wait(30)
 
 
+def test_socket_activation_without_a_tls_socket_names_what_is_missing(bin_dir, certs):
+    """--tls-cert under systemd with no socket named tls (enchufe-tls.socket
+    not started): a usage error that says what TLS needs there."""
+    port = harness.free_port()
+    p = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--fdname=plain",
+                          f"{bin_dir}/enchufe-server", "--tls-cert", f"{certs}/server.pem",
+                          "--tls-key", f"{certs}/server.key"],
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        harness.wait_listening(port)
+        # systemd-socket-activate starts the server at the first connection.
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            _, err = p.communicate(timeout=20)
+        assert p.returncode == 2, err
+        assert "a socket named tls (FileDescriptorName=tls" in err, err
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
 def proc_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
