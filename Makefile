@@ -18,7 +18,7 @@ WERROR  := $(if $(filter test test-% lint fuzz%,$(MAKECMDGOALS)),-Werror)
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
 OPT     ?= -O2 -g
 PKGS    := jansson libmicrohttpd libsystemd openssl
-CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CFLAGS)
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CPPFLAGS) $(CFLAGS)
 LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
 
@@ -42,7 +42,8 @@ Q := $(if $(V),,@)
 
 .PHONY: all run test test-unit test-asan test-tsan test-python test-install install uninstall \
         test-dissector deps-dissector test-multihost deps deps-test clean \
-        fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench
+        fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench deb deps-deb test-systemd \
+        deps-systemd
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -53,7 +54,7 @@ run: all
 
 test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-python test-install \
-	  test-dissector test-multihost
+	  test-dissector test-multihost test-systemd
 
 # A throwaway PKI for the TLS tests, made at test time (tools/make_test_certs.sh).
 TLS_CERTS := build/tls/server.pem
@@ -83,6 +84,14 @@ test-python: all $(TLS_CERTS)
 test-install: all
 	tools/test_install.sh
 
+# The package under a real systemd, booted with systemd-nspawn
+# (tools/test_systemd.sh): install, restart and reload under load, the
+# watchdog, the hardening score, then an upgrade to a package one step
+# up, remove and purge.
+test-systemd: deps-systemd deb
+	tools/build_deb.sh build/deb-newer "$$(dpkg-parsechangelog -S Version)+1"
+	tools/test_systemd.sh build/deb/enchufe_*_amd64.deb build/deb-newer/enchufe_*_amd64.deb
+
 test-dissector: deps-dissector all $(TLS_CERTS)
 	ENCHUFE_BIN=bin ENCHUFE_TLS_DIR=build/tls tools/wireshark/test_dissector.sh
 
@@ -102,19 +111,39 @@ MANDIR  := $(DESTDIR)$(PREFIX)/share/man/man1
 DATADIR := $(DESTDIR)$(PREFIX)/share/enchufe
 PROGRAMS := enchufe-server enchufe-cli enchufe-bench
 
+# The systemd units go beside the other examples, to be copied, unless
+# UNITDIR says where (a package: /lib/systemd/system); their paths are
+# made to match PREFIX.
+UNITS      := enchufe.service enchufe.socket enchufe-tls.socket
+LIBEXECDIR := $(DESTDIR)$(PREFIX)/libexec/enchufe
+UNITDIR    ?= $(PREFIX)/share/enchufe/contrib
+
 install: all
-	install -d $(BINDIR) $(MANDIR) $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy
+	install -d $(BINDIR) $(MANDIR) $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy \
+	  $(LIBEXECDIR) $(DESTDIR)$(UNITDIR)
 	install -m 755 $(PROGRAMS:%=bin/%) $(BINDIR)/
 	install -m 644 $(PROGRAMS:%=man/%.1) $(MANDIR)/
+	install -m 755 contrib/enchufe-reload $(LIBEXECDIR)/
 	install -m 644 tools/wireshark/enchufe.lua $(DATADIR)/wireshark/
-	install -m 644 contrib/enchufe.service contrib/enchufe.socket $(DATADIR)/contrib/
+	for u in $(UNITS); do \
+	  sed 's|/usr/local/|$(PREFIX)/|g' contrib/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	install -m 644 contrib/enchufe.default $(DATADIR)/contrib/
 	install -m 644 contrib/haproxy/enchufe.cfg $(DATADIR)/contrib/haproxy/
 
+# The Debian package (build/deb/enchufe_VERSION_ARCH.deb, and its
+# -dbgsym), built from a copy of the tree; lintian must find no error and
+# no warning (tools/build_deb.sh).
+deb: deps deps-deb
+	tools/build_deb.sh build/deb
+
 uninstall:
-	rm -f $(PROGRAMS:%=$(BINDIR)/%) $(PROGRAMS:%=$(MANDIR)/%.1)
-	rm -f $(DATADIR)/wireshark/enchufe.lua $(DATADIR)/contrib/enchufe.service \
-	  $(DATADIR)/contrib/enchufe.socket $(DATADIR)/contrib/haproxy/enchufe.cfg
-	-rmdir $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy $(DATADIR)/contrib $(DATADIR) 2>/dev/null
+	rm -f $(PROGRAMS:%=$(BINDIR)/%) $(PROGRAMS:%=$(MANDIR)/%.1) $(LIBEXECDIR)/enchufe-reload
+	rm -f $(UNITS:%=$(DESTDIR)$(UNITDIR)/%)
+	rm -f $(DATADIR)/wireshark/enchufe.lua $(DATADIR)/contrib/enchufe.default \
+	  $(DATADIR)/contrib/haproxy/enchufe.cfg
+	-rmdir $(LIBEXECDIR) $(DATADIR)/wireshark $(DATADIR)/contrib/haproxy $(DATADIR)/contrib \
+	  $(DATADIR) 2>/dev/null
 
 # --- dependencies -----------------------------------------------------------
 
@@ -123,6 +152,12 @@ deps:
 
 deps-test:
 	@tools/deps.sh test
+
+deps-deb:
+	@tools/deps.sh deb
+
+deps-systemd: deps-deb
+	@tools/deps.sh systemd
 
 # --- build ------------------------------------------------------------------
 
@@ -149,7 +184,7 @@ build/libenchufe.a: $(OBJ)
 
 bin/enchufe-server: build/obj/server_main.o build/libenchufe.a
 	@mkdir -p bin
-	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $^ $(LIBS) -o $@
 
 BENCH_LIB_SRC := $(filter-out bench/bench_main.c,$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB_SRC:bench/%.c=build/obj/bench/%.o)
@@ -167,11 +202,11 @@ build/asan/bench/%.o: bench/%.c $(FLAGS_STAMP) | deps
 
 bin/enchufe-bench: build/obj/bench/bench_main.o $(BENCH_OBJ) build/libenchufe.a
 	@mkdir -p bin
-	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $^ $(LIBS) -o $@
 
 bin/enchufe-cli: build/obj/cli_main.o build/libenchufe.a
 	@mkdir -p bin
-	$(CC) $(CFLAGS_ALL) $^ $(LIBS) -o $@
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS) $^ $(LIBS) -o $@
 
 build/obj/test/%.o: test/%.c $(FLAGS_STAMP) | deps-test
 	@mkdir -p $(@D)

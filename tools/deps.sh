@@ -70,6 +70,16 @@ if [ "$what" = bench ]; then
   command -v stunnel4 >/dev/null || missing+=(stunnel4)
   command -v openssl >/dev/null || missing+=(openssl)
 fi
+if [ "$what" = deb ]; then
+  command -v dpkg-buildpackage >/dev/null || missing+=(dpkg-dev)
+  command -v dh >/dev/null || missing+=(debhelper)
+  command -v lintian >/dev/null || missing+=(lintian)
+  dpkg -s build-essential >/dev/null 2>&1 || missing+=(build-essential)
+fi
+if [ "$what" = systemd ]; then
+  command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+  command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+fi
 if [ "$what" = dissector ]; then
   command -v tshark >/dev/null || missing+=(tshark)
   command -v python3 >/dev/null || missing+=(python3)

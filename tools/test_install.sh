@@ -16,9 +16,14 @@ done
 check "dissector installed" "test -s '$dest$prefix/share/enchufe/wireshark/enchufe.lua'"
 check "systemd unit installed" "grep -q '^DynamicUser=yes' '$dest$prefix/share/enchufe/contrib/enchufe.service'"
 check "systemd socket unit installed" "grep -q '^ListenStream=' '$dest$prefix/share/enchufe/contrib/enchufe.socket'"
+check "TLS socket unit installed" "grep -q '^FileDescriptorName=tls' '$dest$prefix/share/enchufe/contrib/enchufe-tls.socket'"
+check "the unit's paths follow PREFIX" "grep -q '^ExecStart=$prefix/bin/enchufe-server ' '$dest$prefix/share/enchufe/contrib/enchufe.service'"
+check "reload helper installed" "test -x '$dest$prefix/libexec/enchufe/enchufe-reload'"
+check "default options installed" "grep -q '^ENCHUFE_OPTS=' '$dest$prefix/share/enchufe/contrib/enchufe.default'"
 check "HAProxy config installed" "grep -q '^    balance leastconn' '$dest$prefix/share/enchufe/contrib/haproxy/enchufe.cfg'"
 make --no-print-directory -s uninstall DESTDIR="$dest" PREFIX="$prefix" >/dev/null
 check "uninstall removes the programs" "! ls '$dest$prefix/bin/'enchufe-* >/dev/null 2>&1"
+check "uninstall removes the helper" "test ! -e '$dest$prefix/libexec/enchufe'"
 check "uninstall removes the data" "test ! -e '$dest$prefix/share/enchufe'"
 echo "install: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
