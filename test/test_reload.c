@@ -54,6 +54,17 @@ static const char *in_dir(const char *name)
     return p;
 }
 
+/* The paths a server is started with, which must outlive in_dir's
+ * rotating buffers. */
+static char cert_path[128], key_path[128], data_path[128];
+
+static void name_files(void)
+{
+    snprintf(cert_path, sizeof cert_path, "%s", in_dir("cert.pem"));
+    snprintf(key_path, sizeof key_path, "%s", in_dir("key.pem"));
+    snprintf(data_path, sizeof data_path, "%s", in_dir("data.json"));
+}
+
 /* Writes text to dir/name through a rename, as an admin's tools do, so
  * a reader sees the old file or the new, whole. */
 static void write_file(const char *name, const char *text)
@@ -196,9 +207,10 @@ static void start_server(void)
     server_config_defaults(&cfg);
     cfg.workers = 4;
     cfg.tls_port = "0";
-    cfg.tls.cert_file = strdup(in_dir("cert.pem"));
-    cfg.tls.key_file = strdup(in_dir("key.pem"));
-    cfg.data_file = strdup(in_dir("data.json"));
+    name_files();
+    cfg.tls.cert_file = cert_path;
+    cfg.tls.key_file = key_path;
+    cfg.data_file = data_path;
     port = ts_start(&srv, &cfg);
     cr_assert_gt(port, 0);
     tls_port = server_tls_port(srv);
@@ -428,9 +440,9 @@ static pid_t spawn_with_files(int *clear_port, int *tls, int *err_fd)
                             "\"morpheus\": \"Follow the white rabbit. \xf0\x9f\x90\xb0\"}");
     copy_file(ts_tls_path("server.pem"), "cert.pem");
     copy_file(ts_tls_path("server.key"), "key.pem");
-    const char *args[] = {"--tls-port", "0", "--tls-cert", strdup(in_dir("cert.pem")),
-                          "--tls-key", strdup(in_dir("key.pem")), "--data",
-                          strdup(in_dir("data.json")), "--workers", "4", NULL};
+    name_files();
+    const char *args[] = {"--tls-port", "0", "--tls-cert", cert_path, "--tls-key", key_path,
+                          "--data", data_path, "--workers", "4", NULL};
     pid_t pid = ts_spawn_server(ts_bin_dir(), args, clear_port, err_fd);
     cr_assert_gt(pid, 0);
     char line[512];
