@@ -257,7 +257,7 @@ bench: all deps-bench $(TLS_CERTS)
 FUZZ_TARGETS := fuzz_frame fuzz_request
 FUZZ_SECONDS ?= 30
 # The codec and the handlers alone: no socket code is linked in.
-FUZZ_SRC := src/frame.c src/app.c src/protocol.c
+FUZZ_SRC := src/frame.c src/app.c src/protocol.c src/answers.c src/swap.c src/json_alloc.c
 FUZZ_CFLAGS = $(CSTD) -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all $(shell pkg-config --cflags jansson)
 

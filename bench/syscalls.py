@@ -7,10 +7,15 @@ Starts enchufe-server with the given options, loads it with enchufe-bench
 (keep-alive search), and counts, on the server process only, system calls
 (the raw_syscalls:sys_enter tracepoint) and context switches with
 `perf stat -p` over the measured window, and its CPU time from
-/proc/PID/stat; each is divided by the requests the generator counted.
-Falls back to `strace -c -f` for the system calls when perf cannot attach
-(strace slows the server, but the count per request stays meaningful).
-Prints one JSON object. The server is stopped by its PID.
+/proc/PID/stat over the same window; each is divided by the requests the
+server itself answered in that window (its stats answer, asked just
+before and just after), not by a rate the generator measured over a
+longer run. Falls back to `strace -c -f` for the system calls when perf
+cannot attach (strace slows the server, but the count per request stays
+meaningful). A figure below what a request must cost (a read and a
+write: 2 system calls) means the count missed something: the tool says
+so and exits 1 rather than print it. Prints one JSON object. The server
+is stopped by its PID.
 """
 import argparse
 import json
@@ -30,6 +35,20 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def answered(bin_dir, port):
+    """The requests the server has answered so far (its stats answer)."""
+    out = subprocess.run([os.path.join(bin_dir, "enchufe-cli"), "--port", str(port), "--json",
+                          "stats"], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise SystemExit(f"syscalls.py: cannot read the server's stats: {out.stderr.strip()}")
+    return json.loads(out.stdout)["result"]["requests"]["total"]
+
+
+# What one unpipelined request costs the server at the least: a read and a
+# write.
+MIN_SYSCALLS_PER_REQUEST = 2
 
 
 def perf_counts(pid, seconds):
@@ -74,26 +93,36 @@ def main():
                                   str(args.seconds + 2), "--json", "-q"],
                                  stdout=subprocess.PIPE, text=True)
         time.sleep(1)
-        cpu0, t0 = cpu_seconds(server.pid), time.time()
+        # The window: the server's answered count and CPU time read just
+        # before and just after the count of its system calls. (The first
+        # stats request is answered, and counted, inside the window.)
+        before, cpu0, t0 = answered(args.bin, port), cpu_seconds(server.pid), time.time()
         counts = perf_counts(server.pid, args.seconds)
         tool = "perf"
         if counts is None:
             tool = "strace"
             counts = (strace_syscalls(server.pid, args.seconds), None)
         cpu, window = cpu_seconds(server.pid) - cpu0, time.time() - t0
+        requests = answered(args.bin, port) - before - 1
         result = json.loads(bench.communicate(timeout=args.seconds + 120)[0])
     finally:
         harness.stop_server(server)
-    # Requests in the window (perf counts for exactly `seconds`; strace
-    # and the CPU time for about that), from the run's steady rate.
-    requests = result["requests_per_s"] * (args.seconds if tool == "perf" else window)
+    if requests <= 0:
+        raise SystemExit("syscalls.py: the server answered nothing in the window: the load "
+                         "did not run while it was measured")
     syscalls, switches = counts
+    per_request = syscalls / requests if syscalls else None
+    if per_request is not None and per_request < MIN_SYSCALLS_PER_REQUEST:
+        raise SystemExit(f"syscalls.py: {tool} counted {syscalls} system calls for {requests} "
+                         f"requests answered ({per_request:.2f} each), fewer than a request "
+                         f"costs ({MIN_SYSCALLS_PER_REQUEST}): it did not see every thread")
     print(json.dumps({
         "server_opts": args.server_opts, "conns": args.conns, "tool": tool,
         "requests_per_s": round(result["requests_per_s"]),
-        "syscalls_per_request": round(syscalls / requests, 2) if syscalls else None,
+        "window_s": round(window, 2), "requests_in_window": requests,
+        "syscalls_per_request": round(per_request, 2) if per_request else None,
         "context_switches_per_request": round(switches / requests, 2) if switches else None,
-        "server_cpu_us_per_request": round(cpu / (result["requests_per_s"] * window) * 1e6, 1),
+        "server_cpu_us_per_request": round(cpu / requests * 1e6, 1),
     }))
 
 

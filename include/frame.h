@@ -80,8 +80,8 @@ enum frame_status frame_decode(struct frame_decoder *d, const uint8_t *buf, size
  * 2 at first, then 2 + header length, then the whole frame. */
 size_t frame_decoder_wanted(const struct frame_decoder *d);
 
-/* True if a failed jansson parse failed for want of memory, not because
- * of the bytes. */
+/* True if a failed jansson parse, begun after json_alloc_watch() in this
+ * thread, failed for want of memory, not because of the bytes. */
 bool frame_json_out_of_memory(const json_error_t *e);
 
 /* The protocol error an error status is answered with (several statuses

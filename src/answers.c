@@ -7,6 +7,7 @@
  * made, so any number of threads may search it at once.
  */
 #include "answers.h"
+#include "json_alloc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -267,12 +268,17 @@ struct answers *answers_load(const char *path, char *err, size_t errlen)
     if (!text)
         return NULL;
     json_error_t je;
+    json_alloc_watch();
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     struct answers *a = NULL;
     char **contents = NULL;
     size_t bytes = 0;
-    if (!root) {
+    if (json_alloc_failed()) {
+        /* jansson may report a failed allocation as a syntax error, or
+         * drop a value it could not insert: either way, not the file. */
+        snprintf(err, errlen, "data file %s: out of memory reading it", path);
+    } else if (!root) {
         snprintf(err, errlen, "data file %s, line %d, column %d: %s", path, je.line, je.column,
                  je.text);
     } else if (!json_is_object(root)) {

@@ -10,6 +10,7 @@
  */
 #include "app.h"
 #include "answers.h"
+#include "json_alloc.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -184,8 +185,13 @@ static int answer_json(const struct frame *req, const struct app_server *server,
         return app_error_response(PROTO_ERR_BAD_REQUEST,
                                   "text/json content-encoding must be utf-8", resp);
     json_error_t e;
+    json_alloc_watch();
     json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
                                  JSON_DECODE_ANY, &e);
+    if (req_obj && json_alloc_failed()) {
+        json_decref(req_obj); /* jansson may have dropped a key it could not insert */
+        return -1;
+    }
     if (!req_obj && frame_json_out_of_memory(&e))
         return -1; /* the caller answers no-memory: the request was fine */
     if (!req_obj) {

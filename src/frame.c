@@ -8,6 +8,7 @@
  * content arriving in many pieces costs one JSON parse, not one per piece.
  */
 #include "frame.h"
+#include "json_alloc.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -44,10 +45,12 @@ static enum frame_status fail(struct frame_decoder *d, enum frame_status st, con
 
 bool frame_json_out_of_memory(const json_error_t *e)
 {
-    /* jansson says so with its own code once parsing has begun; when it
-     * cannot even set up its reader (its only allocation before the first
-     * byte), it returns with the error text still empty. */
-    return json_error_code(e) == json_error_out_of_memory || e->text[0] == '\0';
+    /* An allocation that failed since json_alloc_watch() is known for
+     * certain (jansson reports some as syntax errors); besides, jansson
+     * says so with its own code, or, when it cannot even set up its
+     * reader, returns with the error text still empty. */
+    return json_alloc_failed() || json_error_code(e) == json_error_out_of_memory ||
+           e->text[0] == '\0';
 }
 
 static enum frame_status classify_json_error(struct frame_decoder *d, const json_error_t *e)
@@ -119,9 +122,16 @@ static enum frame_status take_content_length(struct frame_decoder *d, json_t *ob
 static enum frame_status parse_header(struct frame_decoder *d, const uint8_t *json, size_t len)
 {
     json_error_t e;
+    json_alloc_watch();
     /* JSON_DECODE_ANY so that valid JSON which is not an object is told
      * apart from bytes that are not JSON at all. */
     json_t *obj = json_loadb((const char *)json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
+    if (obj && json_alloc_failed()) {
+        /* jansson can drop a key whose insertion failed and still return
+         * the object: what it returned is not the header that was sent. */
+        json_decref(obj);
+        return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
+    }
     if (!obj)
         return classify_json_error(d, &e);
     enum frame_status st = FRAME_COMPLETE;

@@ -4,9 +4,11 @@
  */
 #include "app.h"
 #include "answers.h"
+#include "json_alloc.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -237,9 +239,9 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
 {
     struct frame req = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
     struct app_response resp;
-    json_set_alloc_funcs(no_memory, free);
+    json_alloc_set_source(no_memory);
     int rc = app_handle_request(&req, NULL, &resp);
-    json_set_alloc_funcs(malloc, free);
+    json_alloc_set_source(NULL);
     cr_assert_eq(rc, -1, "no memory is reported as such (kind %d, error %s)", resp.kind,
                  resp.error ? resp.error : "none");
     app_response_free(&resp);
@@ -248,9 +250,9 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
 Test(app, the_no_memory_answer_needs_no_memory)
 {
     struct app_response resp;
-    json_set_alloc_funcs(no_memory, free);
+    json_alloc_set_source(no_memory);
     int rc = app_error_response(PROTO_ERR_NO_MEMORY, "out of memory", &resp);
-    json_set_alloc_funcs(malloc, free);
+    json_alloc_set_source(NULL);
     cr_assert_eq(rc, 0);
     cr_assert_str_eq(resp.error, "no-memory");
     cr_assert(strstr(resp.content, "\"error\": \"no-memory\""), "%.*s", (int)resp.length,
@@ -278,4 +280,36 @@ Test(app, health_says_ok_then_draining_when_the_server_announces_its_stop)
     cr_assert_eq(app_handle_request(&req, &server, &resp), 0);
     cr_assert(memcmp(resp.content, "{\"result\": \"draining\"}", resp.length) == 0);
     app_response_free(&resp);
+}
+
+/* Allocations before the one that fails (only that one fails). */
+static _Atomic int allocations_left;
+
+static void *fail_after_some(size_t n)
+{
+    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
+}
+
+/* Whichever allocation fails while a valid request is parsed, the handler
+ * reports no memory (-1), never bad content. */
+Test(app, an_allocation_failing_anywhere_in_a_request_parse_is_no_memory)
+{
+    struct frame req = json_request("{\"action\": \"search\", \"value\": \"a value long enough "
+                                    "to make the lexer grow its buffer more than once\", "
+                                    "\"extra\": [1, 2.5, {\"k\": \"v\"}, null, true]}");
+    int answered = 0;
+    for (int k = 0; k < 64; k++) {
+        struct app_response resp;
+        atomic_store(&allocations_left, k);
+        json_alloc_set_source(fail_after_some);
+        int rc = app_handle_request(&req, NULL, &resp);
+        json_alloc_set_source(NULL);
+        cr_assert(rc == -1 || resp.kind == COUNTER_SEARCH_MISS,
+                  "allocation %d failing gave kind %d, error %s", k + 1, resp.kind,
+                  resp.error ? resp.error : "none");
+        answered += rc == 0;
+        if (rc == 0)
+            app_response_free(&resp);
+    }
+    cr_assert_gt(answered, 0, "with enough allocations the request is answered");
 }

@@ -4,10 +4,12 @@
  * yields its own status; encoding round-trips.
  */
 #include "frame.h"
+#include "json_alloc.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,11 +333,48 @@ Test(frame, a_header_parsed_without_memory_is_no_memory_not_bad_json)
     struct frame_decoder d;
     struct frame f;
     frame_decoder_init(&d, 1000);
-    json_set_alloc_funcs(no_memory, free);
+    json_alloc_set_source(no_memory);
     enum frame_status st = frame_decode(&d, buf, n, &f);
-    json_set_alloc_funcs(malloc, free);
+    json_alloc_set_source(NULL);
     cr_assert_eq(st, FRAME_ERR_NO_MEMORY, "got %s: %s", proto_error_code(frame_status_error(st)), d.error);
     cr_assert_str_eq(proto_error_code(frame_status_error(st)), "no-memory");
     frame_decoder_init(&d, 1000);
     cr_assert_eq(frame_decode(&d, buf, n, &f), FRAME_COMPLETE, "with memory it decodes");
+}
+
+/* Allocations jansson may make before the one that fails (only that one:
+ * later ones succeed, as when memory is short for a moment). */
+static _Atomic int allocations_left;
+
+static void *fail_after_some(size_t n)
+{
+    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
+}
+
+/* Whichever of jansson's allocations fails, mid-parse included, a valid
+ * header is answered no-memory, never bad-json: a failed allocation is
+ * known for certain, not guessed from the error jansson reports. */
+Test(frame, an_allocation_failing_anywhere_in_a_header_parse_is_no_memory)
+{
+    static const char header[] = "{\"byteorder\": \"little\", \"content-type\": \"text/json\", "
+                                 "\"content-encoding\": \"utf-8\", \"content-length\": 0, "
+                                 "\"x-long-key-that-makes-the-lexer-grow-its-buffer\": "
+                                 "\"and a value long enough to grow it again and again\"}";
+    uint8_t buf[512];
+    size_t n = ts_frame(buf, sizeof buf, header, NULL, 0);
+    int completed = 0;
+    for (int k = 0; k < 64; k++) {
+        struct frame_decoder d;
+        struct frame f;
+        frame_decoder_init(&d, 1000);
+        atomic_store(&allocations_left, k);
+        json_alloc_set_source(fail_after_some);
+        enum frame_status st = frame_decode(&d, buf, n, &f);
+        json_alloc_set_source(NULL);
+        cr_assert(st == FRAME_COMPLETE || st == FRAME_ERR_NO_MEMORY,
+                  "allocation %d failing gave %s: %s", k + 1,
+                  proto_error_code(frame_status_error(st)), d.error);
+        completed += st == FRAME_COMPLETE;
+    }
+    cr_assert_gt(completed, 0, "with enough allocations the header decodes");
 }

@@ -342,6 +342,90 @@ Test(binary_faults, out_of_memory_is_answered_and_survived, .timeout = 60)
     terminate(pid, err_fd);
 }
 
+/* One client of big_requests_short_of_memory_are_never_bad_json: a good
+ * search for a value of 1 MiB (answered "No match for '...'", as long),
+ * and the error code of its answer ("" for none). */
+struct big_search {
+    int port;
+    int rc;
+    char code[64];
+};
+
+static void *send_big_search(void *arg)
+{
+    struct big_search *b = arg;
+    enum { CONTENT = 1 << 20 };
+    static const char head[] = "{\"action\": \"search\", \"value\": \"";
+    char *content = malloc(CONTENT);
+    uint8_t *req = malloc(CONTENT + 512);
+    char header[256];
+    b->rc = -1;
+    if (!content || !req)
+        goto out;
+    memcpy(content, head, sizeof head - 1);
+    memset(content + sizeof head - 1, 'x', CONTENT - (sizeof head - 1) - 2);
+    memcpy(content + CONTENT - 2, "\"}", 2);
+    snprintf(header, sizeof header,
+             "{\"byteorder\": \"%s\", \"content-type\": \"text/json\", "
+             "\"content-encoding\": \"utf-8\", \"content-length\": %d}",
+             __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? "little" : "big", CONTENT);
+    size_t n = ts_frame(req, CONTENT + 512, header, content, CONTENT);
+    int fd = ts_connect(b->port);
+    struct client_response resp;
+    char err[256];
+    if (fd >= 0 && net_write_full(fd, req, n) == 0 &&
+        client_read_response(fd, 4 << 20, ts_deadline(), &resp, err, sizeof err) == 0) {
+        const char *key = "\"error\": \"";
+        const char *at = memmem(resp.content, resp.length, key, strlen(key));
+        b->code[0] = '\0';
+        if (at)
+            sscanf(at + strlen(key), "%63[^\"]", b->code);
+        client_response_free(&resp);
+        b->rc = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+out:
+    free(content);
+    free(req);
+    return NULL;
+}
+
+/* 16 clients send a 1 MiB request each at once to a server with little
+ * address space: each is answered, or answered no-memory; a parse that
+ * ran out of memory is never called bad JSON (jansson reports some failed
+ * allocations as syntax errors, and may drop a key it could not insert). */
+Test(binary_faults, big_requests_short_of_memory_are_never_bad_json, .timeout = 120)
+{
+    int p, err_fd;
+    const char *args[] = {"--workers", "16", NULL};
+    pid_t pid = ts_spawn_server_limited(ts_bin_dir(), args, RLIMIT_AS, 200UL << 20, &p, &err_fd);
+    cr_assert_gt(pid, 0);
+    enum { CLIENTS = 16, ROUNDS = 3 };
+    int answered = 0, short_of_memory = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        struct big_search b[CLIENTS];
+        pthread_t t[CLIENTS];
+        for (int i = 0; i < CLIENTS; i++) {
+            b[i] = (struct big_search){.port = p};
+            cr_assert_eq(pthread_create(&t[i], NULL, send_big_search, &b[i]), 0);
+        }
+        for (int i = 0; i < CLIENTS; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < CLIENTS; i++) {
+            cr_assert_eq(b[i].rc, 0, "client %d got no answer", i);
+            cr_assert(b[i].code[0] == '\0' || strcmp(b[i].code, "no-memory") == 0,
+                      "a good 1 MiB request short of memory was answered %s", b[i].code);
+            answered += b[i].code[0] == '\0';
+            short_of_memory += b[i].code[0] != '\0';
+        }
+    }
+    cr_log_info("16 x 1 MiB requests at once, 200 MiB of address space, %d rounds: %d answered, "
+                "%d no-memory, 0 bad-json", ROUNDS, answered, short_of_memory);
+    good_client_is_served(p);
+    terminate(pid, err_fd);
+}
+
 Test(binary_faults, drain_timeout_bounds_the_wait_for_stuck_clients, .timeout = 60)
 {
     int p, err_fd;

@@ -10,6 +10,7 @@
  */
 #include "answers.h"
 #include "client.h"
+#include "json_alloc.h"
 #include "loadgen.h"
 #include "server.h"
 #include "snapshot.h"
@@ -189,6 +190,43 @@ Test(answers, a_missing_or_huge_file_is_refused_before_it_is_parsed, .init = mak
     cr_assert(strstr(err, "at most 64 MiB"), "%s", err);
     cr_assert_null(answers_load(dir, err, sizeof err));
     cr_assert(strstr(err, "not a regular file"), "%s", err);
+}
+
+/* Allocations before the one that fails (only that one fails). */
+static _Atomic int allocations_left;
+
+static void *fail_one(size_t n)
+{
+    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
+}
+
+/* Whichever of jansson's allocations fails while the file is read, the
+ * load is refused for want of memory, or whole: never a set missing a
+ * value, never a syntax error in a good file. */
+Test(answers, an_allocation_failing_while_the_file_is_read_never_loses_a_value,
+     .init = make_dir, .fini = remove_dir)
+{
+    char text[4096] = "{", err[256];
+    for (int i = 0; i < 10; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%s\"value %d\": \"answer %d\"",
+                 i ? ", " : "", i, i);
+    strcat(text, "}");
+    write_file("data.json", text);
+    int whole = 0;
+    for (int k = 0; k < 200; k++) {
+        atomic_store(&allocations_left, k);
+        json_alloc_set_source(fail_one);
+        struct answers *a = answers_load(in_dir("data.json"), err, sizeof err);
+        json_alloc_set_source(NULL);
+        if (a) {
+            cr_assert_eq(answers_count(a), 10, "allocation %d failing lost values", k + 1);
+            whole++;
+            answers_free(a);
+        } else {
+            cr_assert(strstr(err, "out of memory"), "allocation %d failing: %s", k + 1, err);
+        }
+    }
+    cr_assert_gt(whole, 0);
 }
 
 /* --- the server's reload ---------------------------------------------------------- */
