@@ -568,9 +568,14 @@ def print_report(run, ratio_list):
           "context switch)")
     for label in ("parking", "--no-park"):
         c = run.extra[f"costs, {label}"]
+        if "error" in c:  # syscalls.py refused a window it could not trust
+            print(f"    {label:<10} not measured: {c['error']}")
+            continue
         print(f"    {label:<10} {c.get('syscalls_per_request')} system calls, "
               f"{c.get('context_switches_per_request')} context switches, "
-              f"{c.get('server_cpu_us_per_request')} us CPU ({c.get('tool')})")
+              f"{c.get('server_cpu_us_per_request')} us CPU ({c.get('tool')}, "
+              f"{c.get('requests_in_window')} requests the server answered in "
+              f"{c.get('window_s')} s)")
     print("\n  honesty: requests the generator counted (+ in flight at the end) vs the server's own count")
     for name, server_count, bench_count, _ in run.checks:
         diff = (bench_count - server_count) / server_count * 100 if server_count else float("nan")

@@ -51,34 +51,43 @@ def answered(bin_dir, port):
 MIN_SYSCALLS_PER_REQUEST = 2
 
 
-def perf_counts(pid, seconds):
-    """(syscalls, context switches) over `seconds`, or None without perf."""
+def measure_window(bin_dir, port, pid, seconds):
+    """The window itself: requests the server answered and CPU it used
+    between two stats answers `seconds` apart. (The first stats request is
+    answered, and counted, inside the window: not one of the load's.)"""
+    before, cpu0, t0 = answered(bin_dir, port), cpu_seconds(pid), time.time()
+    time.sleep(seconds)
+    requests = answered(bin_dir, port) - before - 1
+    return {"requests": requests, "cpu": cpu_seconds(pid) - cpu0, "window": time.time() - t0}
+
+
+def perf_counts(bin_dir, port, pid, seconds):
+    """(syscalls, context switches, window) or None without perf. perf
+    counts while the window is measured inside it, so the two cover the
+    same requests (perf's span is longer by a stats call's start, a few
+    ms: the figure errs high, never low)."""
     if not shutil.which("perf"):
         return None
     out = subprocess.run(["perf", "stat", "-x", ",", "-e",
                           "raw_syscalls:sys_enter,context-switches", "-p", str(pid), "--",
-                          "sleep", str(seconds)], capture_output=True, text=True)
+                          sys.executable, os.path.abspath(__file__), "--window", bin_dir,
+                          str(port), str(pid), str(seconds)], capture_output=True, text=True)
     counts = {}
     for line in out.stderr.splitlines():
         parts = line.split(",")
         if len(parts) > 2 and parts[0].isdigit():
             counts[parts[2]] = int(parts[0])
-    if "raw_syscalls:sys_enter" not in counts:
+    if "raw_syscalls:sys_enter" not in counts or not out.stdout.strip():
         return None
-    return counts["raw_syscalls:sys_enter"], counts.get("context-switches")
-
-
-def strace_syscalls(pid, seconds):
-    proc = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid)], stderr=subprocess.PIPE,
-                            text=True)
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    m = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", err, re.M)
-    return int(m.group(1)) if m else None
+    return (counts["raw_syscalls:sys_enter"], counts.get("context-switches"),
+            json.loads(out.stdout))
 
 
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "--window":  # run by perf_counts
+        print(json.dumps(measure_window(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                        float(sys.argv[5]))))
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bin", default="bin")
     ap.add_argument("--seconds", type=float, default=4)
@@ -96,21 +105,33 @@ def main():
         # The window: the server's answered count and CPU time read just
         # before and just after the count of its system calls. (The first
         # stats request is answered, and counted, inside the window.)
-        before, cpu0, t0 = answered(args.bin, port), cpu_seconds(server.pid), time.time()
-        counts = perf_counts(server.pid, args.seconds)
+        # Measure only once the load is seen running (answers rising).
+        for _ in range(25):
+            first = answered(args.bin, port)
+            time.sleep(0.2)
+            if answered(args.bin, port) - first > 1:
+                break
+        counts = perf_counts(args.bin, port, server.pid, args.seconds)
         tool = "perf"
         if counts is None:
+            # strace attached around the window: its count errs high.
             tool = "strace"
-            counts = (strace_syscalls(server.pid, args.seconds), None)
-        cpu, window = cpu_seconds(server.pid) - cpu0, time.time() - t0
-        requests = answered(args.bin, port) - before - 1
+            tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(server.pid)],
+                                      stderr=subprocess.PIPE, text=True)
+            time.sleep(0.5)
+            w = measure_window(args.bin, port, server.pid, args.seconds)
+            tracer.send_signal(signal.SIGINT)
+            err = tracer.communicate(timeout=30)[1]
+            m = re.search(r"^\s*100\.00\s+\S+\s+\S+\s+(\d+)", err, re.M)
+            counts = (int(m.group(1)) if m else None, None, w)
+        syscalls, switches, w = counts
+        requests, cpu, window = w["requests"], w["cpu"], w["window"]
         result = json.loads(bench.communicate(timeout=args.seconds + 120)[0])
     finally:
         harness.stop_server(server)
     if requests <= 0:
         raise SystemExit("syscalls.py: the server answered nothing in the window: the load "
                          "did not run while it was measured")
-    syscalls, switches = counts
     per_request = syscalls / requests if syscalls else None
     if per_request is not None and per_request < MIN_SYSCALLS_PER_REQUEST:
         raise SystemExit(f"syscalls.py: {tool} counted {syscalls} system calls for {requests} "
