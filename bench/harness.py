@@ -29,6 +29,26 @@ def start_server(bin_dir, *args, port=0):
     raise SystemExit(f"{bin_dir}/enchufe-server {' '.join(args)} did not start")
 
 
+def start_with_tls(bin_dir, certs, *args):
+    """enchufe-server with a port in clear and a TLS port (certs: the
+    directory tools/make_test_certs.sh made); returns (process, clear port,
+    TLS port) once it says it listens on both."""
+    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0",
+                             "--tls-port", "0", "--tls-cert", f"{certs}/server.pem",
+                             "--tls-key", f"{certs}/server.key", *args],
+                            stderr=subprocess.PIPE, text=True)
+    ports = {}
+    for _ in range(10):
+        m = re.search(r"Listening on .*:(\d+)( \(TLS\))?$", proc.stderr.readline().strip())
+        if m:
+            ports["tls" if m.group(2) else "clear"] = int(m.group(1))
+        if len(ports) == 2:
+            return proc, ports["clear"], ports["tls"]
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"{bin_dir}/enchufe-server with --tls-port did not start")
+
+
 def stop_server(proc):
     """SIGTERM, wait, and return the server's own count of answered
     requests (its last line), or None."""

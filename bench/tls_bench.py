@@ -23,23 +23,6 @@ import harness
 ROUNDS = 3
 
 
-def start_both(bin_dir, certs, *opts):
-    """enchufe-server with a port in clear and a TLS port; (proc, clear, tls)."""
-    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0",
-                             "--tls-port", "0", "--tls-cert", f"{certs}/server.pem",
-                             "--tls-key", f"{certs}/server.key", *opts],
-                            stderr=subprocess.PIPE, text=True)
-    ports = {}
-    for _ in range(10):
-        m = re.search(r"Listening on .*:(\d+)( \(TLS\))?$", proc.stderr.readline().strip())
-        if m:
-            ports["tls" if m.group(2) else "clear"] = int(m.group(1))
-        if len(ports) == 2:
-            return proc, ports["clear"], ports["tls"]
-    proc.kill()
-    raise SystemExit("enchufe-server with --tls-port did not start")
-
-
 def tls_args(certs):
     return ["--tls", "--tls-ca", f"{certs}/ca.pem", "--tls-server-name", "localhost"]
 
@@ -93,7 +76,7 @@ def ten_thousand(run, bin_dir, certs, tls_port, pid):
 
 def tls_rows(run, bench, bin_dir, certs):
     """bench(port, *args) runs enchufe-bench for run.s seconds, 50 conns."""
-    proc, clear, tls = start_both(bin_dir, certs, "--workers", "16")
+    proc, clear, tls = harness.start_with_tls(bin_dir, certs, "--workers", "16")
     work = tempfile.mkdtemp(prefix="enchufe-bench-stunnel-")
     tunnel = None
     try:

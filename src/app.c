@@ -188,13 +188,11 @@ static int answer_json(const struct frame *req, const struct app_server *server,
     json_alloc_watch();
     json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
                                  JSON_DECODE_ANY, &e);
-    if (req_obj && json_alloc_failed()) {
-        json_decref(req_obj); /* jansson may have dropped a key it could not insert */
-        return -1;
-    }
-    if (!req_obj && frame_json_out_of_memory(&e))
-        return -1; /* the caller answers no-memory: the request was fine */
-    if (!req_obj) {
+    if (!req_obj || json_alloc_failed()) {
+        /* An object jansson returned may lack a key it could not insert. */
+        json_decref(req_obj);
+        if (frame_json_out_of_memory(&e))
+            return -1; /* the caller answers no-memory: the request was fine */
         char msg[256];
         snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
         return app_error_response(PROTO_ERR_BAD_CONTENT, msg, resp);

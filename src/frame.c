@@ -126,14 +126,12 @@ static enum frame_status parse_header(struct frame_decoder *d, const uint8_t *js
     /* JSON_DECODE_ANY so that valid JSON which is not an object is told
      * apart from bytes that are not JSON at all. */
     json_t *obj = json_loadb((const char *)json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &e);
-    if (obj && json_alloc_failed()) {
+    if (!obj || json_alloc_failed()) {
         /* jansson can drop a key whose insertion failed and still return
-         * the object: what it returned is not the header that was sent. */
+         * the object: then it is not the header that was sent. */
         json_decref(obj);
-        return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
-    }
-    if (!obj)
         return classify_json_error(d, &e);
+    }
     enum frame_status st = FRAME_COMPLETE;
     if (!json_is_object(obj))
         st = fail(d, FRAME_ERR_HEADER_NOT_OBJECT, "header is %s", "JSON but not an object");

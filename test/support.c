@@ -6,6 +6,7 @@
 #include "app.h"
 #include "frame.h"
 #include "frame_io.h"
+#include "json_alloc.h"
 #include "net.h"
 
 #include <errno.h>
@@ -466,4 +467,30 @@ int ts_tls_open(SSL_CTX *ctx, int port, struct stream *out, char *err, size_t er
     struct net_endpoint ep = {.host = "127.0.0.1", .port = p};
     struct client_tls tls = {.ctx = ctx, .server_name = "localhost"};
     return client_open(&ep, &tls, ts_deadline(), out, err, errlen);
+}
+
+/* --- failing allocations ------------------------------------------------------ */
+
+static _Atomic int allocations_left; /* that succeed before the one that fails */
+
+static void *fail_one(size_t n)
+{
+    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
+}
+
+static void *fail_all(size_t n)
+{
+    (void)n;
+    return NULL;
+}
+
+void ts_json_allocation_fails(int n)
+{
+    atomic_store(&allocations_left, n);
+    json_alloc_set_source(n < 0 ? fail_all : fail_one);
+}
+
+void ts_json_allocations_restore(void)
+{
+    json_alloc_set_source(NULL);
 }

@@ -126,6 +126,12 @@ SSL_CTX *ts_tls_client(const char *name);
  * 0, or -1 with a message in err. */
 int ts_tls_open(SSL_CTX *ctx, int port, struct stream *out, char *err, size_t errlen);
 
+/* jansson's allocations fail from now on: only the one after n that
+ * succeed (n >= 0), as when memory is short for a moment, or every one
+ * (n < 0); until ts_json_allocations_restore(). */
+void ts_json_allocation_fails(int n);
+void ts_json_allocations_restore(void);
+
 /* Milliseconds on the monotonic clock. */
 long long ts_now_ms(void);
 

@@ -4,7 +4,7 @@
  */
 #include "app.h"
 #include "answers.h"
-#include "json_alloc.h"
+#include "support.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -226,12 +226,6 @@ Test(app, answers_are_tagged_with_their_kind)
     app_response_free(&r);
 }
 
-static void *no_memory(size_t n)
-{
-    (void)n;
-    return NULL;
-}
-
 /* A request the server has no memory to parse is the server's problem:
  * the handler says so (-1, answered no-memory by the caller), and never
  * calls it bad content. */
@@ -239,9 +233,9 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
 {
     struct frame req = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
     struct app_response resp;
-    json_alloc_set_source(no_memory);
+    ts_json_allocation_fails(-1);
     int rc = app_handle_request(&req, NULL, &resp);
-    json_alloc_set_source(NULL);
+    ts_json_allocations_restore();
     cr_assert_eq(rc, -1, "no memory is reported as such (kind %d, error %s)", resp.kind,
                  resp.error ? resp.error : "none");
     app_response_free(&resp);
@@ -250,9 +244,9 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
 Test(app, the_no_memory_answer_needs_no_memory)
 {
     struct app_response resp;
-    json_alloc_set_source(no_memory);
+    ts_json_allocation_fails(-1);
     int rc = app_error_response(PROTO_ERR_NO_MEMORY, "out of memory", &resp);
-    json_alloc_set_source(NULL);
+    ts_json_allocations_restore();
     cr_assert_eq(rc, 0);
     cr_assert_str_eq(resp.error, "no-memory");
     cr_assert(strstr(resp.content, "\"error\": \"no-memory\""), "%.*s", (int)resp.length,
@@ -282,14 +276,6 @@ Test(app, health_says_ok_then_draining_when_the_server_announces_its_stop)
     app_response_free(&resp);
 }
 
-/* Allocations before the one that fails (only that one fails). */
-static _Atomic int allocations_left;
-
-static void *fail_after_some(size_t n)
-{
-    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
-}
-
 /* Whichever allocation fails while a valid request is parsed, the handler
  * reports no memory (-1), never bad content. */
 Test(app, an_allocation_failing_anywhere_in_a_request_parse_is_no_memory)
@@ -300,10 +286,9 @@ Test(app, an_allocation_failing_anywhere_in_a_request_parse_is_no_memory)
     int answered = 0;
     for (int k = 0; k < 64; k++) {
         struct app_response resp;
-        atomic_store(&allocations_left, k);
-        json_alloc_set_source(fail_after_some);
+        ts_json_allocation_fails(k);
         int rc = app_handle_request(&req, NULL, &resp);
-        json_alloc_set_source(NULL);
+        ts_json_allocations_restore();
         cr_assert(rc == -1 || resp.kind == COUNTER_SEARCH_MISS,
                   "allocation %d failing gave kind %d, error %s", k + 1, resp.kind,
                   resp.error ? resp.error : "none");

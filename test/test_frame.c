@@ -4,7 +4,6 @@
  * yields its own status; encoding round-trips.
  */
 #include "frame.h"
-#include "json_alloc.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -318,12 +317,6 @@ Test(frame, refuses_to_encode_invalid_utf8_or_oversized_strings)
 
 /* jansson reports running out of memory like any parse error; a valid
  * header the server had no memory to parse must not read as bad JSON. */
-static void *no_memory(size_t n)
-{
-    (void)n;
-    return NULL;
-}
-
 Test(frame, a_header_parsed_without_memory_is_no_memory_not_bad_json)
 {
     static const char header[] = "{\"byteorder\": \"little\", \"content-type\": \"text/json\", "
@@ -333,22 +326,13 @@ Test(frame, a_header_parsed_without_memory_is_no_memory_not_bad_json)
     struct frame_decoder d;
     struct frame f;
     frame_decoder_init(&d, 1000);
-    json_alloc_set_source(no_memory);
+    ts_json_allocation_fails(-1);
     enum frame_status st = frame_decode(&d, buf, n, &f);
-    json_alloc_set_source(NULL);
+    ts_json_allocations_restore();
     cr_assert_eq(st, FRAME_ERR_NO_MEMORY, "got %s: %s", proto_error_code(frame_status_error(st)), d.error);
     cr_assert_str_eq(proto_error_code(frame_status_error(st)), "no-memory");
     frame_decoder_init(&d, 1000);
     cr_assert_eq(frame_decode(&d, buf, n, &f), FRAME_COMPLETE, "with memory it decodes");
-}
-
-/* Allocations jansson may make before the one that fails (only that one:
- * later ones succeed, as when memory is short for a moment). */
-static _Atomic int allocations_left;
-
-static void *fail_after_some(size_t n)
-{
-    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
 }
 
 /* Whichever of jansson's allocations fails, mid-parse included, a valid
@@ -367,10 +351,9 @@ Test(frame, an_allocation_failing_anywhere_in_a_header_parse_is_no_memory)
         struct frame_decoder d;
         struct frame f;
         frame_decoder_init(&d, 1000);
-        atomic_store(&allocations_left, k);
-        json_alloc_set_source(fail_after_some);
+        ts_json_allocation_fails(k);
         enum frame_status st = frame_decode(&d, buf, n, &f);
-        json_alloc_set_source(NULL);
+        ts_json_allocations_restore();
         cr_assert(st == FRAME_COMPLETE || st == FRAME_ERR_NO_MEMORY,
                   "allocation %d failing gave %s: %s", k + 1,
                   proto_error_code(frame_status_error(st)), d.error);

@@ -10,7 +10,6 @@
  */
 #include "answers.h"
 #include "client.h"
-#include "json_alloc.h"
 #include "loadgen.h"
 #include "server.h"
 #include "snapshot.h"
@@ -192,14 +191,6 @@ Test(answers, a_missing_or_huge_file_is_refused_before_it_is_parsed, .init = mak
     cr_assert(strstr(err, "not a regular file"), "%s", err);
 }
 
-/* Allocations before the one that fails (only that one fails). */
-static _Atomic int allocations_left;
-
-static void *fail_one(size_t n)
-{
-    return atomic_fetch_sub(&allocations_left, 1) == 0 ? NULL : malloc(n);
-}
-
 /* Whichever of jansson's allocations fails while the file is read, the
  * load is refused for want of memory, or whole: never a set missing a
  * value, never a syntax error in a good file. */
@@ -214,10 +205,9 @@ Test(answers, an_allocation_failing_while_the_file_is_read_never_loses_a_value,
     write_file("data.json", text);
     int whole = 0;
     for (int k = 0; k < 200; k++) {
-        atomic_store(&allocations_left, k);
-        json_alloc_set_source(fail_one);
+        ts_json_allocation_fails(k);
         struct answers *a = answers_load(in_dir("data.json"), err, sizeof err);
-        json_alloc_set_source(NULL);
+        ts_json_allocations_restore();
         if (a) {
             cr_assert_eq(answers_count(a), 10, "allocation %d failing lost values", k + 1);
             whole++;

@@ -47,21 +47,11 @@ def start(bin_dir, certs, *extra):
 
 
 def start_both(bin_dir, certs):
-    """enchufe-server with a port in clear and a TLS port; (proc, clear, tls)."""
-    proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", "0",
-                             "--tls-port", "0", "--tls-cert", f"{certs}/server.pem",
-                             "--tls-key", f"{certs}/server.key"],
-                            stderr=subprocess.PIPE, text=True)
-    ports = {}
-    for _ in range(10):
-        m = re.search(r"Listening on .*:(\d+)( \(TLS\))?$", proc.stderr.readline().strip())
-        if m:
-            ports["tls" if m.group(2) else "clear"] = int(m.group(1))
-        if len(ports) == 2:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()
-            return proc, ports["clear"], ports["tls"]
-    proc.kill()
-    pytest.fail("enchufe-server with --tls-port did not start")
+    """enchufe-server with a port in clear and a TLS port; (proc, clear, tls).
+    Its log is read all along: the failed-handshake tests make it long."""
+    proc, clear, tls = harness.start_with_tls(bin_dir, certs)
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return proc, clear, tls
 
 
 def python_client(port, certs, cert=None, **versions):
