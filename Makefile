@@ -17,7 +17,7 @@ CSTD    := -std=c11 -D_GNU_SOURCE
 WERROR  := $(if $(filter test test-% lint fuzz%,$(MAKECMDGOALS)),-Werror)
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
 OPT     ?= -O2 -g
-PKGS    := jansson libmicrohttpd libsystemd openssl
+PKGS    := jansson yajl libmicrohttpd libsystemd openssl
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Iinclude $(shell pkg-config --cflags $(PKGS)) $(CPPFLAGS) $(CFLAGS)
 LIBS    = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 TESTLIBS = $(shell pkg-config --libs criterion)
@@ -26,8 +26,10 @@ ASAN    := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 TSAN    := -fsanitize=thread
 
 LIB_SRC := $(filter-out src/server_main.c src/cli_main.c,$(wildcard src/*.c))
-TEST_SRC := $(wildcard test/test_*.c) test/support.c
+TEST_SRC := $(wildcard test/test_*.c) test/support.c test/json_agree.c
 STRESS  := stress_queue stress_server stress_hostile stress_reload
+# Counts a process's heap allocations under LD_PRELOAD (rule below).
+ALLOC_COUNT := build/alloc_count.so
 
 OBJ      := $(LIB_SRC:src/%.c=build/obj/%.o)
 ASAN_OBJ := $(LIB_SRC:src/%.c=build/asan/%.o)
@@ -52,7 +54,7 @@ all: bin/enchufe-server bin/enchufe-cli bin/enchufe-bench
 run: all
 	./bin/enchufe-server $(SERVER_ARGS)
 
-test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%)
+test: deps-test all build/tests build/asan/tests $(STRESS:%=build/tsan/%) $(ALLOC_COUNT)
 	$(MAKE) --no-print-directory test-unit test-asan test-tsan test-python test-install \
 	  test-dissector test-multihost test-systemd
 
@@ -61,10 +63,10 @@ TLS_CERTS := build/tls/server.pem
 $(TLS_CERTS): tools/make_test_certs.sh
 	@tools/make_test_certs.sh build/tls
 
-test-unit: build/tests all $(TLS_CERTS)
+test-unit: build/tests all $(TLS_CERTS) $(ALLOC_COUNT)
 	ENCHUFE_BIN=bin tools/run_suites.sh build/tests build/tests.log --jobs=2
 
-test-asan: build/asan/tests all $(TLS_CERTS)
+test-asan: build/asan/tests all $(TLS_CERTS) $(ALLOC_COUNT)
 	ENCHUFE_BIN=bin UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run_suites.sh --sanitized build/asan/tests build/asan/tests.log --jobs=2
 
@@ -241,6 +243,12 @@ build/tsan/stress_%: build/tsan/test/stress_%.o build/tsan/test/support.o \
                      build/tsan/bench/siege.o $(TSAN_OBJ)
 	$(CC) $(CFLAGS_ALL) $(TSAN) $^ $(LIBS) -o $@
 
+# Counts a process's heap allocations under LD_PRELOAD: bench/cost.py and
+# test_alloc.c measure allocations per request with it.
+$(ALLOC_COUNT): tools/alloc_count.c $(FLAGS_STAMP) | deps
+	@mkdir -p $(@D)
+	$(Q)$(CC) $(CSTD) $(WARN) -O2 -fPIC -shared $< -o $@ -ldl
+
 # --- benchmarks -------------------------------------------------------------
 
 deps-bench:
@@ -249,17 +257,18 @@ deps-bench:
 # The matrix against enchufe-server and Redis, a few minutes in all
 # (BENCH_SECONDS per row); results land in bench/results/.
 BENCH_SECONDS ?= 5
-bench: all deps-bench $(TLS_CERTS)
+bench: all deps-bench $(TLS_CERTS) $(ALLOC_COUNT)
 	python3 bench/run.py --seconds $(BENCH_SECONDS) --certs build/tls
 
 # --- fuzzing (libFuzzer) and static analysis --------------------------------
 
-FUZZ_TARGETS := fuzz_frame fuzz_request
+FUZZ_TARGETS := fuzz_frame fuzz_request fuzz_request_json
 FUZZ_SECONDS ?= 30
 # The codec and the handlers alone: no socket code is linked in.
-FUZZ_SRC := src/frame.c src/app.c src/protocol.c src/answers.c src/swap.c src/json_alloc.c
-FUZZ_CFLAGS = $(CSTD) -g -O1 -Iinclude -fsanitize=fuzzer,address,undefined \
-              -fno-sanitize-recover=all $(shell pkg-config --cflags jansson)
+FUZZ_SRC := src/frame.c src/app.c src/protocol.c src/answers.c src/swap.c src/json_alloc.c \
+            src/request_json.c src/json_text.c src/utf8.c test/json_agree.c
+FUZZ_CFLAGS = $(CSTD) -g -O1 -Iinclude -Itest -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all $(shell pkg-config --cflags jansson yajl)
 
 deps-fuzz:
 	@tools/deps.sh fuzz

@@ -14,11 +14,13 @@ import subprocess
 import time
 
 
-def start_server(bin_dir, *args, port=0):
-    """enchufe-server with args, on port (0: any); returns (process, the
-    port it listens on) once it says so."""
+def start_server(bin_dir, *args, port=0, env=None):
+    """enchufe-server with args, on port (0: any), with env added to the
+    environment; returns (process, the port it listens on) once it says
+    so."""
     proc = subprocess.Popen([os.path.join(bin_dir, "enchufe-server"), "--port", str(port), *args],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env} if env else None)
     for _ in range(10):
         line = proc.stderr.readline()
         m = re.search(r"Listening on .*:(\d+)( \(TLS\))?$", line.strip())

@@ -10,7 +10,8 @@
  */
 #include "app.h"
 #include "answers.h"
-#include "json_alloc.h"
+#include "json_text.h"
+#include "request_json.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -18,11 +19,18 @@
 #include <string.h>
 #include <strings.h>
 
+/* Every field but the inline buffer, which is written only when used
+ * (this runs once per answer). */
 static void response_init(struct app_response *resp, const char *ctype, const char *cenc)
 {
-    memset(resp, 0, sizeof *resp);
+    resp->kind = COUNTER_SEARCH_HIT;
     resp->content_type = ctype;
     resp->content_encoding = cenc;
+    resp->content = NULL;
+    resp->length = 0;
+    resp->error = NULL;
+    resp->owned = NULL;
+    resp->close_after = false;
 }
 
 /* Serialises obj as the response content; takes the reference to obj. */
@@ -41,16 +49,47 @@ static int set_json_content(struct app_response *resp, json_t *obj)
     return 0;
 }
 
-static int set_result(struct app_response *resp, const char *fmt, const char *arg)
+/* Room for n bytes of content: the response's own buffer, or the heap
+ * for a longer one. NULL if memory ran out. */
+static char *content_room(struct app_response *resp, size_t n)
 {
-    size_t need = strlen(fmt) + strlen(arg);
-    char *text = malloc(need);
-    if (!text)
+    char *to = resp->inline_content;
+    if (n > sizeof resp->inline_content && !(to = resp->owned = malloc(n)))
+        return NULL;
+    resp->content = to;
+    resp->length = n;
+    return to;
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* {"result": "<before><text><after>"} and, for an error, ", "error":
+ * "<code>"" before the brace: written as json_dumps writes it, without a
+ * tree. before, after and the code are plain ASCII that needs no escape;
+ * text is UTF-8 and is escaped. */
+static int set_result(struct app_response *resp, const char *before, const char *text,
+                      size_t text_len, const char *after)
+{
+    static const char head[] = "{\"result\": \"", error[] = "\", \"error\": \"";
+    size_t nb = strlen(before), na = strlen(after), nt = json_text_length(text, text_len);
+    size_t ne = resp->error ? sizeof error - 1 + strlen(resp->error) : 0;
+    char *p = content_room(resp, sizeof head - 1 + nb + nt + na + ne + 2);
+    if (!p)
         return -1;
-    snprintf(text, need, fmt, arg);
-    int rc = set_json_content(resp, json_pack("{s:s}", "result", text));
-    free(text);
-    return rc;
+    p = put(p, head, sizeof head - 1);
+    p = put(p, before, nb);
+    p = json_text_write(p, text, text_len);
+    p = put(p, after, na);
+    if (resp->error) {
+        p = put(p, error, sizeof error - 1);
+        p = put(p, resp->error, strlen(resp->error));
+    }
+    put(p, "\"}", 2);
+    return 0;
 }
 
 /* Keeps messages valid UTF-8 whatever bytes a parser error quoted. */
@@ -70,11 +109,11 @@ int app_error_response(enum proto_error e, const char *message, struct app_respo
 {
     response_init(resp, PROTO_TEXT_JSON, PROTO_UTF8);
     char text[512];
-    snprintf(text, sizeof text, "Error: %s.", message);
+    snprintf(text, sizeof text, "%s", message);
     make_printable(text);
     resp->error = proto_error_code(e);
     resp->kind = counter_of_error(e);
-    if (set_json_content(resp, json_pack("{s:s, s:s}", "result", text, "error", resp->error)) == 0)
+    if (set_result(resp, "Error: ", text, strlen(text), ".") == 0)
         return 0;
     if (e != PROTO_ERR_NO_MEMORY)
         return -1;
@@ -87,11 +126,10 @@ int app_error_response(enum proto_error e, const char *message, struct app_respo
  * the old set as soon as no request holds it (swap.h). */
 static int copy_content(struct app_response *resp, const char *content, size_t len)
 {
-    char *to = resp->inline_content;
-    if (len > sizeof resp->inline_content && !(to = resp->owned = malloc(len)))
+    char *to = content_room(resp, len);
+    if (!to)
         return -1;
-    resp->content = memcpy(to, content, len);
-    resp->length = len;
+    memcpy(to, content, len);
     return 0;
 }
 
@@ -112,19 +150,18 @@ static int find_answer(const struct app_server *server, const char *query, size_
     return found;
 }
 
-static int answer_search(json_t *value, const struct app_server *server,
+static int answer_search(const struct request_string *value, const struct app_server *server,
                          struct app_response *resp)
 {
-    const char *query = json_string_value(value);
-    if (!query)
+    if (!value->text)
         return app_error_response(PROTO_ERR_BAD_REQUEST, "search 'value' must be a string", resp);
-    int found = find_answer(server, query, json_string_length(value), resp);
+    int found = find_answer(server, value->text, value->len, resp);
     if (found != 0) {
         resp->kind = COUNTER_SEARCH_HIT;
         return found > 0 ? 0 : -1;
     }
     resp->kind = COUNTER_SEARCH_MISS;
-    return set_result(resp, "No match for '%s'.", query);
+    return set_result(resp, "No match for '", value->text, value->len, "'.");
 }
 
 static bool is_utf8_name(const char *enc)
@@ -157,24 +194,29 @@ static int answer_health(const struct app_server *server, struct app_response *r
     return 0;
 }
 
-static int answer_action(json_t *req_obj, const struct app_server *server,
+static bool is_action(const struct request_string *action, const char *name)
+{
+    return action->len == strlen(name) && memcmp(action->text, name, action->len) == 0;
+}
+
+static int answer_action(const struct request_json *req, const struct app_server *server,
                          struct app_response *resp)
 {
-    const char *action = json_string_value(json_object_get(req_obj, "action"));
-    if (!json_is_object(req_obj))
+    if (!req->is_object)
         return app_error_response(PROTO_ERR_BAD_REQUEST, "request content must be a JSON object",
                                   resp);
-    if (!action)
+    const struct request_string *action = &req->action;
+    if (!action->text)
         return app_error_response(PROTO_ERR_BAD_REQUEST, "request 'action' must be a string",
                                   resp);
-    if (strcmp(action, PROTO_ACTION_SEARCH) == 0)
-        return answer_search(json_object_get(req_obj, "value"), server, resp);
-    if (strcmp(action, PROTO_ACTION_STATS) == 0)
+    if (is_action(action, PROTO_ACTION_SEARCH))
+        return answer_search(&req->value, server, resp);
+    if (is_action(action, PROTO_ACTION_STATS))
         return answer_stats(server, resp);
-    if (strcmp(action, PROTO_ACTION_HEALTH) == 0)
+    if (is_action(action, PROTO_ACTION_HEALTH))
         return answer_health(server, resp);
     resp->kind = COUNTER_INVALID_ACTION;
-    return set_result(resp, "Error: invalid action '%s'.", action);
+    return set_result(resp, "Error: invalid action '", action->text, action->len, "'.");
 }
 
 static int answer_json(const struct frame *req, const struct app_server *server,
@@ -184,21 +226,18 @@ static int answer_json(const struct frame *req, const struct app_server *server,
     if (!is_utf8_name(req->header.content_encoding))
         return app_error_response(PROTO_ERR_BAD_REQUEST,
                                   "text/json content-encoding must be utf-8", resp);
-    json_error_t e;
-    json_alloc_watch();
-    json_t *req_obj = json_loadb((const char *)req->content, req->header.content_length,
-                                 JSON_DECODE_ANY, &e);
-    if (!req_obj || json_alloc_failed()) {
-        /* An object jansson returned may lack a key it could not insert. */
-        json_decref(req_obj);
-        if (frame_json_out_of_memory(&e))
-            return -1; /* the caller answers no-memory: the request was fine */
+    struct request_json r;
+    enum request_json_status st = request_json_read((const char *)req->content,
+                                                    req->header.content_length, &r);
+    if (st == REQUEST_JSON_NO_MEMORY)
+        return -1; /* the caller answers no-memory: the request was fine */
+    if (st == REQUEST_JSON_INVALID) {
         char msg[256];
-        snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", e.text);
+        snprintf(msg, sizeof msg, "request content is not valid JSON (%s)", r.error);
         return app_error_response(PROTO_ERR_BAD_CONTENT, msg, resp);
     }
-    int rc = answer_action(req_obj, server, resp);
-    json_decref(req_obj);
+    int rc = answer_action(&r, server, resp);
+    request_json_release(&r);
     return rc;
 }
 
@@ -209,13 +248,11 @@ static int answer_binary(const struct frame *req, struct app_response *resp)
     size_t prefix = strlen(PROTO_BINARY_PREFIX);
     size_t n = req->header.content_length < PROTO_BINARY_ECHOED ? req->header.content_length
                                                                 : PROTO_BINARY_ECHOED;
-    resp->owned = malloc(prefix + n);
-    if (!resp->owned)
+    char *p = content_room(resp, prefix + n); /* always the inline buffer */
+    if (!p)
         return -1;
-    memcpy(resp->owned, PROTO_BINARY_PREFIX, prefix);
-    memcpy(resp->owned + prefix, req->content, n);
-    resp->content = resp->owned;
-    resp->length = prefix + n;
+    memcpy(p, PROTO_BINARY_PREFIX, prefix);
+    memcpy(p + prefix, req->content, n);
     return 0;
 }
 

@@ -2,30 +2,11 @@
  * escape.c - terminal-safe text (see escape.h).
  */
 #include "escape.h"
+#include "utf8.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if the
- * bytes there are not one. Overlong forms and surrogates are refused. */
-static size_t utf8_length(const uint8_t *p, size_t n, uint32_t *cp)
-{
-    size_t len = p[0] < 0xc2 ? 0 : p[0] < 0xe0 ? 2 : p[0] < 0xf0 ? 3 : p[0] < 0xf5 ? 4 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = p[0] & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (c < min[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
 
 /* The escape for a control byte, in its shortest readable form. */
 static size_t escape_byte(char *out, uint8_t b)
@@ -53,7 +34,7 @@ static size_t escape_one(const uint8_t *p, size_t n, char *piece, size_t *piece_
         *piece_len = 1;
         return 1;
     }
-    size_t len = p[0] >= 0x80 ? utf8_length(p, n, &cp) : 0;
+    size_t len = p[0] >= 0x80 ? utf8_sequence(p, n, &cp) : 0;
     if (len > 0 && cp > 0x9f) { /* printable beyond ASCII: as it is */
         memcpy(piece, p, len);
         *piece_len = len;

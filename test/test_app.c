@@ -4,6 +4,7 @@
  */
 #include "app.h"
 #include "answers.h"
+#include "json_alloc.h"
 #include "support.h"
 
 #include <criterion/criterion.h>
@@ -85,7 +86,9 @@ Test(app, any_other_action_is_invalid)
     expect_answer("{\"action\": \"\xc3\xb1\"}", "{\"result\": \"Error: invalid action '\xc3\xb1'.\"}");
 }
 
-static struct app_response binary_answer(const char *content, size_t len)
+/* The answer to a binary request, moved into *out (its content may live
+ * inside the response, so a plain copy would point into the old one). */
+static void binary_answer(const char *content, size_t len, struct app_response *out)
 {
     struct frame f = {0};
     strcpy(f.header.content_type, "binary/custom-client-binary-type");
@@ -96,12 +99,13 @@ static struct app_response binary_answer(const char *content, size_t len)
     cr_assert_eq(app_handle_request(&f, NULL, &resp), 0);
     cr_assert_str_eq(resp.content_type, "binary/custom-server-binary-type");
     cr_assert_str_eq(resp.content_encoding, "binary");
-    return resp;
+    app_response_move(out, &resp);
 }
 
 Test(app, binary_request_gets_its_first_ten_bytes_back)
 {
-    struct app_response r = binary_answer("frobnicatewidgets", 17);
+    struct app_response r;
+    binary_answer("frobnicatewidgets", 17, &r);
     const char *expect = "First 10 bytes of request: frobnicate";
     cr_assert_eq(r.length, strlen(expect));
     cr_assert(memcmp(r.content, expect, r.length) == 0);
@@ -110,11 +114,12 @@ Test(app, binary_request_gets_its_first_ten_bytes_back)
 
 Test(app, binary_request_shorter_than_ten_bytes_and_with_nuls)
 {
-    struct app_response r = binary_answer("a\0\xff", 3);
+    struct app_response r;
+    binary_answer("a\0\xff", 3, &r);
     cr_assert_eq(r.length, 27 + 3);
     cr_assert(memcmp(r.content, "First 10 bytes of request: a\0\xff", 30) == 0);
     app_response_free(&r);
-    r = binary_answer("", 0);
+    binary_answer("", 0, &r);
     cr_assert_eq(r.length, 27);
     app_response_free(&r);
 }
@@ -228,10 +233,11 @@ Test(app, answers_are_tagged_with_their_kind)
 
 /* A request the server has no memory to parse is the server's problem:
  * the handler says so (-1, answered no-memory by the caller), and never
- * calls it bad content. */
+ * calls it bad content. (The escape sends it to jansson, which
+ * allocates; the tutorial's requests need no memory at all, below.) */
 Test(app, a_request_parsed_without_memory_is_not_bad_content)
 {
-    struct frame req = json_request("{\"action\": \"search\", \"value\": \"ring\"}");
+    struct frame req = json_request("{\"action\": \"search\", \"value\": \"r\\u0069ng\"}");
     struct app_response resp;
     ts_json_allocation_fails(-1);
     int rc = app_handle_request(&req, NULL, &resp);
@@ -239,6 +245,33 @@ Test(app, a_request_parsed_without_memory_is_not_bad_content)
     cr_assert_eq(rc, -1, "no memory is reported as such (kind %d, error %s)", resp.kind,
                  resp.error ? resp.error : "none");
     app_response_free(&resp);
+}
+
+/* The tutorial's requests, and a miss, are read and answered with every
+ * heap allocation of the JSON parsers failing: they take none. */
+Test(app, tutorial_requests_need_no_heap_memory)
+{
+    static const char *const requests[] = {
+        "{\"action\": \"search\", \"value\": \"ring\"}",
+        "{\"action\": \"search\", \"value\": \"\xf0\x9f\x90\xb6\"}",
+        "{\"action\": \"search\", \"value\": \"neo\"}",
+        "{\"action\": \"find\", \"value\": \"ring\"}",
+    };
+    struct app_response resp;
+    struct frame warm = json_request(requests[0]); /* the thread's arena is made once */
+    cr_assert_eq(app_handle_request(&warm, NULL, &resp), 0);
+    app_response_free(&resp);
+    unsigned long overflows = json_alloc_overflows();
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        struct frame req = json_request(requests[i]);
+        ts_json_allocation_fails(-1);
+        int rc = app_handle_request(&req, NULL, &resp);
+        ts_json_allocations_restore();
+        cr_assert_eq(rc, 0, "%s", requests[i]);
+        cr_assert_null(resp.owned, "%s: answered from the response's own buffer", requests[i]);
+        app_response_free(&resp);
+    }
+    cr_assert_eq(json_alloc_overflows(), overflows, "no parse went past the arena");
 }
 
 Test(app, the_no_memory_answer_needs_no_memory)

@@ -23,6 +23,9 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists jansson; then
   missing+=(libjansson-dev)
 fi
+if ! command -v pkg-config >/dev/null || ! pkg-config --exists yajl; then
+  missing+=(libyajl-dev)
+fi
 if ! command -v pkg-config >/dev/null || ! pkg-config --exists libmicrohttpd; then
   missing+=(libmicrohttpd-dev)
 fi

@@ -60,7 +60,7 @@ for f in /etc/apt/apt.conf.d/*; do [ -f "$f" ] && aptopts+=("--aptopt=$f"); done
 echo "systemd: building a bookworm root with systemd (mmdebstrap)"
 t0=$(date +%s)
 mmdebstrap --quiet --variant=minbase "${aptopts[@]}" \
-  --include=systemd,systemd-sysv,dbus,openssl,ssl-cert,procps,jq,libjansson4,libmicrohttpd12 \
+  --include=systemd,systemd-sysv,dbus,openssl,ssl-cert,procps,jq,libjansson4,libyajl2,libmicrohttpd12 \
   bookworm "$root" "${sources[@]}" >"$work/mmdebstrap.log" 2>&1 ||
   { cat "$work/mmdebstrap.log" >&2; exit 1; }
 echo "systemd: root made in $(($(date +%s) - t0)) s"
