@@ -39,10 +39,13 @@ struct outbox {
 
 void outbox_init(struct outbox *o);
 
-/* Queues an answer, taking over what resp owns; started_ns is when its
- * request began to arrive (for its service time). Returns 0, or -1 if
- * its header cannot be encoded (resp is then still the caller's). */
-int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns);
+/* Where the next answer is written, in place (the outbox must not be
+ * full); outbox_commit() then queues it. started_ns is when its request
+ * began to arrive (for its service time). commit returns 0, or -1 if
+ * the answer's header cannot be encoded (the answer is then still the
+ * caller's to free). */
+struct app_response *outbox_next(struct outbox *o);
+int outbox_commit(struct outbox *o, uint64_t started_ns);
 
 bool outbox_full(const struct outbox *o);
 

@@ -175,22 +175,43 @@ static bool flush_unsent(struct app_conn *a)
     return true;
 }
 
-/* Queues an answer (sending the outbox first if it is full); takes what
- * resp owns. False if the connection cannot go on now. */
-static bool add_answer(struct app_conn *a, struct app_response *resp)
+/* The outbox's next answer, to be written in place (sending the outbox
+ * first if it is full); NULL if the connection cannot go on now. *room
+ * is false if the socket took no more: the answer joins those waiting. */
+static struct app_response *next_answer(struct app_conn *a, bool *room)
 {
+    *room = true;
+    if (outbox_full(a->out) && !(*room = flush(a)) && a->next != WORKER_WAIT)
+        return NULL;
+    return outbox_next(a->out);
+}
+
+/* Queues the answer written at next_answer(). False if the connection
+ * cannot go on now. */
+static bool commit_answer(struct app_conn *a, bool room)
+{
+    const struct app_response *resp = outbox_next(a->out);
     trace("sending to", a, resp->content_type, resp->content_encoding, resp->content,
           resp->length);
-    bool room = true;
-    if (outbox_full(a->out) && !(room = flush(a)) && a->next != WORKER_WAIT)
-        return false;
-    if (outbox_add(a->out, resp, a->c->request_start_ns) < 0) {
+    if (outbox_commit(a->out, a->c->request_start_ns) < 0) {
+        app_response_free(outbox_next(a->out));
         log_error("%s: an answer's header could not be encoded", peer(a));
         return close_for(a, CONN_END_ERROR);
     }
     /* The socket is full: this answer joins those waiting, and the call
      * ends. */
     return room || flush(a);
+}
+
+/* Queues an answer made elsewhere; takes what resp owns. */
+static bool add_answer(struct app_conn *a, struct app_response *resp)
+{
+    bool room;
+    struct app_response *slot = next_answer(a, &room);
+    if (!slot)
+        return false;
+    app_response_move(slot, resp);
+    return commit_answer(a, room);
 }
 
 /* --- closing after an error ------------------------------------------------- */
@@ -344,7 +365,6 @@ static void trace(const char *what, struct app_conn *a, const char *ctype, const
 
 static bool answer_request(struct app_conn *a, const struct frame *req)
 {
-    struct app_response resp;
     struct buf *in = &a->c->in;
     if (log_verbosity() >= 2) /* as received: the header the client wrote */
         log_trace_message("received from", peer(a), buf_head(in),
@@ -352,16 +372,19 @@ static bool answer_request(struct app_conn *a, const struct frame *req)
                           req->header.content_length);
     log_verbose("Received request from %s: %s, %zu bytes", a->peer, req->header.content_type,
                 req->header.content_length);
-    int rc = app_handle_request(req, &a->cfg->server, &resp);
-    if (rc < 0) {
-        app_response_free(&resp);
+    /* Written where it waits to go out: no copy of it. */
+    bool room;
+    struct app_response *resp = next_answer(a, &room);
+    if (!resp)
+        return false;
+    if (app_handle_request(req, &a->cfg->server, resp) < 0) {
+        app_response_free(resp);
         log_error("%s: out of memory answering a request", peer(a));
         return answer_error(a, PROTO_ERR_NO_MEMORY, "the server ran out of memory answering",
                             CONN_END_ERROR);
     }
-    bool close_after = resp.close_after;
-    bool queued = add_answer(a, &resp);
-    app_response_free(&resp);
+    bool close_after = resp->close_after;
+    bool queued = commit_answer(a, room);
     if (queued && close_after)
         return close_after_answers(a);
     return queued;

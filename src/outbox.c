@@ -9,18 +9,22 @@ void outbox_init(struct outbox *o)
     o->bytes = 0;
 }
 
-int outbox_add(struct outbox *o, struct app_response *resp, uint64_t started_ns)
+struct app_response *outbox_next(struct outbox *o)
+{
+    return &o->answers[o->n].resp;
+}
+
+int outbox_commit(struct outbox *o, uint64_t started_ns)
 {
     struct outbox_answer *a = &o->answers[o->n];
-    int n = frame_encode_header(a->head, resp->content_type, resp->content_encoding,
-                                resp->length);
+    int n = frame_encode_header(a->head, a->resp.content_type, a->resp.content_encoding,
+                                a->resp.length);
     if (n < 0)
         return -1;
     a->head_len = (size_t)n;
-    app_response_move(&a->resp, resp);
     a->started_ns = started_ns;
     o->n++;
-    o->bytes += a->head_len + resp->length;
+    o->bytes += a->head_len + a->resp.length;
     return 0;
 }
 

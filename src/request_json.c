@@ -160,29 +160,64 @@ static void arena_free(void *ctx, void *p)
 
 static yajl_alloc_funcs arena_funcs = {arena_malloc, arena_realloc, arena_free, NULL};
 
+/* Eight bytes at a time: a byte with each bit of BYTES(b). */
+#define BYTES(b) (0x0101010101010101ULL * (uint8_t)(b))
+
+/* True if some byte of w is below n (n <= 0x80; exact as a whole). */
+static bool has_below(uint64_t w, uint8_t n)
+{
+    return ((w - BYTES(n)) & ~w & BYTES(0x80)) != 0;
+}
+
+/* How many bytes of w are exactly c (exact, no borrow between bytes). */
+static int count_bytes(uint64_t w, uint8_t c)
+{
+    uint64_t y = w ^ BYTES(c);
+    uint64_t nonzero = ((y & BYTES(0x7f)) + BYTES(0x7f)) | y;
+    return __builtin_popcountll(~nonzero & BYTES(0x80));
+}
+
+/* One byte, or the UTF-8 sequence it starts: 0 if the scan must stop. */
+static size_t scan_one(const uint8_t *p, size_t left, size_t *quotes)
+{
+    uint8_t c = p[0];
+    if (c >= 0x80) {
+        uint32_t cp;
+        return utf8_sequence(p, left, &cp);
+    }
+    /* yajl takes \v and \f for blanks, jansson does not; and no escape */
+    if (c == '\\' || (c < 0x20 && c != '\t' && c != '\n' && c != '\r'))
+        return 0;
+    *quotes += c == '"';
+    return 1;
+}
+
 /* The scan before the fast reader: true if the content is strict UTF-8,
- * has no backslash, its quotes pair up and it ends with '}'. */
+ * has no backslash and no control character but blanks, its quotes pair
+ * up and its last byte that is not a blank is a '}'. The common word of
+ * eight plain ASCII bytes is checked whole. */
 static bool plain_enough(const uint8_t *p, size_t len)
 {
-    size_t quotes = 0, last = 0;
-    for (size_t i = 0; i < len;) {
-        uint8_t c = p[i];
-        if (c < 0x80) {
-            if (c == '\\' || (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r'))
-                return false; /* yajl takes \v and \f for blanks, jansson does not */
-            quotes += c == '"';
-            if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-                last = i + 1;
-            i++;
-            continue;
+    size_t quotes = 0, i = 0;
+    while (i < len) {
+        uint64_t w;
+        if (len - i >= 8) {
+            memcpy(&w, p + i, 8);
+            if (!(w & BYTES(0x80)) && !has_below(w, 0x20) && !has_below(w ^ BYTES('\\'), 1)) {
+                quotes += (size_t)count_bytes(w, '"');
+                i += 8;
+                continue;
+            }
         }
-        uint32_t cp;
-        size_t n = utf8_sequence(p + i, len - i, &cp);
+        size_t n = scan_one(p + i, len - i, &quotes);
         if (n == 0)
             return false;
         i += n;
-        last = i;
     }
+    size_t last = len;
+    while (last > 0 && (p[last - 1] == ' ' || p[last - 1] == '\t' || p[last - 1] == '\n' ||
+                        p[last - 1] == '\r'))
+        last--;
     return quotes % 2 == 0 && last > 0 && p[last - 1] == '}';
 }
 
