@@ -100,6 +100,8 @@ struct worker {
     struct worker_rules *rules;
     struct conn *conn;     /* the connection it serves (NULL: none) */
     atomic_bool lingering; /* in recv or poll waiting for a client: may be called back */
+    atomic_int tid;        /* the thread's id, for tgkill (0 until it runs) */
+    atomic_int calling;    /* callers signalling it now: its thread waits them out */
     unsigned turn_requests;  /* answered since this worker took the connection */
     long long turn_start_ms; /* when it took it */
     atomic_uint_least64_t counters[COUNTER_COUNT];
