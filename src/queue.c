@@ -129,10 +129,12 @@ int queue_push_many(struct queue *q, struct conn *const *conns, int n)
             backlog = append(q, conns[done++]);
             batch++;
         }
-        if (batch == 1)
+        /* One wake-up per connection (a signal that finds no waiter left
+         * costs nothing): a broadcast would wake every waiting worker to
+         * fight over the lock, and most would find the queue empty again
+         * and go back to sleep. */
+        for (int k = 0; k < batch; k++)
             pthread_cond_signal(&q->not_empty);
-        else
-            pthread_cond_broadcast(&q->not_empty);
     }
     pthread_mutex_unlock(&q->lock);
     after_push(q, backlog);
