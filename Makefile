@@ -45,7 +45,7 @@ Q := $(if $(V),,@)
 .PHONY: all run test test-unit test-asan test-tsan test-python test-install install uninstall \
         test-dissector deps-dissector test-multihost deps deps-test clean \
         fuzz fuzz-build lint deps-fuzz deps-lint bench deps-bench deb deps-deb test-systemd \
-        deps-systemd
+        deps-systemd json-libs deps-json-libs
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -259,6 +259,21 @@ deps-bench:
 BENCH_SECONDS ?= 5
 bench: all deps-bench $(TLS_CERTS) $(ALLOC_COUNT)
 	python3 bench/run.py --seconds $(BENCH_SECONDS) --certs build/tls
+
+# The C JSON libraries Debian packages, on the tutorial's request: ns and
+# heap allocations per read, and which hostile inputs each refuses.
+JSON_LIBS := JANSSON:-ljansson JANSSON_ARENA:-ljansson JSON_C:-ljson-c CJSON:-lcjson \
+             YAJL:-lyajl YAJL_ARENA:-lyajl JSONPARSER:-ljsonparser JSMN:
+json-libs: deps deps-json-libs
+	@mkdir -p build/json-libs
+	@for lib in $(JSON_LIBS); do name=$${lib%%:*}; \
+	  $(CC) -std=gnu11 -O2 -DJSON_LIB_$$name -I/usr/include/json-c bench/json_libs/json_libs.c \
+	    -o build/json-libs/$$name $${lib#*:} || exit 1; done
+	@for lib in $(JSON_LIBS); do build/json-libs/$${lib%%:*} 200000 | \
+	  awk -F'\t' '{printf "%s%s", (NR > 1 ? " | " : ""), $$2} END {print ""}'; done
+
+deps-json-libs:
+	@tools/deps.sh json-libs
 
 # --- fuzzing (libFuzzer) and static analysis --------------------------------
 

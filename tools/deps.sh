@@ -73,6 +73,13 @@ if [ "$what" = bench ]; then
   command -v stunnel4 >/dev/null || missing+=(stunnel4)
   command -v openssl >/dev/null || missing+=(openssl)
 fi
+if [ "$what" = json-libs ]; then
+  # The C JSON libraries make json-libs measures (jansson and yajl are
+  # build dependencies already).
+  for pkg in libjson-c-dev libcjson-dev libjsmn-dev libjsonparser-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+fi
 if [ "$what" = deb ]; then
   command -v dpkg-buildpackage >/dev/null || missing+=(dpkg-dev)
   command -v dh >/dev/null || missing+=(debhelper)
