@@ -269,6 +269,8 @@ json-libs: deps deps-json-libs
 	@for lib in $(JSON_LIBS); do name=$${lib%%:*}; \
 	  $(CC) -std=gnu11 -O2 -DJSON_LIB_$$name -I/usr/include/json-c bench/json_libs/json_libs.c \
 	    -o build/json-libs/$$name $${lib#*:} || exit 1; done
+	@echo "library | ns per read | heap allocations per read | duplicate key | invalid UTF-8 |" \
+	  "trailing bytes | escaped NUL | 23-digit integer | 100,000 levels"
 	@for lib in $(JSON_LIBS); do build/json-libs/$${lib%%:*} 200000 | \
 	  awk -F'\t' '{printf "%s%s", (NR > 1 ? " | " : ""), $$2} END {print ""}'; done
 

@@ -251,8 +251,7 @@ static int answer_binary(const struct frame *req, struct app_response *resp)
     char *p = content_room(resp, prefix + n); /* always the inline buffer */
     if (!p)
         return -1;
-    memcpy(p, PROTO_BINARY_PREFIX, prefix);
-    memcpy(p + prefix, req->content, n);
+    put(put(p, PROTO_BINARY_PREFIX, prefix), (const char *)req->content, n);
     return 0;
 }
 

@@ -315,14 +315,15 @@ static bool encoded_is(const char *content_type, const char *content_encoding,
 static void remember_encoded(const uint8_t *bytes, int len, const char *content_type,
                              const char *content_encoding, size_t content_length)
 {
-    if ((size_t)len > sizeof encoded.bytes || strlen(content_type) >= sizeof encoded.content_type ||
-        strlen(content_encoding) >= sizeof encoded.content_encoding)
+    size_t nt = strlen(content_type), ne = strlen(content_encoding);
+    if ((size_t)len > sizeof encoded.bytes || nt >= sizeof encoded.content_type ||
+        ne >= sizeof encoded.content_encoding)
         return;
     memcpy(encoded.bytes, bytes, (size_t)len);
     encoded.len = len;
     encoded.content_length = content_length;
-    strcpy(encoded.content_type, content_type);
-    strcpy(encoded.content_encoding, content_encoding);
+    memcpy(encoded.content_type, content_type, nt + 1);
+    memcpy(encoded.content_encoding, content_encoding, ne + 1);
 }
 
 int frame_encode_header(uint8_t out[FRAME_ENCODED_HEADER_MAX], const char *content_type,

@@ -45,10 +45,12 @@ char *json_text_write(char *out, const char *s, size_t len)
             memcpy(out, named, 2);
             out += 2;
         } else if (c < 0x20) {
-            memcpy(out, "\\u00", 4);
-            out[4] = hex[c >> 4];
-            out[5] = hex[c & 15];
-            out += 6;
+            *out++ = '\\';
+            *out++ = 'u';
+            *out++ = '0';
+            *out++ = '0';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 15];
         } else {
             *out++ = (char)c;
         }

@@ -79,6 +79,33 @@ Test(app, no_match_escapes_quotes_like_json_dumps)
                   "{\"result\": \"No match for 'a\\\"b\\\\c\\n'.\"}");
 }
 
+/* The answers are written without jansson: each is byte for byte what
+ * json_dumps wrote before, for every ASCII character in the query (the
+ * control characters escaped, as \u001F, in jansson's capitals) and
+ * for UTF-8. */
+Test(app, a_miss_is_written_as_json_dumps_writes_it)
+{
+    for (int b = 1; b < 0x80 + 2; b++) {
+        char query[16];
+        if (b < 0x80)
+            snprintf(query, sizeof query, "a%cb", b);
+        else
+            snprintf(query, sizeof query, "%s", b == 0x80 ? "\xc3\xb1" : "\xf0\x9f\x90\xb6!");
+        json_t *req = json_pack("{s:s, s:s}", "action", "search", "value", query);
+        char *content = json_dumps(req, 0);
+        char text[64];
+        snprintf(text, sizeof text, "No match for '%s'.", query);
+        json_t *answer = json_pack("{s:s}", "result", text);
+        char *expected = json_dumps(answer, 0);
+        cr_assert(content && expected);
+        expect_answer(content, expected);
+        free(content);
+        free(expected);
+        json_decref(req);
+        json_decref(answer);
+    }
+}
+
 Test(app, any_other_action_is_invalid)
 {
     expect_answer("{\"action\": \"find\", \"value\": \"ring\"}",

@@ -27,6 +27,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+/* Without a choice (a static analyser reading this file), jansson. */
+#if !defined(JSON_LIB_JANSSON) && !defined(JSON_LIB_JANSSON_ARENA) && !defined(JSON_LIB_JSON_C) && \
+    !defined(JSON_LIB_CJSON) && !defined(JSON_LIB_YAJL) && !defined(JSON_LIB_YAJL_ARENA) && \
+    !defined(JSON_LIB_JSMN) && !defined(JSON_LIB_JSONPARSER)
+#define JSON_LIB_JANSSON
+#endif
 #if defined(JSON_LIB_JANSSON) || defined(JSON_LIB_JANSSON_ARENA)
 #include <jansson.h>
 #elif defined(JSON_LIB_JSMN)
