@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 
+import harness
 import tls_bench
 
 HOSTILE = 1000
@@ -43,7 +44,7 @@ def rss_kib(pid):
 
 def siege_rows(run, bin_dir, certs):
     for kind, tls in ROWS:
-        proc, clear, tls_port = tls_bench.start_both(bin_dir, certs, "--workers", "16")
+        proc, clear, tls_port = harness.start_with_tls(bin_dir, certs, "--workers", "16")
         try:
             cmd = [os.path.join(bin_dir, "enchufe-bench"), "--port", str(tls_port if tls else clear),
                    "--mode", "per-conn", "-c", str(GOOD), "-t", "1", "-d", str(run.s),

@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 import tls_bench  # noqa: E402
 
 # (kind, over TLS)
@@ -29,7 +30,7 @@ KINDS = [("silent", False), ("slowloris", False), ("header-dribble", False),
 
 
 def besiege(gen, bin_dir, certs, kind, count, tls, seconds):
-    proc, clear, tls_port = tls_bench.start_both(bin_dir, certs, "--workers", "16")
+    proc, clear, tls_port = harness.start_with_tls(bin_dir, certs, "--workers", "16")
     try:
         cmd = [gen, "--port", str(tls_port if tls else clear), "--mode", "per-conn", "-c", "4",
                "-t", "1", "-d", str(seconds), "--timeout", "2", "--json", "-q",
