@@ -20,7 +20,6 @@ starts is stopped by its PID.
 import argparse
 import json
 import os
-import re
 import struct
 import subprocess
 import sys
@@ -34,12 +33,6 @@ ALLOC_LIB = "build/alloc_count.so"
 LOADS = {"keepalive": ["-c", "50"], "pipelined": ["-c", "16", "-P", "16"]}
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Enchufe:
     name = "enchufe search"
 
@@ -49,16 +42,7 @@ class Enchufe:
         self.pid = self.proc.pid
 
     def answered(self):
-        """Requests answered so far, not counting the stats request that
-        asks (it is answered after the count is taken)."""
-        out = subprocess.run([os.path.join(self.bin, "enchufe-cli"), "--port", str(self.port),
-                              "--json", "stats"], capture_output=True, text=True, timeout=30)
-        if out.returncode != 0:
-            raise SystemExit(f"cost.py: cannot read enchufe's stats: {out.stderr.strip()}")
-        return json.loads(out.stdout)["result"]["requests"]["total"]
-
-    def asks(self):
-        return 1  # each answered() adds one request to the next count
+        return harness.answered(self.bin, self.port)
 
     def load_args(self):
         return []
@@ -71,24 +55,11 @@ class Redis:
     name = "redis PING"
 
     def __init__(self, bin_dir, env=None):
-        self.port = harness.free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, **env} if env else None)
+        self.proc, self.port = harness.start_redis(env)
         self.pid = self.proc.pid
-        if not harness.wait_listening(self.port):
-            self.stop()
-            raise SystemExit("cost.py: redis-server did not start")
 
     def answered(self):
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO", "stats"],
-                             capture_output=True, text=True, timeout=10).stdout
-        return int(re.search(r"total_commands_processed:(\d+)", out).group(1))
-
-    def asks(self):
-        return 1  # INFO is a command too
+        return harness.redis_commands(self.port)
 
     def load_args(self):
         return ["--raw-request", "PING\\r\\n", "--raw-response", "+PONG\\r\\n"]
@@ -107,18 +78,18 @@ def window(server, bin_dir, load, seconds, read_extra=None):
                             *server.load_args()], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1.0)  # connected and warm
-        n0, c0 = server.answered(), cpu_seconds(server.pid)
+        n0, c0 = server.answered(), harness.cpu_seconds(server.pid)
         e0 = read_extra() if read_extra else 0
         t0 = time.monotonic()
         time.sleep(seconds)
         e1 = read_extra() if read_extra else 0
-        n1, c1 = server.answered(), cpu_seconds(server.pid)
+        n1, c1 = server.answered(), harness.cpu_seconds(server.pid)
         span = time.monotonic() - t0
     finally:
         out, _ = gen.communicate(timeout=total + 60)
     result = json.loads(out)
     errors = sum(result["errors"].values())
-    requests = n1 - n0 - server.asks()
+    requests = n1 - n0 - 1  # the first asking (a stats request, an INFO) is counted in n1
     if requests <= 0:
         raise SystemExit(f"cost.py: {server.name} answered nothing in the window")
     return {"requests": requests, "span_s": round(span, 2), "cpu_s": c1 - c0,

@@ -61,6 +61,45 @@ def stop_server(proc):
     return int(m.group(1)) if m else None
 
 
+def cpu_seconds(pid):
+    """A process's CPU time so far, user and system, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def answered(bin_dir, port):
+    """The requests enchufe-server has answered so far (its stats answer;
+    the stats request itself is counted after it is answered)."""
+    out = subprocess.run([os.path.join(bin_dir, "enchufe-cli"), "--port", str(port), "--json",
+                          "stats"], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise SystemExit(f"cannot read the server's stats: {out.stderr.strip()}")
+    return json.loads(out.stdout)["result"]["requests"]["total"]
+
+
+def start_redis(env=None):
+    """redis-server on loopback, no persistence, with env added to the
+    environment; returns (process, port) once it listens."""
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **env} if env else None)
+    if wait_listening(port):
+        return proc, port
+    proc.kill()
+    proc.wait()
+    raise SystemExit("redis-server did not start")
+
+
+def redis_commands(port):
+    """Redis's own count of commands processed (the INFO asking is one)."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "stats"],
+                         capture_output=True, text=True, timeout=10).stdout
+    return int(re.search(r"total_commands_processed:(\d+)", out).group(1))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

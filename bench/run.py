@@ -53,21 +53,8 @@ def stop_enchufe(proc):
     return harness.stop_server(proc)
 
 
-def start_redis():
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if harness.wait_listening(port):
-        return proc, port
-    proc.kill()
-    raise SystemExit("redis-server did not start")
-
-
-def redis_commands(port):
-    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "stats"],
-                         capture_output=True, text=True, timeout=10).stdout
-    return int(re.search(r"total_commands_processed:(\d+)", out).group(1))
+start_redis = harness.start_redis
+redis_commands = harness.redis_commands
 
 
 def bench(port, seconds, conns, *args, threads=2):

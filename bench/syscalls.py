@@ -31,19 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def answered(bin_dir, port):
-    """The requests the server has answered so far (its stats answer)."""
-    out = subprocess.run([os.path.join(bin_dir, "enchufe-cli"), "--port", str(port), "--json",
-                          "stats"], capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        raise SystemExit(f"syscalls.py: cannot read the server's stats: {out.stderr.strip()}")
-    return json.loads(out.stdout)["result"]["requests"]["total"]
+cpu_seconds = harness.cpu_seconds
+answered = harness.answered
 
 
 # What one unpipelined request costs the server at the least: a read and a

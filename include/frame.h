@@ -24,8 +24,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <jansson.h>
-
 #define FRAME_PROTO_HEADER_LEN 2
 #define FRAME_MAX_HEADER_LEN 65535
 /* RFC 6838 caps a media type's type and subtype names at 127 characters each. */
@@ -79,10 +77,6 @@ enum frame_status frame_decode(struct frame_decoder *d, const uint8_t *buf, size
 /* How many bytes the current frame is known to need in total so far:
  * 2 at first, then 2 + header length, then the whole frame. */
 size_t frame_decoder_wanted(const struct frame_decoder *d);
-
-/* True if a failed jansson parse, begun after json_alloc_watch() in this
- * thread, failed for want of memory, not because of the bytes. */
-bool frame_json_out_of_memory(const json_error_t *e);
 
 /* The protocol error an error status is answered with (several statuses
  * share bad-header). */

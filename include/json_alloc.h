@@ -20,6 +20,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 /* The arena's size: a tutorial request takes about 1 KiB of it. */
 #define JSON_ARENA_BYTES ((size_t)8 << 10)
 
@@ -41,6 +43,11 @@ void json_alloc_arena_end(void);
 
 /* True if an allocation failed in this thread since the parse began. */
 bool json_alloc_failed(void);
+
+/* True if a jansson parse that failed (error e), begun in this thread
+ * after json_alloc_watch() or json_alloc_arena_begin(), failed for want
+ * of memory rather than because of the bytes. */
+bool json_alloc_out_of_memory(const json_error_t *e);
 
 /* Memory for a parser other than jansson, between begin and end: the
  * arena, or malloc beyond it (never the test source below). take returns

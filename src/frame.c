@@ -43,19 +43,9 @@ static enum frame_status fail(struct frame_decoder *d, enum frame_status st, con
     return st;
 }
 
-bool frame_json_out_of_memory(const json_error_t *e)
-{
-    /* An allocation that failed since json_alloc_watch() is known for
-     * certain (jansson reports some as syntax errors); besides, jansson
-     * says so with its own code, or, when it cannot even set up its
-     * reader, returns with the error text still empty. */
-    return json_alloc_failed() || json_error_code(e) == json_error_out_of_memory ||
-           e->text[0] == '\0';
-}
-
 static enum frame_status classify_json_error(struct frame_decoder *d, const json_error_t *e)
 {
-    if (frame_json_out_of_memory(e))
+    if (json_alloc_out_of_memory(e))
         /* Not the client's fault: a valid header must not read as bad JSON. */
         return fail(d, FRAME_ERR_NO_MEMORY, "the server has no memory to parse the header%s", "");
     switch (json_error_code(e)) {

@@ -71,10 +71,10 @@ void *json_alloc_take(size_t n)
 
 void *json_alloc_resize(void *p, size_t n)
 {
-    if (!in_arena(p)) {
-        void *q = p ? realloc(p, n) : json_alloc_take(n);
-        if (p && q)
-            overflows++;
+    if (!p)
+        return json_alloc_take(n);
+    if (!in_arena(p)) { /* already on the heap: it grows there */
+        void *q = realloc(p, n);
         if (!q)
             failed = true;
         return q;
@@ -146,6 +146,15 @@ void json_alloc_arena_end(void)
 bool json_alloc_failed(void)
 {
     return failed;
+}
+
+bool json_alloc_out_of_memory(const json_error_t *e)
+{
+    /* A failed allocation is known for certain (jansson reports some as
+     * syntax errors); besides, jansson says so with its own code, or,
+     * when it cannot even set up its reader, returns with the error text
+     * still empty. */
+    return failed || json_error_code(e) == json_error_out_of_memory || e->text[0] == '\0';
 }
 
 unsigned long json_alloc_overflows(void)

@@ -94,8 +94,6 @@ static int on_string(void *ctx, const unsigned char *s, size_t len)
 static int on_open(void *ctx)
 {
     struct fast_reader *f = ctx;
-    if (f->depth == 0)
-        f->r->is_object = false; /* on_open_map says otherwise */
     set_not_string(f);
     return ++f->depth > FAST_DEPTH ? stop_unsure(f) : 1;
 }
@@ -103,12 +101,9 @@ static int on_open(void *ctx)
 static int on_open_map(void *ctx)
 {
     struct fast_reader *f = ctx;
-    bool top = f->depth == 0;
-    if (!on_open(ctx))
-        return 0;
-    if (top)
+    if (f->depth == 0)
         f->r->is_object = true;
-    return 1;
+    return on_open(ctx);
 }
 
 static int on_key(void *ctx, const unsigned char *k, size_t len)
@@ -264,8 +259,7 @@ static enum request_json_status read_with_jansson(const char *content, size_t le
         /* An object jansson returned may lack a key it could not insert. */
         json_decref(r->tree);
         r->tree = NULL;
-        if (json_alloc_failed() || json_error_code(&e) == json_error_out_of_memory ||
-            e.text[0] == '\0')
+        if (json_alloc_out_of_memory(&e))
             return REQUEST_JSON_NO_MEMORY;
         snprintf(r->error, sizeof r->error, "%s", e.text);
         return REQUEST_JSON_INVALID;
