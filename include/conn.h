@@ -75,6 +75,9 @@ struct conn_ledger {
     atomic_long open;            /* connections open */
     atomic_int sources;          /* threads that may still open one */
     atomic_size_t held;          /* bytes held by connections outside a worker */
+    atomic_size_t handshaking;   /* ...of which by TLS handshakes under way */
+    atomic_long deferred;        /* TLS handshakes waiting for room to start */
+    atomic_uint_least64_t deferred_total; /* ...and all that ever did */
     size_t budget;               /* the most they may hold (--max-buffered) */
     atomic_uint_least64_t ended[CONN_END_COUNT];
     pthread_mutex_t lock;        /* for conn_ledger_wait_empty */
@@ -101,6 +104,17 @@ bool conn_ledger_over_budget(struct conn_ledger *l);
 /* Whether `bytes` more may be held: not if that would go past the budget
  * by more than a quarter of it. */
 bool conn_ledger_may_hold(struct conn_ledger *l, size_t bytes);
+
+/* What TLS handshakes under way may hold in all (a little under the
+ * budget); whether there is room for one more handshake's state
+ * (CONN_TLS_HANDSHAKE) within it; and whether one may start now: there is
+ * room, and none waits for room before it. Only handshakes count here:
+ * other holders (stalled clients) do not keep a handshake from beginning,
+ * they are shed when the total goes over the budget. */
+size_t conn_ledger_handshake_limit(const struct conn_ledger *l);
+size_t conn_ledger_handshaking(struct conn_ledger *l);
+bool conn_ledger_room_for_handshake(struct conn_ledger *l);
+bool conn_ledger_may_start_handshake(struct conn_ledger *l);
 uint64_t conn_ledger_ended(struct conn_ledger *l, enum conn_end why);
 
 struct conn {
@@ -115,6 +129,7 @@ struct conn {
     long long held_since_ms;       /* since when it holds buffers (0: it holds none) */
     uint64_t request_start_ns;     /* when the current request's first byte was read */
     size_t charged;         /* bytes of in and out counted in ledger->held */
+    bool charged_handshake; /* ...and in ledger->handshaking */
     size_t drained;         /* after an error answer: bytes read and dropped */
     struct heap_node timer; /* the poller's heap of deadlines */
     struct heap_node hold;  /* the poller's heap of buffer holders, oldest first */
@@ -127,6 +142,12 @@ struct conn {
     bool in_epoll;          /* registered in the poller's epoll set */
     bool parked;            /* held by the poller now */
     bool recv_timeout_set;  /* its SO_RCVTIMEO is the worker's wait (worker.c) */
+    bool tls_buffers_freed; /* parked with its OpenSSL record buffers given back */
+    bool deferred;          /* its TLS handshake waits for room to start (poller.c) */
+    bool admitted;          /* ...and the poller has let it start */
+    bool waited;            /* it has waited so (counted once) */
+    struct conn *deferred_older, *deferred_newer; /* the poller's list of those */
+    bool rcvlowat_set;      /* its SO_RCVLOWAT waits for the first TLS record (worker.c) */
     bool slow;              /* it once made a worker wait in vain: no more lingering on
                              * it but between requests (worker.c) */
 };
@@ -141,15 +162,25 @@ struct conn *conn_new(struct conn_ledger *ledger, int fd, SSL *ssl);
  * holds, counts why it ended, and frees it. */
 void conn_close(struct conn *c, enum conn_end why);
 
-/* What OpenSSL keeps for a session in the middle of something (a
- * handshake, a record read in part, a record not yet sent): a read and a
- * write buffer of a record each. An idle session gives them back
- * (stream_park), so they are counted only for other waits. */
+/* What OpenSSL keeps for a session in the middle of a record (one read in
+ * part, one not yet sent): a read and a write buffer of a record each. A
+ * parked session gives them back when they hold nothing (stream_park):
+ * idle, or waiting for the client's next handshake flight. */
 #define CONN_TLS_BUFFERS ((size_t)34 << 10)
 
-/* What a parked connection keeps: its buffers, and its TLS session's
- * while it waits for anything but a next request. */
+/* What OpenSSL keeps for a handshake under way besides them (the message
+ * buffer, 16 KiB, and the handshake's state): 10,000 waiting for their
+ * clients' next flight took 37 KiB each, 10,000 idle sessions 15 KiB. */
+#define CONN_TLS_HANDSHAKE ((size_t)24 << 10)
+
+/* What a parked connection keeps: its buffers, its TLS session's unless
+ * they were given back, and a handshake's state once it has begun. */
 size_t conn_buffered(const struct conn *c);
+
+/* Counts `bytes` held by c, parked, against its ledger (with the
+ * handshakes' if it waits in one); and takes back what it was counted. */
+void conn_charge(struct conn *c, size_t bytes);
+void conn_uncharge(struct conn *c);
 
 /* Keeps in out what the socket did not take of an answer: iov[0..iovcnt)
  * from byte `skip` on. False if memory ran out. */

@@ -109,6 +109,9 @@ int net_peer_address(int fd, char *out, size_t outlen);
 /* SO_RCVTIMEO / SO_SNDTIMEO in milliseconds; 0 means wait forever. A
  * blocking call that times out fails with EAGAIN/EWOULDBLOCK. */
 int net_set_recv_timeout(int fd, int timeout_ms);
+
+/* SO_RCVLOWAT: poll, epoll and a blocking recv wait for this many bytes. */
+int net_set_recv_lowat(int fd, int bytes);
 int net_set_send_timeout(int fd, int timeout_ms);
 
 /* Disables Nagle: our messages are written whole with one writev, so

@@ -65,6 +65,10 @@ struct poller *poller_start(struct queue *q, struct conn_ledger *ledger);
  * past the budget), ENOMEM. The caller still owns c then. */
 int poller_park(struct poller *p, struct conn *c);
 
+/* A worker took up a TLS handshake under way, whose room counts no
+ * more: wakes the thread if handshakes wait for room to begin. */
+void poller_handshake_taken_up(struct poller *p);
+
 /* Starts the stop (see above) and returns at once. */
 void poller_quiesce(struct poller *p);
 
@@ -90,7 +94,8 @@ struct poller_stats {
     uint64_t expired;     /* deadlines that passed, whatever the wait */
     uint64_t shed;        /* closed to keep buffers within the budget */
     size_t holding;       /* parked right now */
-    size_t holding_buffers; /* ... of which hold a partial request or unsent answers */
+    size_t holding_buffers; /* ... of which hold buffers (a partial request, unsent
+                             * answers, a TLS handshake under way) */
 };
 void poller_stats(struct poller *p, struct poller_stats *out);
 

@@ -31,6 +31,7 @@ struct snapshot {
     uint64_t bytes_in, bytes_out;
     struct latency_sum latency;            /* service time of every answer */
     uint64_t tls_handshakes, tls_resumed;  /* TLS handshakes done, and resumed */
+    uint64_t tls_waiting, tls_waited;      /* handshakes waiting for room to begin, now and in all */
     uint64_t tls_failed[COUNTER_TLS_FAILURES]; /* failed, by reason */
     long long tls_not_after;               /* the certificate's expiry, Unix seconds (0: none) */
     uint64_t data_entries;                 /* values search answers */

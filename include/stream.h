@@ -52,9 +52,18 @@ ssize_t stream_read_now(const struct stream *s, void *buf, size_t len);
  * cannot see them: such a connection must be read, not parked. */
 bool stream_has_pending(const struct stream *s);
 
-/* The connection is about to wait idle (parked): OpenSSL's record
- * buffers (about 34 KiB) are given back, unless they hold bytes. */
-void stream_park(const struct stream *s);
+/* The connection is about to wait (parked): OpenSSL's record buffers
+ * (about 34 KiB) are given back, unless they hold bytes. True if the
+ * session holds none now (or the stream is in clear). */
+bool stream_park(const struct stream *s);
+
+/* True once a TLS handshake has taken its first step (OpenSSL then holds
+ * its state until it ends). */
+bool stream_handshake_started(const struct stream *s);
+
+/* True once the server has read its client's first flight (the
+ * ClientHello) whole and answered it. */
+bool stream_handshake_answered(const struct stream *s);
 
 /* Writes what the socket takes now of iov[0..iovcnt), from byte `skip`
  * on, never waiting. Returns the bytes it took (in TLS, those of whole

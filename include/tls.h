@@ -51,6 +51,14 @@ long long tls_server_not_after(struct tls_server *t);
  * and the caller waits for that (stream.h). NULL if memory ran out. */
 SSL *tls_server_session(struct tls_server *t, int fd);
 
+/* How many bytes the socket must hold before a server's handshake is
+ * worth beginning: 0 once the client's first TLS record (its ClientHello,
+ * whole in all but contrived cases) has arrived whole, or once what came
+ * cannot be the start of one (OpenSSL will say why), or the client has
+ * gone or closed its side; else the record's length with its header (its header's, until
+ * that has come). A peek: no byte is taken. */
+size_t tls_first_record_missing(int fd);
+
 /* Ends a session (NULL: nothing to do): close_notify if the handshake is
  * done and no fatal error came, one try, never a wait; then frees it.
  * The socket is the caller's to close. */

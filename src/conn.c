@@ -34,6 +34,9 @@ int conn_ledger_init(struct conn_ledger *l, size_t budget)
     atomic_init(&l->open, 0);
     atomic_init(&l->sources, 0);
     atomic_init(&l->held, 0);
+    atomic_init(&l->deferred, 0);
+    atomic_init(&l->deferred_total, 0);
+    atomic_init(&l->handshaking, 0);
     l->budget = budget;
     for (int i = 0; i < CONN_END_COUNT; i++)
         atomic_init(&l->ended[i], 0);
@@ -132,6 +135,34 @@ bool conn_ledger_may_hold(struct conn_ledger *l, size_t bytes)
     return l->budget == 0 || bytes == 0 || conn_ledger_held(l) + bytes <= l->budget + l->budget / 4;
 }
 
+size_t conn_ledger_handshake_limit(const struct conn_ledger *l)
+{
+    /* Half of it: the other half is for the other holders (requests read
+     * in part, answers not taken: a crowd's handshakes must not make the
+     * poller shed those), and for what handshakes begun at the same
+     * moment hold (each worker may begin one while the others park
+     * theirs). */
+    return l->budget / 2;
+}
+
+size_t conn_ledger_handshaking(struct conn_ledger *l)
+{
+    return atomic_load_explicit(&l->handshaking, memory_order_relaxed);
+}
+
+bool conn_ledger_room_for_handshake(struct conn_ledger *l)
+{
+    return l->budget == 0 ||
+           conn_ledger_handshaking(l) + CONN_TLS_HANDSHAKE <= conn_ledger_handshake_limit(l);
+}
+
+bool conn_ledger_may_start_handshake(struct conn_ledger *l)
+{
+    return l->budget == 0 ||
+           (atomic_load_explicit(&l->deferred, memory_order_relaxed) == 0 &&
+            conn_ledger_room_for_handshake(l));
+}
+
 uint64_t conn_ledger_ended(struct conn_ledger *l, enum conn_end why)
 {
     return atomic_load_explicit(&l->ended[why], memory_order_relaxed);
@@ -153,14 +184,32 @@ struct conn *conn_new(struct conn_ledger *ledger, int fd, SSL *ssl)
     return c;
 }
 
+void conn_charge(struct conn *c, size_t bytes)
+{
+    c->charged = bytes;
+    c->charged_handshake = c->wait == CONN_WAIT_HANDSHAKE;
+    atomic_fetch_add_explicit(&c->ledger->held, bytes, memory_order_relaxed);
+    if (c->charged_handshake)
+        atomic_fetch_add_explicit(&c->ledger->handshaking, bytes, memory_order_relaxed);
+}
+
+void conn_uncharge(struct conn *c)
+{
+    if (c->charged == 0)
+        return;
+    atomic_fetch_sub_explicit(&c->ledger->held, c->charged, memory_order_relaxed);
+    if (c->charged_handshake)
+        atomic_fetch_sub_explicit(&c->ledger->handshaking, c->charged, memory_order_relaxed);
+    c->charged = 0;
+}
+
 void conn_close(struct conn *c, enum conn_end why)
 {
     struct conn_ledger *l = c->ledger;
     /* Counted before the close a client could see, and before the count
      * of open ones drops: whoever sees either must see why it ended. */
     atomic_fetch_add_explicit(&l->ended[why], 1, memory_order_relaxed);
-    if (c->charged)
-        atomic_fetch_sub_explicit(&l->held, c->charged, memory_order_relaxed);
+    conn_uncharge(c);
     tls_session_close(c->stream.ssl);
     close(c->stream.fd);
     buf_free(&c->in);
@@ -171,7 +220,11 @@ void conn_close(struct conn *c, enum conn_end why)
 
 size_t conn_buffered(const struct conn *c)
 {
-    size_t tls = c->stream.ssl && c->wait != CONN_WAIT_IDLE ? CONN_TLS_BUFFERS : 0;
+    size_t tls = 0;
+    if (c->stream.ssl && !c->tls_buffers_freed)
+        tls += CONN_TLS_BUFFERS;
+    if (c->wait == CONN_WAIT_HANDSHAKE && stream_handshake_started(&c->stream))
+        tls += CONN_TLS_HANDSHAKE;
     return c->in.cap + c->out.cap + tls;
 }
 

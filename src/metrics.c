@@ -130,6 +130,10 @@ static void write_server(FILE *f, const struct snapshot *s)
         (double)s->tls_handshakes);
     one(f, "enchufe_tls_resumed_total", "counter",
         "TLS handshakes that resumed a session (a ticket).", (double)s->tls_resumed);
+    one(f, "enchufe_tls_handshakes_waiting", "gauge",
+        "TLS handshakes waiting for room in --max-buffered to begin.", (double)s->tls_waiting);
+    one(f, "enchufe_tls_handshakes_waited_total", "counter",
+        "TLS handshakes that waited for room in --max-buffered to begin.", (double)s->tls_waited);
     family(f, "enchufe_tls_handshake_failures_total", "counter",
            "TLS handshakes that failed, by reason.");
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)

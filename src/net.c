@@ -479,6 +479,11 @@ int net_set_recv_timeout(int fd, int timeout_ms)
     return set_timeout(fd, SO_RCVTIMEO, timeout_ms);
 }
 
+int net_set_recv_lowat(int fd, int bytes)
+{
+    return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof bytes);
+}
+
 int net_set_send_timeout(int fd, int timeout_ms)
 {
     return set_timeout(fd, SO_SNDTIMEO, timeout_ms);

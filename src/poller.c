@@ -39,6 +39,22 @@
 
 #define NO_DEADLINE LLONG_MAX
 
+/* While TLS handshakes wait for room to start, the thread looks for room
+ * this often (workers free it by taking connections up, without a word). */
+#define DEFERRED_LOOK_MS 10
+
+/* ...and handshakes under way that have waited for their client this
+ * long are closed to make room for them, the one that has waited longest
+ * first, one per handshake waiting: else clients that stall mid-handshake
+ * would keep every other TLS client out until --read-timeout. A handshake
+ * the server has answered, whose client has its next flight to send, gets
+ * long: 10,000 clients on one machine finish theirs over seconds (cut
+ * sooner, oldest first, the crowd's clients never finished one). One whose
+ * client has not finished its first flight, a second. In the heap of
+ * handshakes they count from that much later. */
+#define ANSWERED_HANDSHAKE_GRACE_MS 20000
+#define UNANSWERED_HANDSHAKE_GRACE_MS 1000
+
 struct poller {
     struct queue *queue;
     struct conn_ledger *ledger;
@@ -48,6 +64,12 @@ struct poller {
     pthread_mutex_t lock;
     struct heap timers; /* every parked connection, by deadline */
     struct heap holds;  /* those holding buffers, by when they began to */
+    struct heap handshakes; /* ...except TLS handshakes under way: here, by grace end */
+    struct deferred_list { /* TLS handshakes waiting for room to start, in order */
+        struct conn *oldest, *newest;
+        size_t n;
+        bool newest_next; /* whom admit_deferred lets in next */
+    } deferred;
     long long sleep_until; /* when the thread will wake up by itself */
     bool quiescing;     /* a stop has begun */
     bool swept;         /* ...and the thread has gone through what was parked */
@@ -76,13 +98,55 @@ static void wake(struct poller *p)
 
 /* --- parked connections (call with p->lock held) ------------------------------ */
 
-/* Takes c out of the heaps. It may still be armed in epoll: the caller
- * either knows it fired (one-shot), or disarms it. */
+/* The heap a connection holding buffers is in while it is parked. */
+static struct heap *hold_heap(struct poller *p, const struct conn *c)
+{
+    return c->wait == CONN_WAIT_HANDSHAKE ? &p->handshakes : &p->holds;
+}
+
+static void defer(struct poller *p, struct conn *c)
+{
+    struct deferred_list *d = &p->deferred;
+    c->deferred_older = d->newest;
+    c->deferred_newer = NULL;
+    if (d->newest)
+        d->newest->deferred_newer = c;
+    else
+        d->oldest = c;
+    d->newest = c;
+    d->n++;
+    atomic_fetch_add_explicit(&p->ledger->deferred, 1, memory_order_relaxed);
+    if (!c->waited) { /* counted once, however often it waits */
+        c->waited = true;
+        atomic_fetch_add_explicit(&p->ledger->deferred_total, 1, memory_order_relaxed);
+    }
+}
+
+static void undefer(struct poller *p, struct conn *c)
+{
+    struct deferred_list *d = &p->deferred;
+    if (c->deferred_older)
+        c->deferred_older->deferred_newer = c->deferred_newer;
+    else
+        d->oldest = c->deferred_newer;
+    if (c->deferred_newer)
+        c->deferred_newer->deferred_older = c->deferred_older;
+    else
+        d->newest = c->deferred_older;
+    d->n--;
+    atomic_fetch_sub_explicit(&p->ledger->deferred, 1, memory_order_relaxed);
+}
+
+/* Takes c out of the heaps (and the deferred list). It may still be
+ * armed in epoll: the caller either knows it fired (one-shot), or
+ * disarms it. */
 static void unlink_conn(struct poller *p, struct conn *c)
 {
     heap_remove(&p->timers, &c->timer);
-    if (heap_node_in(&c->hold))
-        heap_remove(&p->holds, &c->hold);
+    if (c->deferred)
+        undefer(p, c);
+    else if (heap_node_in(&c->hold))
+        heap_remove(hold_heap(p, c), &c->hold);
     c->parked = false;
 }
 
@@ -135,8 +199,13 @@ static int link_conn(struct poller *p, struct conn *c)
         c->deadline_ms = deadline = deadline_at_stop(c, deadline);
     if (heap_push(&p->timers, &c->timer, deadline) < 0)
         return -1;
-    size_t held = conn_buffered(c);
-    if (held > 0 && heap_push(&p->holds, &c->hold, c->held_since_ms) < 0) {
+    long long key = c->held_since_ms;
+    if (c->wait == CONN_WAIT_HANDSHAKE)
+        key += stream_handshake_answered(&c->stream) ? ANSWERED_HANDSHAKE_GRACE_MS
+                                                     : UNANSWERED_HANDSHAKE_GRACE_MS;
+    if (c->deferred) {
+        defer(p, c);
+    } else if (conn_buffered(c) > 0 && heap_push(hold_heap(p, c), &c->hold, key) < 0) {
         heap_remove(&p->timers, &c->timer);
         return -1;
     }
@@ -157,7 +226,7 @@ int poller_park(struct poller *p, struct conn *c)
         err = ENOBUFS;
     else if (link_conn(p, c) < 0)
         err = ENOMEM;
-    else if (arm(p, c) < 0) {
+    else if (!c->deferred && arm(p, c) < 0) { /* a deferred one waits for room, not bytes */
         err = errno;
         unlink_conn(p, c);
     }
@@ -165,13 +234,15 @@ int poller_park(struct poller *p, struct conn *c)
     if (rc == 0) {
         size_t held = conn_buffered(c);
         if (held) {
-            c->charged = held;
-            atomic_fetch_add_explicit(&p->ledger->held, held, memory_order_relaxed);
+            conn_charge(c, held);
             if (conn_ledger_over_budget(p->ledger) && !p->shed_asked)
                 call = p->shed_asked = true;
         }
-        /* The thread sleeps until its next deadline: an earlier one must
+        /* A handshake waiting for room needs the thread to make some; and
+         * the thread sleeps until its next deadline: an earlier one must
          * wake it. */
+        if (c->deferred)
+            call = true;
         if (c->timer.key < p->sleep_until) {
             p->sleep_until = c->timer.key;
             call = true;
@@ -186,6 +257,12 @@ int poller_park(struct poller *p, struct conn *c)
     }
     atomic_fetch_add_explicit(&p->parked, 1, memory_order_relaxed);
     return 0;
+}
+
+void poller_handshake_taken_up(struct poller *p)
+{
+    if (atomic_load_explicit(&p->ledger->deferred, memory_order_relaxed) > 0)
+        wake(p);
 }
 
 /* --- the poller thread ------------------------------------------------------- */
@@ -207,6 +284,8 @@ static int next_timeout(struct poller *p)
     long long until = now + MAX_SLEEP_MS;
     if (first && first->key < until)
         until = first->key;
+    if (p->deferred.n && until > now + DEFERRED_LOOK_MS)
+        until = now + DEFERRED_LOOK_MS;
     if (p->cutting || p->quitting || p->shed_asked || (p->quiescing && !p->swept))
         until = now;
     p->sleep_until = until;
@@ -346,33 +425,94 @@ static void expire(struct poller *p)
     }
 }
 
-/* Over the budget: closes the connections that have held buffers longest
- * until what is held fits. */
+/* Room made at a time for handshakes waiting to begin: no more than this
+ * many are let in at once anyway (one thread's batch), and the rest of
+ * the handshakes under way are left alone until more are needed. */
+#define ROOM_MADE_FOR 16
+
+/* What shed() has closed so far in one batch. */
+struct shed_tally {
+    int closed;
+    size_t freed, freed_handshaking;
+};
+
+/* The hold node of the next connection to close; NULL for none.
+ * Over the budget: the one that has held buffers longest, TLS handshakes
+ * under way last (a crowd's must not be the ones cut). Else, if
+ * handshakes wait for room and there is none for as many as have been
+ * closed plus one (ROOM_MADE_FOR at most): the handshake under way whose
+ * grace ended first, if it has. */
+static struct heap_node *next_to_shed(struct poller *p, const struct shed_tally *t,
+                                      long long now)
+{
+    struct conn_ledger *l = p->ledger;
+    if (l->budget == 0)
+        return NULL;
+    if (conn_ledger_held(l) - t->freed > l->budget)
+        return p->holds.n ? heap_min(&p->holds) : heap_min(&p->handshakes);
+    size_t wanted = p->deferred.n < ROOM_MADE_FOR ? p->deferred.n : ROOM_MADE_FOR;
+    struct heap_node *first = heap_min(&p->handshakes);
+    if ((size_t)t->closed < wanted && first && first->key <= now &&
+        conn_ledger_handshaking(l) - t->freed_handshaking + wanted * CONN_TLS_HANDSHAKE >
+            conn_ledger_handshake_limit(l))
+        return first;
+    return NULL;
+}
+
+/* Over the budget, or handshakes waiting for room: closes connections
+ * holding buffers (see next_to_shed). */
 static void shed(struct poller *p)
 {
     struct conn *doomed[MAX_EVENTS];
     for (;;) {
-        int k = 0;
-        size_t freed = 0;
+        struct shed_tally t = {0};
+        long long now = monotime_ms();
         pthread_mutex_lock(&p->lock);
         p->shed_asked = false;
-        struct heap_node *oldest;
-        while (k < MAX_EVENTS && p->ledger->budget > 0 &&
-               conn_ledger_held(p->ledger) - freed > p->ledger->budget &&
-               (oldest = heap_min(&p->holds))) {
-            struct conn *c = conn_of_hold(oldest);
+        struct heap_node *next;
+        while (t.closed < MAX_EVENTS && (next = next_to_shed(p, &t, now))) {
+            struct conn *c = conn_of_hold(next);
             unlink_conn(p, c);
-            freed += c->charged;
-            doomed[k++] = c;
+            t.freed += c->charged;
+            if (c->charged_handshake)
+                t.freed_handshaking += c->charged;
+            doomed[t.closed++] = c;
         }
         pthread_mutex_unlock(&p->lock);
-        if (k > 0)
-            log_verbose("buffered bytes over --max-buffered: closing %d connections that "
-                        "held buffers longest", k);
-        close_all(doomed, k, CONN_END_SHED);
-        if (k < MAX_EVENTS)
+        if (t.closed > 0)
+            log_verbose("buffered bytes over --max-buffered, or TLS handshakes waiting for "
+                        "room: closing %d connections that held buffers longest", t.closed);
+        close_all(doomed, t.closed, CONN_END_SHED);
+        if (t.closed < MAX_EVENTS)
             return;
     }
+}
+
+/* Lets deferred TLS handshakes start as far as there is room, the newest
+ * and the oldest in turn: the newest, because a client that has just come
+ * is still there and quick (good clients arriving behind a crowd of slow
+ * or hostile handshakes are not queued behind all of it), the oldest so
+ * that none waits for ever. Each is charged what a handshake holds until
+ * a worker takes it up, so that the room is not given twice before they
+ * park again. */
+static void admit_deferred(struct poller *p)
+{
+    struct conn *ready[MAX_EVENTS];
+    struct conn_ledger *l = p->ledger;
+    struct deferred_list *d = &p->deferred;
+    int k = 0;
+    pthread_mutex_lock(&p->lock);
+    while (k < MAX_EVENTS && d->n > 0 && conn_ledger_room_for_handshake(l)) {
+        struct conn *c = d->newest_next ? d->newest : d->oldest;
+        d->newest_next = !d->newest_next;
+        unlink_conn(p, c);
+        c->deferred = false;
+        c->admitted = true;
+        conn_charge(c, CONN_TLS_HANDSHAKE);
+        ready[k++] = c;
+    }
+    pthread_mutex_unlock(&p->lock);
+    requeue(p, ready, k);
 }
 
 /* The stop's sweep, on what was parked when it began: connections whose
@@ -450,8 +590,11 @@ static void *poller_main(void *arg)
         if (sweep)
             sweep_at_stop(p, ev);
         expire(p);
-        if (shedding || conn_ledger_over_budget(p->ledger))
+        bool deferring = atomic_load_explicit(&p->ledger->deferred, memory_order_relaxed) > 0;
+        if (shedding || deferring || conn_ledger_over_budget(p->ledger))
             shed(p);
+        if (deferring)
+            admit_deferred(p);
     }
     pthread_mutex_lock(&p->lock);
     p->cutting = true; /* also when epoll failed: refuse parks from here */
@@ -471,6 +614,7 @@ struct poller *poller_start(struct queue *q, struct conn_ledger *ledger)
     *p = (struct poller){.queue = q, .ledger = ledger, .epfd = -1, .wake_fd = -1};
     heap_init(&p->timers);
     heap_init(&p->holds);
+    heap_init(&p->handshakes);
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event w = {.events = EPOLLIN, .data.ptr = NULL};
@@ -533,6 +677,7 @@ void poller_free(struct poller *p)
     close(p->wake_fd);
     heap_free(&p->timers);
     heap_free(&p->holds);
+    heap_free(&p->handshakes);
     free(p);
 }
 
@@ -546,6 +691,6 @@ void poller_stats(struct poller *p, struct poller_stats *out)
     out->shed = conn_ledger_ended(p->ledger, CONN_END_SHED);
     pthread_mutex_lock(&p->lock);
     out->holding = p->timers.n;
-    out->holding_buffers = p->holds.n;
+    out->holding_buffers = p->holds.n + p->handshakes.n;
     pthread_mutex_unlock(&p->lock);
 }

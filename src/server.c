@@ -118,6 +118,9 @@ void server_snapshot(struct server *s, struct snapshot *out)
     pool_latency(p, &out->latency);
     out->tls_handshakes = pool_total(p, COUNTER_TLS_HANDSHAKES);
     out->tls_resumed = pool_total(p, COUNTER_TLS_RESUMED);
+    long waiting = atomic_load(&s->ledger.deferred);
+    out->tls_waiting = waiting > 0 ? (uint64_t)waiting : 0;
+    out->tls_waited = atomic_load(&s->ledger.deferred_total);
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         out->tls_failed[i] = pool_total(p, (enum counter)(COUNTER_TLS_FAILED_FIRST + i));
     /* A handshake that timed out ended its connection, and is counted there. */

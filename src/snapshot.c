@@ -24,8 +24,10 @@ static json_t *tls_json(const struct snapshot *s)
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         json_object_set_new(failed, counter_tls_failure_name(i),
                             json_integer((json_int_t)s->tls_failed[i]));
-    return json_pack("{s:I, s:I, s:o, s:I}", "handshakes", (json_int_t)s->tls_handshakes,
-                     "resumed", (json_int_t)s->tls_resumed, "failed", failed,
+    return json_pack("{s:I, s:I, s:I, s:I, s:o, s:I}", "handshakes", (json_int_t)s->tls_handshakes,
+                     "resumed", (json_int_t)s->tls_resumed,
+                     "waiting", (json_int_t)s->tls_waiting,
+                     "waited", (json_int_t)s->tls_waited, "failed", failed,
                      "certificate_not_after", (json_int_t)s->tls_not_after);
 }
 
@@ -105,6 +107,8 @@ int snapshot_from_json(json_t *obj, struct snapshot *s)
     s->bytes_out = get(obj, "bytes", "out");
     s->tls_handshakes = get(obj, "tls", "handshakes");
     s->tls_resumed = get(obj, "tls", "resumed");
+    s->tls_waiting = get(obj, "tls", "waiting");
+    s->tls_waited = get(obj, "tls", "waited");
     for (int i = 0; i < COUNTER_TLS_FAILURES; i++)
         s->tls_failed[i] = get(json_object_get(obj, "tls"), "failed", counter_tls_failure_name(i));
     s->tls_not_after = (long long)get(obj, "tls", "certificate_not_after");

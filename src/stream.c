@@ -126,10 +126,21 @@ bool stream_has_pending(const struct stream *s)
     return s->ssl && SSL_has_pending(s->ssl);
 }
 
-void stream_park(const struct stream *s)
+bool stream_handshake_started(const struct stream *s)
 {
-    if (s->ssl)
-        SSL_free_buffers(s->ssl); /* refuses, harmlessly, if bytes are held */
+    return s->ssl && !SSL_in_before(s->ssl);
+}
+
+bool stream_handshake_answered(const struct stream *s)
+{
+    return s->ssl && SSL_get_state(s->ssl) != TLS_ST_BEFORE;
+}
+
+bool stream_park(const struct stream *s)
+{
+    /* Refuses, harmlessly, if bytes are held: a record read in part, or
+     * one not yet sent. */
+    return !s->ssl || SSL_free_buffers(s->ssl) == 1;
 }
 
 /* Writes one whole buffer: OpenSSL must be called again with the same

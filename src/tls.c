@@ -9,11 +9,13 @@
 #include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -306,6 +308,30 @@ SSL *tls_server_session(struct tls_server *t, int fd)
     }
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+size_t tls_first_record_missing(int fd)
+{
+    enum { RECORD_HEADER = 5, HANDSHAKE_RECORD = 22 };
+    unsigned char head[RECORD_HEADER];
+    ssize_t n = recv(fd, head, sizeof head, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : 0;
+    if (n == 0 || head[0] != HANDSHAKE_RECORD)
+        return 0;
+    if (n < RECORD_HEADER)
+        return RECORD_HEADER;
+    size_t whole = RECORD_HEADER + ((size_t)head[3] << 8 | head[4]);
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) < 0 || (size_t)queued >= whole)
+        return 0;
+    /* A client that closed after part of it will send no more (and its
+     * hang-up would wake the poller again and again): begun, the
+     * handshake fails at once. */
+    struct pollfd hup = {.fd = fd, .events = POLLRDHUP};
+    if (poll(&hup, 1, 0) != 0)
+        return 0;
+    return whole;
 }
 
 void tls_session_close(SSL *ssl)

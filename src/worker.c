@@ -299,10 +299,11 @@ bool worker_turn_over(struct worker *w, unsigned answered)
  * it holds none. */
 static void take_up(struct worker *w, struct conn *c)
 {
-    if (c->charged) {
-        atomic_fetch_sub_explicit(&c->ledger->held, c->charged, memory_order_relaxed);
-        c->charged = 0;
-    }
+    c->tls_buffers_freed = false; /* OpenSSL takes them again as it needs them */
+    bool handshake_room = c->charged && c->charged_handshake;
+    conn_uncharge(c);
+    if (handshake_room && w->rules->poller)
+        poller_handshake_taken_up(w->rules->poller);
     if (!c->in.data && w->spare.data)
         buf_move(&c->in, &w->spare);
 }
@@ -388,6 +389,42 @@ static void handshake_done(struct worker *w, struct conn *c)
     c->wait = CONN_WAIT_IDLE;
 }
 
+/* True once the client's first TLS record has arrived whole. Until then
+ * the socket's low-water mark is that record's size, so that the
+ * poller (or a linger) wakes for the rest of it, not for each byte. */
+static bool first_record_arrived(struct conn *c)
+{
+    size_t missing = tls_first_record_missing(c->stream.fd);
+    if (missing > 1 && net_set_recv_lowat(c->stream.fd, (int)missing) == 0)
+        c->rcvlowat_set = true;
+    return missing == 0;
+}
+
+/* Whether a TLS handshake not begun yet may begin. Not before its
+ * client's ClientHello has arrived whole (lingering for it like a read):
+ * begun, OpenSSL keeps its handshake state (CONN_TLS_HANDSHAKE) and
+ * buffers, which a silent client, or one that sent half a hello, would
+ * hold until --read-timeout; unbegun, it costs a socket and an empty
+ * session. And not while the budget has no room for that state
+ * (c->deferred: it waits in the poller, unbegun, for handshakes under way
+ * to end): shedding those instead, oldest first, cut the very ones a
+ * crowd's clients were about to finish, and 10,000 clients connecting at
+ * once never finished one. */
+static bool may_start_handshake(struct worker *w, struct conn *c)
+{
+    if (!first_record_arrived(c) &&
+        (!may_linger(w, c) || !linger_for(w, c, POLLIN) || !first_record_arrived(c)))
+        return false;
+    c->deferred = !c->admitted && !conn_ledger_may_start_handshake(c->ledger);
+    if (c->deferred)
+        return false;
+    if (c->rcvlowat_set) { /* OpenSSL reads whatever comes from here on */
+        net_set_recv_lowat(c->stream.fd, 1);
+        c->rcvlowat_set = false;
+    }
+    return true;
+}
+
 /* Runs a new TLS connection's handshake as far as the client lets it,
  * lingering like a read. True when it is done; otherwise *next says
  * what the connection needs (to wait, or to close). */
@@ -405,6 +442,13 @@ static bool handshake(struct worker *w, struct conn *c, enum worker_next *next)
         handshake_done(w, c);
         return true;
     }
+    if (!stream_handshake_started(&c->stream) && !may_start_handshake(w, c)) {
+        c->wait = CONN_WAIT_HANDSHAKE;
+        c->want_write = false;
+        *next = WORKER_WAIT;
+        return false;
+    }
+    c->admitted = false;
     for (;;) {
         short wait_for;
         int rc = stream_handshake_step(&c->stream, &wait_for, &why, err, sizeof err);
@@ -479,8 +523,12 @@ static bool park(struct worker *w, struct conn *c)
     if (c->wait != CONN_WAIT_IDLE)
         c->slow = true;
     set_deadline(w, c);
-    if (c->wait == CONN_WAIT_IDLE)
-        stream_park(&c->stream); /* idle: OpenSSL's record buffers go back */
+    /* OpenSSL's record buffers go back unless they hold bytes: a session
+     * waiting idle or for its client's next handshake flight keeps none
+     * (10,000 clients connecting at once would otherwise be charged
+     * 34 KiB each against --max-buffered while their handshakes wait,
+     * and shed before they finish). */
+    c->tls_buffers_freed = stream_park(&c->stream);
     put_down(w, c);
     return poller_park(w->rules->poller, c) == 0;
 }

@@ -266,3 +266,134 @@ def test_failed_handshakes(bin_dir, certs):
             assert served(s), "and a good client is still served"
     finally:
         harness.stop_server(proc)
+
+
+def stats(bin_dir, clear_port):
+    out = subprocess.run([f"{bin_dir}/enchufe-cli", "--port", str(clear_port), "--json",
+                          "stats"], capture_output=True, text=True, timeout=20).stdout
+    return json.loads(out)["result"]
+
+
+def crowd(bin_dir, certs, port, n, *extra):
+    """n TLS keep-alive clients connecting at once (enchufe-bench); its
+    JSON report."""
+    out = subprocess.run([f"{bin_dir}/enchufe-bench", "--port", str(port), "-c", str(n),
+                          "-t", "2", "-d", "6", "--timeout", "30", "--json", "-q", "--tls",
+                          "--tls-ca", f"{certs}/ca.pem", "--tls-server-name", "localhost",
+                          *extra], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+# 2 MiB of --max-buffered has room for about 70 handshakes under way
+# (24 KiB each, more while OpenSSL holds record buffers): 800 clients
+# connecting at once are more than ten times that. Before, the poller
+# closed the handshakes that had waited longest, the ones the clients
+# were about to finish, and none ever finished; now a handshake that
+# would not fit waits, not begun, for room.
+def test_a_crowd_of_tls_clients_larger_than_the_budget_is_served(bin_dir, certs):
+    proc, clear, tls = harness.start_with_tls(bin_dir, certs, "--workers", "16",
+                                              "--max-buffered", "2097152")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    try:
+        report = crowd(bin_dir, certs, tls, 800)
+        s = stats(bin_dir, clear)
+        print(f"800 TLS clients, 2 MiB budget: {report['requests']} answers, "
+              f"errors {report['errors']}, {s['tls']['handshakes']} handshakes, "
+              f"closed {s['connections']['closed']}")
+        assert sum(report["errors"].values()) == 0, report["errors"]
+        assert s["tls"]["handshakes"] == 800
+        assert s["connections"]["closed"]["shed"] == 0
+        assert report["requests"] >= 800
+    finally:
+        harness.stop_server(proc)
+
+
+# The same budget beside clients that stall: those that sent half a
+# ClientHello never begin a handshake (they cost a socket and an empty
+# session, and are left to --read-timeout); those that stall mid-record,
+# holding OpenSSL's buffers, are closed to keep the budget; every good
+# client is served.
+def test_stalled_handshakes_make_room_for_good_ones(bin_dir, certs):
+    proc, clear, tls = harness.start_with_tls(bin_dir, certs, "--workers", "16",
+                                              "--max-buffered", "2097152")
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    try:
+        report = crowd(bin_dir, certs, tls, 50, "--hostile", "half-handshake:300",
+                       "--hostile", "tls-stall:300")
+        s = stats(bin_dir, clear)
+        print(f"50 TLS clients beside 600 stalled handshakes, 2 MiB budget: "
+              f"{report['requests']} answers, errors {report['errors']}, "
+              f"closed {s['connections']['closed']}")
+        hostile = report["hostile"]
+        print(f"hostile: {hostile}")
+        assert sum(report["errors"].values()) == 0, report["errors"]
+        assert report["requests"] >= 50 * 10
+        assert hostile["half-handshake"]["closed_by_server"] == 0
+        assert hostile["half-handshake"]["open"] == 300
+        assert hostile["tls-stall"]["closed_by_server"] > 0
+        assert s["connections"]["closed"]["shed"] > 0
+    finally:
+        harness.stop_server(proc)
+
+
+class PiecemealClient:
+    """A TLS client over a plain socket and memory BIOs, so that the test
+    decides how its bytes go out: the ClientHello in pieces, with pauses."""
+
+    def __init__(self, port, certs, pieces, pause):
+        ctx = ssl.create_default_context(cafile=f"{certs}/ca.pem")
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inc, self.out, server_hostname="localhost")
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = self.out.read()
+        cuts = [len(hello) * i // pieces for i in range(pieces + 1)]
+        for a, b in zip(cuts, cuts[1:]):
+            self.sock.sendall(hello[a:b])
+            time.sleep(pause)
+        self._until(self.tls.do_handshake)
+
+    def _until(self, step):
+        for _ in range(1000):  # bounded: a handshake is a few flights
+            try:
+                result = step()
+                self._flush()
+                return result
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("the server closed")
+                self.inc.write(data)
+        raise AssertionError("no progress")
+
+    def _flush(self):
+        pending = self.out.read()
+        if pending:
+            self.sock.sendall(pending)
+
+    def sendall(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def recv(self, n):
+        return self._until(lambda: self.tls.read(n))
+
+    def close(self):
+        self.sock.close()
+
+
+# A handshake begins only once the ClientHello has arrived whole: one that
+# comes in pieces (the record's header split, then the rest after a
+# pause) is waited for, and served, however it is cut.
+@pytest.mark.parametrize("pieces", [2, 3, 7])
+def test_a_client_hello_sent_in_pieces_is_waited_for_and_served(port, certs, pieces):
+    client = PiecemealClient(port, certs, pieces, pause=0.15)
+    try:
+        assert served(client, 3)
+    finally:
+        client.close()
