@@ -128,8 +128,9 @@ struct conn {
     long long write_deadline_ms;   /* what is in `out` must be written by then */
     long long held_since_ms;       /* since when it holds buffers (0: it holds none) */
     uint64_t request_start_ns;     /* when the current request's first byte was read */
-    size_t charged;         /* bytes of in and out counted in ledger->held */
-    bool charged_handshake; /* ...and in ledger->handshaking */
+    size_t charged;         /* bytes counted in ledger->held (and in ->handshaking
+                             * if it waits in one: its wait does not change
+                             * while it is counted) */
     size_t drained;         /* after an error answer: bytes read and dropped */
     struct heap_node timer; /* the poller's heap of deadlines */
     struct heap_node hold;  /* the poller's heap of buffer holders, oldest first */
@@ -145,7 +146,6 @@ struct conn {
     bool tls_buffers_freed; /* parked with its OpenSSL record buffers given back */
     bool deferred;          /* its TLS handshake waits for room to start (poller.c) */
     bool admitted;          /* ...and the poller has let it start */
-    bool waited;            /* it has waited so (counted once) */
     struct conn *deferred_older, *deferred_newer; /* the poller's list of those */
     bool rcvlowat_set;      /* its SO_RCVLOWAT waits for the first TLS record (worker.c) */
     bool slow;              /* it once made a worker wait in vain: no more lingering on

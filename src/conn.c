@@ -187,9 +187,8 @@ struct conn *conn_new(struct conn_ledger *ledger, int fd, SSL *ssl)
 void conn_charge(struct conn *c, size_t bytes)
 {
     c->charged = bytes;
-    c->charged_handshake = c->wait == CONN_WAIT_HANDSHAKE;
     atomic_fetch_add_explicit(&c->ledger->held, bytes, memory_order_relaxed);
-    if (c->charged_handshake)
+    if (c->wait == CONN_WAIT_HANDSHAKE)
         atomic_fetch_add_explicit(&c->ledger->handshaking, bytes, memory_order_relaxed);
 }
 
@@ -198,7 +197,7 @@ void conn_uncharge(struct conn *c)
     if (c->charged == 0)
         return;
     atomic_fetch_sub_explicit(&c->ledger->held, c->charged, memory_order_relaxed);
-    if (c->charged_handshake)
+    if (c->wait == CONN_WAIT_HANDSHAKE)
         atomic_fetch_sub_explicit(&c->ledger->handshaking, c->charged, memory_order_relaxed);
     c->charged = 0;
 }

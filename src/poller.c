@@ -116,10 +116,8 @@ static void defer(struct poller *p, struct conn *c)
     d->newest = c;
     d->n++;
     atomic_fetch_add_explicit(&p->ledger->deferred, 1, memory_order_relaxed);
-    if (!c->waited) { /* counted once, however often it waits */
-        c->waited = true;
-        atomic_fetch_add_explicit(&p->ledger->deferred_total, 1, memory_order_relaxed);
-    }
+    /* Once per handshake: let in, it begins (its ClientHello is there). */
+    atomic_fetch_add_explicit(&p->ledger->deferred_total, 1, memory_order_relaxed);
 }
 
 static void undefer(struct poller *p, struct conn *c)
@@ -474,7 +472,7 @@ static void shed(struct poller *p)
             struct conn *c = conn_of_hold(next);
             unlink_conn(p, c);
             t.freed += c->charged;
-            if (c->charged_handshake)
+            if (c->wait == CONN_WAIT_HANDSHAKE)
                 t.freed_handshaking += c->charged;
             doomed[t.closed++] = c;
         }

@@ -300,7 +300,7 @@ bool worker_turn_over(struct worker *w, unsigned answered)
 static void take_up(struct worker *w, struct conn *c)
 {
     c->tls_buffers_freed = false; /* OpenSSL takes them again as it needs them */
-    bool handshake_room = c->charged && c->charged_handshake;
+    bool handshake_room = c->charged && c->wait == CONN_WAIT_HANDSHAKE;
     conn_uncharge(c);
     if (handshake_room && w->rules->poller)
         poller_handshake_taken_up(w->rules->poller);
