@@ -14,7 +14,8 @@
  * then the worker that pops it, then the poller while it is parked, then
  * a worker again. Only the owner reads or writes any field, except that
  * a forced stop may shut a worker's socket down under it (worker.c says
- * how that is locked).
+ * how that is locked), and that a worker parking it arms its socket in
+ * epoll after handing it to the poller (poller.c: `arming`).
  *
  * Buffers are held only while needed: `in` while a request is partial
  * (or pipelined requests wait), `out` while an answer is partly written.
@@ -142,6 +143,9 @@ struct conn {
     bool closing;           /* an error answer was sent: drain, then close */
     bool in_epoll;          /* registered in the poller's epoll set */
     bool parked;            /* held by the poller now */
+    atomic_bool arming;     /* parked, and its worker is still arming it in epoll
+                             * (poller.c): the poller waits for that to end
+                             * before it hands the connection on or closes it */
     bool recv_timeout_set;  /* its SO_RCVTIMEO is the worker's wait (worker.c) */
     bool tls_buffers_freed; /* parked with its OpenSSL record buffers given back */
     bool deferred;          /* its TLS handshake waits for room to start (poller.c) */

@@ -180,6 +180,7 @@ struct conn *conn_new(struct conn_ledger *ledger, int fd, SSL *ssl)
                        .wait = ssl ? CONN_WAIT_HANDSHAKE : CONN_WAIT_IDLE};
     heap_node_init(&c->timer);
     heap_node_init(&c->hold);
+    atomic_init(&c->arming, false);
     count_one_open(ledger);
     return c;
 }

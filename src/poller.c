@@ -5,10 +5,16 @@
  * Locking: p->lock guards the two heaps, every parked connection's
  * poller fields (parked, in_epoll, timer, hold) and the flags. Workers
  * take it to park; the thread takes it to take connections out. A
- * connection is armed in epoll (EPOLLONESHOT) under the lock, after it
- * is in the heaps, so an event for it is handled only once it is parked.
- * queue_push, which may block while the queue is full, and conn_close
- * are never called with the lock held.
+ * connection is linked into the heaps under the lock, so an event for it
+ * is handled only once it is parked, and armed in epoll (EPOLLONESHOT) by
+ * its worker after the lock is released: an epoll_ctl under the lock made
+ * it the server's most contended one (at 50 keep-alive connections on
+ * 4 workers, 7% of the server's CPU went to waiting for it). Until the
+ * worker is done arming, c->arming is set, and the thread, which may take
+ * the connection out in the meantime (an event, a deadline, a shed, a
+ * stop), waits for it to clear before it queues or closes the connection
+ * (wait_armed). queue_push, which may block while the queue is full, and
+ * conn_close are never called with the lock held.
  *
  * Every parked connection is in the timer heap, those without a deadline
  * with the largest key, so the heap's size is the number parked and a
@@ -22,6 +28,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -149,7 +156,9 @@ static void unlink_conn(struct poller *p, struct conn *c)
 }
 
 /* Takes a connection out of the epoll set, for one that did not fire and
- * is going back to a worker: a later event must not name it. */
+ * is going back to a worker: a later event must not name it. The thread
+ * calls it without the lock, once c is out of the heaps and armed: c is
+ * the thread's alone then. */
 static void disarm(struct poller *p, struct conn *c)
 {
     if (c->in_epoll && epoll_ctl(p->epfd, EPOLL_CTL_DEL, c->stream.fd, NULL) == 0)
@@ -173,20 +182,36 @@ static long long deadline_at_stop(const struct conn *c, long long deadline)
     return deadline < grace ? deadline : grace;
 }
 
-static int arm(struct poller *p, struct conn *c)
+/* What c is armed for. One-shot: after it fires once, the socket stays
+ * in the set but silent until it is parked again (MOD re-arms it, one
+ * system call). A client that hangs up on an idle connection is seen
+ * (RDHUP); one that half-closes while we write to it is still reading,
+ * so a write waits only for room (or an error). */
+static uint32_t events_awaited(const struct conn *c)
 {
-    /* One-shot: after it fires once, the socket stays in the set but
-     * silent until it is parked again (MOD re-arms it, one system call).
-     * A client that hangs up on an idle connection is seen (RDHUP); one
-     * that half-closes while we write to it is still reading, so a write
-     * waits only for room (or an error). */
-    uint32_t events = c->want_write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP;
-    struct epoll_event ev = {.events = events | EPOLLONESHOT, .data.ptr = c};
-    int rc = epoll_ctl(p->epfd, c->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->stream.fd, &ev);
-    if (rc < 0 && c->in_epoll && errno == ENOENT) /* not in the set after all */
-        rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, c->stream.fd, &ev);
-    c->in_epoll = rc == 0;
+    return (c->want_write ? EPOLLOUT : EPOLLIN | EPOLLRDHUP) | EPOLLONESHOT;
+}
+
+/* Arms c in epoll, without the lock (its worker, once c is linked).
+ * Reads only c's socket: the thread may take c out meanwhile. */
+static int arm(struct poller *p, struct conn *c, bool was_in_epoll, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    int fd = c->stream.fd;
+    int rc = epoll_ctl(p->epfd, was_in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+    if (rc < 0 && was_in_epoll && errno == ENOENT) /* not in the set after all */
+        rc = epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev);
     return rc;
+}
+
+/* The thread's side: waits until the worker that parked c has armed it
+ * (or found it could not). That is a few instructions after its
+ * epoll_ctl returns, unless the scheduler took its CPU away right there:
+ * then the worker gets it back. */
+static void wait_armed(struct conn *c)
+{
+    while (atomic_load_explicit(&c->arming, memory_order_acquire))
+        sched_yield();
 }
 
 /* Links c into the heaps and charges what it holds to the budget. */
@@ -213,10 +238,31 @@ static int link_conn(struct poller *p, struct conn *c)
 
 /* --- workers ------------------------------------------------------------------ */
 
+/* The arming failed (no memory for epoll's entry): c goes back to its
+ * worker, unless the thread has taken it out meanwhile, and then it is
+ * the thread's (it queues or closes it, as it would have). */
+static int arm_failed(struct poller *p, struct conn *c)
+{
+    int err = errno;
+    pthread_mutex_lock(&p->lock);
+    c->in_epoll = false;
+    bool ours = c->parked;
+    if (ours)
+        unlink_conn(p, c);
+    atomic_store_explicit(&c->arming, false, memory_order_release);
+    pthread_mutex_unlock(&p->lock);
+    if (!ours)
+        return 0;
+    errno = err;
+    return -1;
+}
+
 int poller_park(struct poller *p, struct conn *c)
 {
-    bool call = false;
+    bool call = false, arming = false;
     int err = 0;
+    bool was_in_epoll = c->in_epoll;
+    uint32_t events = events_awaited(c);
     pthread_mutex_lock(&p->lock);
     if (!may_park(p, c))
         err = p->cutting || p->quitting ? ECANCELED : ESHUTDOWN;
@@ -224,23 +270,21 @@ int poller_park(struct poller *p, struct conn *c)
         err = ENOBUFS;
     else if (link_conn(p, c) < 0)
         err = ENOMEM;
-    else if (!c->deferred && arm(p, c) < 0) { /* a deferred one waits for room, not bytes */
-        err = errno;
-        unlink_conn(p, c);
-    }
-    int rc = err ? -1 : 0;
-    if (rc == 0) {
+    if (!err) {
         size_t held = conn_buffered(c);
         if (held) {
             conn_charge(c, held);
             if (conn_ledger_over_budget(p->ledger) && !p->shed_asked)
                 call = p->shed_asked = true;
         }
-        /* A handshake waiting for room needs the thread to make some; and
-         * the thread sleeps until its next deadline: an earlier one must
-         * wake it. */
+        /* A handshake waiting for room needs the thread to make some (and
+         * waits for room, not bytes: it is not armed); and the thread
+         * sleeps until its next deadline: an earlier one must wake it. */
         if (c->deferred)
             call = true;
+        else
+            arming = c->in_epoll = true;
+        atomic_store_explicit(&c->arming, arming, memory_order_relaxed);
         if (c->timer.key < p->sleep_until) {
             p->sleep_until = c->timer.key;
             call = true;
@@ -249,9 +293,15 @@ int poller_park(struct poller *p, struct conn *c)
     pthread_mutex_unlock(&p->lock);
     if (call)
         wake(p);
-    if (rc < 0) {
+    if (err) {
         errno = err;
         return -1;
+    }
+    if (arming) {
+        if (arm(p, c, was_in_epoll, events) < 0)
+            return arm_failed(p, c);
+        /* From here on c is the thread's: not a field more. */
+        atomic_store_explicit(&c->arming, false, memory_order_release);
     }
     atomic_fetch_add_explicit(&p->parked, 1, memory_order_relaxed);
     return 0;
@@ -343,6 +393,7 @@ static void log_end(const struct conn *c, enum conn_end why)
 static void close_all(struct conn **conns, int n, enum conn_end why)
 {
     for (int i = 0; i < n; i++) {
+        wait_armed(conns[i]);
         log_end(conns[i], why);
         conn_close(conns[i], why);
     }
@@ -352,6 +403,8 @@ static void requeue(struct poller *p, struct conn **ready, int k)
 {
     if (k == 0)
         return;
+    for (int i = 0; i < k; i++)
+        wait_armed(ready[i]);
     atomic_fetch_add_explicit(&p->woken, (uint64_t)k, memory_order_relaxed);
     int done = queue_push_many(p->queue, ready, k);
     /* The queue closed: a stop ran out of time. */
@@ -403,7 +456,6 @@ static void expire(struct poller *p)
             unlink_conn(p, c);
             c->expired = true;
             if (c->wait == CONN_WAIT_REQUEST) {
-                disarm(p, c);
                 told[t++] = c;
             } else {
                 doomed[k++] = c;
@@ -412,7 +464,12 @@ static void expire(struct poller *p)
         bool stopping = p->quiescing;
         pthread_mutex_unlock(&p->lock);
         atomic_fetch_add_explicit(&p->expired, (uint64_t)(k + t), memory_order_relaxed);
+        for (int i = 0; i < t; i++) { /* going back to a worker: out of the epoll set */
+            wait_armed(told[i]);
+            disarm(p, told[i]);
+        }
         for (int i = 0; i < k; i++) { /* closing takes it out of the epoll set */
+            wait_armed(doomed[i]);
             enum conn_end why = end_of_wait(doomed[i], stopping);
             log_end(doomed[i], why);
             conn_close(doomed[i], why);
