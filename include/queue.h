@@ -37,9 +37,13 @@ struct queue {
     size_t head; /* next to pop */
     size_t count;
     size_t waiting;   /* poppers blocked in queue_pop */
+    size_t signalled; /* ...of which a push has woken this many, not yet out */
     size_t producers; /* registered and not done yet */
     bool closed;
-    atomic_long backlog; /* count - waiting, published under the lock */
+    atomic_long backlog; /* count - signalled, published under the lock */
+    size_t consumers;    /* see queue_limit_wakes */
+    size_t wake_cap;     /* 0: no limit */
+    long long crowded_ms; /* when a push last found fewer poppers waiting than queued */
     void (*on_backlog)(void *arg); /* see queue_set_backlog_hook */
     void *on_backlog_arg;
 };
@@ -80,10 +84,21 @@ void queue_close(struct queue *q);
 void queue_add_producer(struct queue *q);
 void queue_producer_done(struct queue *q);
 
-/* Connections queued beyond the poppers already waiting for one: > 0 means
+/* Connections queued beyond the poppers already woken for one: > 0 means
  * a pushed connection will wait for a worker to come back. Read without the
  * lock (a snapshot, good for a decision that is retried). */
 long queue_backlog(struct queue *q);
+/* How long a queue counts as crowded after a push found more connections
+ * queued than poppers waiting. */
+#define QUEUE_CROWDED_MS 100
+/* Of `consumers` poppers, while the queue is crowded, a push wakes a
+ * waiting one only while fewer than `cap` are out of the wait (popping,
+ * or busy with what they popped, and coming back for more): the rest
+ * sleep on, and those out find the queue full when they come back
+ * instead of going to sleep and being woken for each connection. For
+ * consumers that never wait on anything but the CPU (workers with a
+ * poller). Call before anything pushes; cap 0 (the default): no limit. */
+void queue_limit_wakes(struct queue *q, size_t consumers, size_t cap);
 
 /* Calls fn(arg) after any push that leaves a backlog, outside the lock:
  * the pool uses it to call back a worker that is lingering on an idle

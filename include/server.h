@@ -40,12 +40,20 @@ enum server_mode { SERVER_MODE_APP, SERVER_MODE_ECHO };
  * (server_main.c says why): glibc's default starting threshold, fixed. */
 #define SERVER_MMAP_THRESHOLD (128 << 10)
 
+/* Crowded (connections outnumber the workers waiting for them), a parking
+ * server wakes no more workers than this many per CPU it may run on
+ * (queue_limit_wakes): one more than the CPU takes up the slack while
+ * another is between system calls. */
+#define SERVER_RUNNING_PER_CPU 2
+
 struct server_config {
     const char *host;
     const char *port;
     const char *unix_path; /* listen on this Unix socket instead of host:port */
     mode_t unix_mode;      /* its file permissions (default 0660) */
     size_t workers;
+    size_t wake_cap;       /* with park, crowded: workers woken to run at most (0:
+                            * SERVER_RUNNING_PER_CPU per CPU; not an option) */
     size_t queue_capacity;
     enum server_mode mode;
     size_t max_content;

@@ -34,6 +34,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,17 @@ struct server {
         char last_error[256];
     } reloads;
 };
+
+/* The CPUs this process may run on (taskset, a container's cpuset), not
+ * those the machine has. */
+static size_t usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (size_t)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (size_t)n : 1;
+}
 
 void server_config_defaults(struct server_config *cfg)
 {
@@ -361,6 +373,13 @@ static int start_threads(struct server *s, int *fds, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the connection queue: %s", strerror(errno));
         goto destroy_ledger;
     }
+    /* With a poller a worker waits for nothing but the CPU (and a
+     * linger, which a queued connection calls it back from), so a crowd
+     * of connections needs no more of them running than the CPUs can
+     * keep busy; without one, each waits for its client. */
+    if (cfg->park)
+        queue_limit_wakes(&s->queue, cfg->workers,
+                          cfg->wake_cap ? cfg->wake_cap : SERVER_RUNNING_PER_CPU * usable_cpus());
     s->poller = NULL;
     if (cfg->park && !(s->poller = poller_start(&s->queue, &s->ledger))) {
         snprintf(err, errlen, "cannot start the poller: %s", strerror(errno));

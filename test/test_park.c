@@ -11,6 +11,8 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -144,6 +146,63 @@ Test(park, pipelined_requests_are_served_without_the_poller)
                   "%d pipelined requests took %llu trips through the poller", N,
                   (unsigned long long)(after.woken - before.woken));
     close(fd);
+}
+
+/* --- a crowd under the wake cap ---------------------------------------------- */
+
+enum { CROWD = 48, CROWD_REQUESTS = 30 };
+static atomic_int crowd_answered;
+
+static void start_capped(void)
+{
+    json_object_seed(0);
+    server_config_defaults(&cfg);
+    cfg.workers = 8;
+    cfg.wake_cap = 1;
+    port = ts_start(&srv, &cfg);
+    cr_assert_gt(port, 0);
+}
+
+static void *crowd_client(void *arg)
+{
+    (void)arg;
+    char expected[256];
+    ts_expected_search("ring", expected, sizeof expected);
+    int fd = ts_connect(port);
+    for (int i = 0; fd >= 0 && i < CROWD_REQUESTS; i++) {
+        struct client_response resp;
+        if (ts_search(fd, "ring", &resp) != 0)
+            break;
+        if (ts_content_is(&resp, expected))
+            atomic_fetch_add(&crowd_answered, 1);
+        client_response_free(&resp);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* More keep-alive clients than workers, and at most one worker woken to
+ * run while they crowd the queue (queue_limit_wakes): the others sleep
+ * on, and the connections wait for the one running, or for a lingering
+ * worker called back. Beside them a client silent in the middle of a
+ * request, which a worker may linger on. Every request is answered,
+ * right. */
+Test(park_capped, a_crowd_is_served_with_one_worker_woken_at_a_time, .init = start_capped,
+     .fini = stop, .timeout = 120)
+{
+    int silent = ts_connect(port);
+    cr_assert_eq(send(silent, "\0", 1, MSG_NOSIGNAL), 1, "half a length prefix");
+    atomic_store(&crowd_answered, 0);
+    pthread_t t[CROWD];
+    for (int i = 0; i < CROWD; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, crowd_client, NULL), 0);
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(atomic_load(&crowd_answered), CROWD * CROWD_REQUESTS,
+                 "%d of %d requests answered right", atomic_load(&crowd_answered),
+                 CROWD * CROWD_REQUESTS);
+    close(silent);
 }
 
 Test(park_idle, parked_connections_close_at_the_idle_timeout, .init = start_short_idle,
