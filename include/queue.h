@@ -38,12 +38,13 @@ struct queue {
     size_t count;
     size_t waiting;   /* poppers blocked in queue_pop */
     size_t signalled; /* ...of which a push has woken this many, not yet out */
+    size_t idle;      /* poppers in queue_pop, waiting or not */
     size_t producers; /* registered and not done yet */
     bool closed;
     atomic_long backlog; /* count - signalled, published under the lock */
     size_t consumers;    /* see queue_limit_wakes */
     size_t wake_cap;     /* 0: no limit */
-    long long crowded_ms; /* when a push last found fewer poppers waiting than queued */
+    long long crowded_ms; /* when a push last found it crowded (queue.c) */
     void (*on_backlog)(void *arg); /* see queue_set_backlog_hook */
     void *on_backlog_arg;
 };
@@ -89,8 +90,10 @@ void queue_producer_done(struct queue *q);
  * lock (a snapshot, good for a decision that is retried). */
 long queue_backlog(struct queue *q);
 /* How long a queue counts as crowded after a push found more connections
- * queued than poppers waiting. */
+ * queued than poppers in queue_pop, by more than a quarter of the
+ * consumers. */
 #define QUEUE_CROWDED_MS 100
+#define QUEUE_CROWD_MARGIN_DIV 4
 /* Of `consumers` poppers, while the queue is crowded, a push wakes a
  * waiting one only while fewer than `cap` are out of the wait (popping,
  * or busy with what they popped, and coming back for more): the rest
