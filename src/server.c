@@ -46,7 +46,6 @@
 struct server {
     struct swap answers;          /* struct answers: what search answers (aligned stripes: first) */
     struct server_config cfg;
-    int nlisten;
     struct queue queue;
     struct conn_ledger ledger;    /* every connection: how many, how they ended, buffers */
     struct pool pool;
@@ -60,6 +59,7 @@ struct server {
     struct echo_conn_config echo;
     struct net_unix_id unix_id;   /* the socket file we made, if any */
     long long started_ms;         /* for the uptime */
+    int nlisten;
     atomic_bool draining;         /* a stop is announced: health checks say so */
     struct server_reloads {
         pthread_mutex_t lock;     /* the main thread writes, stats read */
