@@ -22,16 +22,18 @@ static struct server *srv;
 static struct server_config cfg;
 static int port;
 
-static void start_with(int workers, int idle_ms)
+static void start_capped_with(int workers, int idle_ms, size_t wake_cap)
 {
     json_object_seed(0);
     server_config_defaults(&cfg);
     cfg.workers = (size_t)workers;
     cfg.idle_timeout_ms = idle_ms;
+    cfg.wake_cap = wake_cap;
     port = ts_start(&srv, &cfg);
     cr_assert_gt(port, 0);
 }
 
+static void start_with(int workers, int idle_ms) { start_capped_with(workers, idle_ms, 0); }
 static void start(void) { start_with(2, 10000); }
 static void start_short_idle(void) { start_with(2, 300); }
 static void stop(void) { server_stop(srv); }
@@ -153,15 +155,7 @@ Test(park, pipelined_requests_are_served_without_the_poller)
 enum { CROWD = 48, CROWD_REQUESTS = 30 };
 static atomic_int crowd_answered;
 
-static void start_capped(void)
-{
-    json_object_seed(0);
-    server_config_defaults(&cfg);
-    cfg.workers = 8;
-    cfg.wake_cap = 1;
-    port = ts_start(&srv, &cfg);
-    cr_assert_gt(port, 0);
-}
+static void start_capped(void) { start_capped_with(8, 10000, 1); }
 
 static void *crowd_client(void *arg)
 {
